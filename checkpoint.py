@@ -1,0 +1,111 @@
+"""The one way to save and load weights, used by training, testing and evaluation.
+
+Reference layout (METHOD.md): ``decoder_iter_N.pth.tar`` and ``lct_iter_N.pth.tar`` hold plain
+state dicts. Decoder keys are the child indexes of the full 29-child layout (a photo-mode
+file from the reference code may hold all 29 children; photo mode takes ``[10:]``). The
+transform's keys are ``cnet.*``, ``snet.*``, ``uncompress.*`` for SCT and LCT alike. An
+encoder file may hold more layers than the mode needs, never fewer.
+"""
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from cli import UserError
+from net import ModeSpec, build_decoder, build_encoder, build_transform, parse_mode
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that is missing, unreadable or does not fit the model."""
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read a file of tensors safely (``weights_only``), stripping DataParallel's ``module.``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            OSError, AttributeError, ImportError, IndexError, KeyError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason[:200]})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def save_state_dict(module: nn.Module | dict[str, Tensor], path: str | os.PathLike) -> None:
+    """Write a module's weights as plain CPU tensors, atomically (temporary file, then rename)."""
+    state = module.state_dict() if isinstance(module, nn.Module) else module
+    atomic_save({k: v.detach().cpu().contiguous() for k, v in state.items()}, path)
+
+
+def atomic_save(obj: object, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _fit(module: nn.Module, state: dict[str, Tensor], path: str | os.PathLike, what: str,
+         hint: str = "") -> None:
+    """Copy the keys ``module`` needs from ``state``, with a clear error for missing or misshapen ones."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    if missing:
+        layers = sorted({k.split(".")[0] if k[0].isdigit() else k.rsplit(".", 1)[0] for k in missing},
+                        key=lambda s: (len(s), s))
+        raise CheckpointError(f"{path} is not a {what}: missing layers {', '.join(layers[:8])}{hint}")
+    for key, value in expected.items():
+        if state[key].shape != value.shape:
+            raise CheckpointError(f"{path} does not fit the {what}: {key} has shape "
+                                  f"{tuple(state[key].shape)}, expected {tuple(value.shape)}{hint}")
+    module.load_state_dict({k: state[k] for k in expected})
+
+
+def load_encoder(path: str | os.PathLike, mode: str | ModeSpec) -> nn.Sequential:
+    """The frozen VGG encoder for ``mode`` from ``vgg_normalised.pth`` (or a file of its first layers)."""
+    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    encoder = build_encoder(spec)
+    needs = "relu4_1 (art mode)" if spec.name == "art" else "relu3_1"
+    _fit(encoder, load_state_dict(path), path, f"VGG encoder reaching {needs}")
+    return encoder
+
+
+def load_decoder(path: str | os.PathLike, mode: str | ModeSpec) -> nn.Sequential:
+    """A decoder for ``mode``; a full 29-child file also serves photo mode."""
+    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    decoder = build_decoder(spec)
+    hint = " (is it a photo-mode decoder? use --training_mode/--testing_mode photo)" if spec.name == "art" else ""
+    _fit(decoder, load_state_dict(path), path, f"{spec.name}-mode decoder", hint)
+    return decoder
+
+
+def transform_mode(state: dict[str, Tensor]) -> str | None:
+    """The mode a transform state dict was trained in, read from its first content conv."""
+    weight = state.get("cnet.0.weight")
+    if weight is None or weight.dim() != 4:
+        return None
+    return {256: "photo", 512: "art"}.get(weight.shape[1])
+
+
+def load_transform(path: str | os.PathLike, mode: str | ModeSpec, kind: str = "lct") -> nn.Module:
+    """An LCT or SCT for ``mode`` from a ``cnet/snet/uncompress`` state dict (either kind's file)."""
+    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    state = load_state_dict(path)
+    found = transform_mode(state)
+    if found is None:
+        raise CheckpointError(f"{path} is not an LCT/SCT checkpoint (no cnet.0.weight)")
+    if found != spec.name:
+        raise CheckpointError(f"{path} is a {found}-mode transform but the mode is {spec.name}")
+    transform = build_transform(kind, spec)
+    _fit(transform, state, path, f"{spec.name}-mode {kind.upper()}")
+    return transform

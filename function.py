@@ -1,0 +1,71 @@
+"""Small statistics helpers shared by the model, the losses and inference.
+
+Every feature tensor here is ``(N, C, H, W)``; statistics are taken per sample and per
+channel over the spatial positions.
+"""
+import torch
+from torch import Tensor
+
+EPS = 1e-5
+
+
+def calc_mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std, shaped ``(N, C, 1, 1)``; std = sqrt(unbiased var + eps)."""
+    n, c = feat.shape[:2]
+    flat = feat.reshape(n, c, -1)
+    var = flat.var(dim=2, unbiased=True) + eps
+    return flat.mean(dim=2).view(n, c, 1, 1), var.sqrt().view(n, c, 1, 1)
+
+
+def mean_variance_norm(feat: Tensor) -> Tensor:
+    """Give every channel zero mean and unit std."""
+    mean, std = calc_mean_std(feat)
+    return (feat - mean) / std
+
+
+def mean_norm(feat: Tensor) -> tuple[Tensor, Tensor]:
+    """Subtract the per-channel mean; return the centred feature and the mean."""
+    mean = feat.mean(dim=(2, 3), keepdim=True)
+    return feat - mean, mean
+
+
+def calc_cov(feat: Tensor) -> Tensor:
+    """Second-moment matrix ``F Fᵀ / positions`` of a feature, shaped ``(N, C, C)``.
+
+    The caller centres the feature first when it wants a true covariance (SCT feeds it the
+    compressed, mean-centred style feature).
+    """
+    flat = feat.flatten(2)
+    return torch.bmm(flat, flat.transpose(1, 2)) / flat.shape[2]
+
+
+def adaptive_instance_normalization(content_feat: Tensor, style_feat: Tensor) -> Tensor:
+    """AdaIN: give the content feature the style feature's per-channel mean and std."""
+    style_mean, style_std = calc_mean_std(style_feat)
+    content_mean, content_std = calc_mean_std(content_feat)
+    return (content_feat - content_mean) / content_std * style_std + style_mean
+
+
+def _matrix_sqrt(sym: Tensor, inverse: bool = False) -> Tensor:
+    """Square root (or its inverse) of a symmetric positive-definite matrix via eigh."""
+    eigval, eigvec = torch.linalg.eigh(sym)
+    eigval = eigval.clamp_min(1e-8)
+    power = -0.5 if inverse else 0.5
+    return eigvec @ torch.diag_embed(eigval.pow(power)) @ eigvec.transpose(-1, -2)
+
+
+def coral(source: Tensor, target: Tensor) -> Tensor:
+    """Colour matching for ``--preserve_color``: give ``source`` the RGB mean and covariance of ``target``.
+
+    Both are ``(3, H, W)`` images in [0, 1]; the result has ``source``'s shape. The style image
+    is matched to the content image before transfer, so the output keeps the content's colours.
+    """
+    src = source.reshape(3, -1).double()
+    tgt = target.reshape(3, -1).double()
+    src_mean, tgt_mean = src.mean(1, keepdim=True), tgt.mean(1, keepdim=True)
+    src_c, tgt_c = src - src_mean, tgt - tgt_mean
+    eye = torch.eye(3, dtype=src.dtype, device=src.device)
+    src_cov = src_c @ src_c.T / src_c.shape[1] + EPS * eye
+    tgt_cov = tgt_c @ tgt_c.T / tgt_c.shape[1] + EPS * eye
+    matched = _matrix_sqrt(tgt_cov) @ _matrix_sqrt(src_cov, inverse=True) @ src_c + tgt_mean
+    return matched.reshape(source.shape).to(source.dtype).clamp(0, 1)

@@ -1,0 +1,403 @@
+"""The model, in the order of METHOD.md: encoder and decoder layouts, SCT and LCT, the
+contrastive losses CCPL and WCE, and the training network that combines them.
+
+Modes: ``photo`` works at relu3_1 (256 channels, 1/4 size), ``art`` at relu4_1 (512 channels,
+1/8 size). Layer indexes are the child indexes of the reference ``nn.Sequential`` layouts, so
+state-dict keys match checkpoints written by the CCPL and GLFA reference code.
+"""
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from function import adaptive_instance_normalization, calc_cov, calc_mean_std, mean_norm, mean_variance_norm
+
+
+# --------------------------------------------------------------------------------------------
+# Modes
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """What a training/testing mode uses of the encoder and decoder."""
+
+    name: str
+    encoder_end: int          # encoder children [:encoder_end]
+    stage_ends: tuple         # child index after relu1_1, relu2_1, relu3_1[, relu4_1]
+    channels: tuple           # channels of those layers
+    decoder_start: int        # decoder children [decoder_start:]
+    downscale: int            # image size / feature size at the last layer
+    min_side: int             # smallest image side: SCT's style branch needs 3×3 (photo) or 5×5 (art) features
+
+    @property
+    def feature_channels(self) -> int:
+        return self.channels[-1]
+
+
+MODES = {
+    "photo": ModeSpec("photo", 18, (4, 11, 18), (64, 128, 256), 10, 4, 12),
+    "art": ModeSpec("art", 31, (4, 11, 18, 31), (64, 128, 256, 512), 0, 8, 40),
+}
+_MODE_ALIASES = {
+    "photo": "photo", "pho": "photo", "photo-realistic": "photo", "photorealistic": "photo",
+    "photo_realistic": "photo", "art": "art", "artistic": "art",
+}
+
+
+def parse_mode(name: str) -> ModeSpec:
+    """Mode from any spelling the reference code used (``pho``, ``Photo-realistic``, ``artistic``…)."""
+    key = _MODE_ALIASES.get(str(name).strip().lower())
+    if key is None:
+        raise ValueError(f"unknown mode {name!r}: use 'photo' (relu3_1) or 'art' (relu4_1)")
+    return MODES[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Encoder: normalised VGG-19 (frozen)
+# --------------------------------------------------------------------------------------------
+
+def _conv(in_ch: int, out_ch: int) -> list[nn.Module]:
+    return [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3), nn.ReLU()]
+
+
+def _pool() -> nn.Module:
+    return nn.MaxPool2d(2, 2, ceil_mode=True)
+
+
+def vgg_layout() -> list[nn.Module]:
+    """The reference encoder's 53 children, from the 1×1 input conv to relu5_4."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 3, 1)]
+    layers += _conv(3, 64) + _conv(64, 64) + [_pool()]                          # relu1_1 at child 3
+    layers += _conv(64, 128) + _conv(128, 128) + [_pool()]                      # relu2_1 at child 10
+    layers += _conv(128, 256) + _conv(256, 256) + _conv(256, 256) + _conv(256, 256) + [_pool()]  # relu3_1 at 17
+    layers += _conv(256, 512) + _conv(512, 512) + _conv(512, 512) + _conv(512, 512) + [_pool()]  # relu4_1 at 30
+    layers += _conv(512, 512) + _conv(512, 512) + _conv(512, 512) + _conv(512, 512)
+    return layers
+
+
+def _indexed(layers: list[nn.Module], start: int, end: int) -> nn.Sequential:
+    """Children ``[start:end]`` as a Sequential whose keys keep the full layout's indexes."""
+    return nn.Sequential(OrderedDict((str(i), layers[i]) for i in range(start, end)))
+
+
+def build_encoder(mode: str | ModeSpec) -> nn.Sequential:
+    """The encoder children the mode uses, frozen (no gradients, eval mode)."""
+    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    encoder = _indexed(vgg_layout(), 0, spec.encoder_end)
+    encoder.requires_grad_(False)
+    return encoder.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Decoder: the encoder's mirror
+# --------------------------------------------------------------------------------------------
+
+def decoder_layout() -> list[nn.Module]:
+    """The reference decoder's 29 children, relu4_1 (512 channels, 1/8 size) to RGB."""
+    up = lambda: nn.Upsample(scale_factor=2, mode="nearest")  # noqa: E731
+    layers: list[nn.Module] = _conv(512, 256) + [up()]                                    # 0-3
+    layers += _conv(256, 256) + _conv(256, 256) + _conv(256, 256) + _conv(256, 128) + [up()]  # 4-16
+    layers += _conv(128, 128) + _conv(128, 64) + [up()]                                   # 17-23
+    layers += _conv(64, 64) + [nn.ReflectionPad2d(1), nn.Conv2d(64, 3, 3)]               # 24-28
+    return layers
+
+
+def build_decoder(mode: str | ModeSpec) -> nn.Sequential:
+    """The decoder children the mode uses (photo: ``[10:]``, art: all 29)."""
+    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    layers = decoder_layout()
+    return _indexed(layers, spec.decoder_start, len(layers))
+
+
+# --------------------------------------------------------------------------------------------
+# Transforms: SCT and LCT
+# --------------------------------------------------------------------------------------------
+
+class SCT(nn.Module):
+    """CCPL's simple covariance transformation.
+
+    The normalised content feature and the centred style feature are compressed to 32
+    channels; the style's 32×32 second-moment matrix multiplies the compressed content;
+    ``uncompress`` restores the channels and the style's channel means are added back.
+    """
+
+    def __init__(self, mode: str | ModeSpec = "photo"):
+        super().__init__()
+        spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+        self.mode = spec.name
+        if spec.name == "art":
+            self.cnet = nn.Sequential(nn.Conv2d(512, 256, 1), nn.ReLU(), nn.Conv2d(256, 128, 1), nn.ReLU(),
+                                      nn.Conv2d(128, 32, 1))
+            self.snet = nn.Sequential(nn.Conv2d(512, 256, 3), nn.ReLU(), nn.Conv2d(256, 128, 3), nn.ReLU(),
+                                      nn.Conv2d(128, 32, 1))
+        else:
+            self.cnet = nn.Sequential(nn.Conv2d(256, 128, 1), nn.ReLU(), nn.Conv2d(128, 32, 1))
+            self.snet = nn.Sequential(nn.Conv2d(256, 128, 3), nn.ReLU(), nn.Conv2d(128, 32, 1))
+        self.uncompress = nn.Conv2d(32, spec.feature_channels, 1)
+
+    def style_matrix(self, style_feat: Tensor) -> tuple[Tensor, Tensor]:
+        """The style's compressed 32×32 matrix (fp32) and its channel means."""
+        centred, style_mean = mean_norm(style_feat)
+        compressed = self.snet(centred).float()
+        return calc_cov(compressed), style_mean
+
+    def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
+              style_cov: Tensor, style_mean: Tensor) -> Tensor:
+        """SCT from precomputed statistics (lets inference work tile by tile)."""
+        compressed = self.cnet((content_feat - content_mean) / content_std)
+        n, c, h, w = compressed.shape
+        mixed = torch.bmm(style_cov.to(compressed.dtype), compressed.flatten(2)).view(n, c, h, w)
+        return self.uncompress(mixed) + style_mean
+
+    def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
+        content_mean, content_std = calc_mean_std(content_feat)
+        style_cov, style_mean = self.style_matrix(style_feat)
+        return self.apply(content_feat, content_mean, content_std, style_cov, style_mean)
+
+
+class LCT(SCT):
+    """This method's linear covariance transformation: SCT plus an AdaIN skip connection,
+    ``LCT(c, s) = (SCT(c, s) + AdaIN(c, s)) / 2``. Same parameters as SCT."""
+
+    def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
+        return (super().forward(content_feat, style_feat)
+                + adaptive_instance_normalization(content_feat, style_feat)) / 2
+
+
+TRANSFORMS = {"lct": LCT, "sct": SCT}
+
+
+def build_transform(kind: str, mode: str | ModeSpec = "photo") -> SCT:
+    """``lct`` or ``sct`` for the given mode."""
+    if kind not in TRANSFORMS:
+        raise ValueError(f"unknown transform {kind!r}: use 'lct' or 'sct'")
+    return TRANSFORMS[kind](mode)
+
+
+# --------------------------------------------------------------------------------------------
+# Contrastive losses: CCPL and WCE
+# --------------------------------------------------------------------------------------------
+
+# (row, col) offsets of an anchor's 8 neighbours, in the reference order.
+NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def sample_anchors(height: int, width: int, num_s: int, device: torch.device | str = "cpu") -> Tensor:
+    """``num_s`` distinct anchor positions ``(row, col)`` away from the border, shape ``(num_s, 2)``."""
+    if height < 3 or width < 3:
+        raise ValueError(f"feature map {height}×{width} is too small for 3×3 neighbourhoods")
+    inner_w = width - 2
+    flat = torch.randperm((height - 2) * inner_w, device=device)[:num_s]
+    return torch.stack((flat // inner_w + 1, flat % inner_w + 1), dim=1)
+
+
+def neighbourhood_index(anchors: Tensor, width: int) -> Tensor:
+    """Flat position indexes of every anchor's 3×3 block, shape ``(9, num_s)``.
+
+    Row 0 holds the anchors, rows 1–8 their neighbours in ``NEIGHBOUR_OFFSETS`` order.
+    """
+    offsets = torch.tensor(((0, 0),) + NEIGHBOUR_OFFSETS, device=anchors.device)
+    rows = anchors[None, :, 0] + offsets[:, 0, None]
+    cols = anchors[None, :, 1] + offsets[:, 1, None]
+    return rows * width + cols
+
+
+def gather_blocks(feat: Tensor, index: Tensor) -> Tensor:
+    """Features at ``index`` (9, S): one gather for all anchors, shape ``(N, 9, S, C)``."""
+    n, c = feat.shape[:2]
+    picked = feat.flatten(2).index_select(2, index.flatten())
+    return picked.view(n, c, *index.shape).permute(0, 2, 3, 1)
+
+
+def projected_differences(blocks: Tensor, head: nn.Module) -> Tensor:
+    """Anchor−neighbour difference vectors through a projection head, L2-normalised.
+
+    ``blocks`` is ``(N, 9, num_s, C)``; the result is ``(N, 8·num_s, D)``, neighbour-major
+    like the reference.
+    """
+    diffs = (blocks[:, :1] - blocks[:, 1:]).flatten(1, 2)
+    return F.normalize(head(diffs).float(), dim=-1)
+
+
+def info_nce(query: Tensor, key: Tensor, tau: float, log_weights: Tensor | None = None) -> Tensor:
+    """InfoNCE within each image: query ``i``'s positive is key ``i``, the other keys are negatives.
+
+    ``query``/``key`` are ``(N, S, D)`` unit vectors. ``log_weights`` (N, S, S), when given, is
+    added (times ``tau``) to the negative logits, as WCE does. Self-pairs are masked out.
+    """
+    n, s, _ = query.shape
+    positive = (query * key).sum(-1, keepdim=True)
+    negative = torch.bmm(query, key.transpose(1, 2))
+    if log_weights is not None:
+        negative = negative + tau * log_weights
+    self_pair = torch.eye(s, dtype=torch.bool, device=query.device)
+    negative = negative.masked_fill(self_pair, float("-inf"))
+    logits = torch.cat((positive, negative), dim=2) / tau
+    target = torch.zeros(n * s, dtype=torch.long, device=query.device)
+    return F.cross_entropy(logits.flatten(0, 1), target)
+
+
+@torch.no_grad()
+def sinkhorn_weights(query: Tensor, key: Tensor, eps: float = 1.0, iters: int = 50) -> Tensor:
+    """MoNCE's weights of the negatives: an entropic OT plan between queries and keys.
+
+    Kernel ``exp(q·kᵀ / eps)`` with self-pairs masked; Sinkhorn scaling towards unit row and
+    column sums (ending on the rows), then ×(S−1) so each row's weights over its S−1
+    negatives average exactly 1. Batched over images, no host synchronisation. ``(N, S, S)``.
+    """
+    s = query.shape[1]
+    kernel = torch.exp(torch.bmm(query.float(), key.float().transpose(1, 2)) / eps)
+    kernel = kernel * (1 - torch.eye(s, device=query.device))
+    col_scale = torch.ones_like(kernel[:, :1, :])
+    for _ in range(iters):
+        row_scale = 1 / (kernel * col_scale).sum(2, keepdim=True)
+        col_scale = 1 / (kernel * row_scale).sum(1, keepdim=True)
+    plan = kernel * col_scale
+    plan = plan / plan.sum(2, keepdim=True)
+    return plan * (s - 1)
+
+
+def neighbourhood_kl(blocks_result: Tensor, blocks_content: Tensor) -> Tensor:
+    """WCE's global-consistency term: KL(content ‖ result) of the similarity distributions
+    within every anchor's 3×3 block of raw features, averaged over rows, anchors and images.
+
+    Each block's 9 vectors are L2-normalised; cosine similarities map to ``(cos + 1) / 2`` and
+    each row is divided by its sum.
+    """
+    def distribution(blocks: Tensor) -> Tensor:
+        unit = F.normalize(blocks.float().transpose(1, 2), dim=-1)        # (N, S, 9, C)
+        affinity = (torch.matmul(unit, unit.transpose(-1, -2)) + 1) / 2  # (N, S, 9, 9)
+        return affinity / affinity.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    p_content, p_result = distribution(blocks_content), distribution(blocks_result)
+    log_ratio = p_content.clamp_min(1e-12).log() - p_result.clamp_min(1e-12).log()
+    return (p_content * log_ratio).sum(-1).mean()
+
+
+class CCPL(nn.Module):
+    """Contrastive coherence preserving loss on the last ``num_l`` encoder layers.
+
+    Owns one projection head per encoder layer (Linear C→C, ReLU, Linear C→C/4).
+    """
+
+    def __init__(self, channels: tuple, num_s: int = 8, num_l: int = 3, tau: float = 0.07):
+        super().__init__()
+        if not 1 <= num_l <= len(channels):
+            raise ValueError(f"num_l must be between 1 and {len(channels)} for this mode, got {num_l}")
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, c // 4)) for c in channels)
+        self.num_s, self.num_l, self.tau = num_s, num_l, tau
+
+    def layer_loss(self, blocks_result: Tensor, blocks_content: Tensor, head: nn.Module) -> dict[str, Tensor]:
+        query = projected_differences(blocks_result, head)
+        key = projected_differences(blocks_content, head)
+        return {"nce": info_nce(query, key, self.tau)}
+
+    def forward(self, feats_result: list[Tensor], feats_content: list[Tensor],
+                anchors: list[Tensor] | None = None) -> dict[str, Tensor]:
+        """Sum of the per-layer losses. ``anchors`` pins one ``(num_s, 2)`` tensor per used
+        layer (for tests); otherwise anchors are drawn at random, shared by the batch."""
+        first = len(feats_result) - self.num_l
+        total: dict[str, Tensor] = {}
+        for i in range(first, len(feats_result)):
+            result, content = feats_result[i], feats_content[i]
+            h, w = result.shape[2:]
+            layer_anchors = (anchors[i - first] if anchors is not None
+                             else sample_anchors(h, w, self.num_s, result.device))
+            index = neighbourhood_index(layer_anchors.to(result.device), w)
+            terms = self.layer_loss(gather_blocks(result, index), gather_blocks(content, index), self.heads[i])
+            for name, value in terms.items():
+                total[name] = total[name] + value if name in total else value
+        return total
+
+
+class WCE(CCPL):
+    """Weighted contrast estimation: CCPL whose negatives are weighted by an optimal-transport
+    plan (MoNCE), plus a KL term on raw-feature similarities for global consistency."""
+
+    def __init__(self, channels: tuple, num_s: int = 8, num_l: int = 3, tau: float = 0.07,
+                 ot_eps: float = 1.0, ot_iters: int = 50):
+        super().__init__(channels, num_s, num_l, tau)
+        self.ot_eps, self.ot_iters = ot_eps, ot_iters
+
+    def layer_loss(self, blocks_result: Tensor, blocks_content: Tensor, head: nn.Module) -> dict[str, Tensor]:
+        query = projected_differences(blocks_result, head)
+        key = projected_differences(blocks_content, head)
+        weights = sinkhorn_weights(query, key.detach(), self.ot_eps, self.ot_iters)
+        nce = info_nce(query, key, self.tau, log_weights=weights.clamp_min(1e-30).log())
+        return {"nce": nce, "kl": neighbourhood_kl(blocks_result, blocks_content)}
+
+
+CONTRASTIVE = {"wce": WCE, "ccpl": CCPL}
+
+
+# --------------------------------------------------------------------------------------------
+# The network: encoder → transform → decoder, and the training losses
+# --------------------------------------------------------------------------------------------
+
+class StyleTransferNet(nn.Module):
+    """Encoder → transform → decoder, returning the training losses and the stylised image.
+
+    Losses: content (MSE at the last layer), style (mean and std MSE at every used layer) and
+    the contrastive terms (``nce`` and, for WCE, ``kl``) between the result and the content.
+    """
+
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: SCT,
+                 contrastive: CCPL | None, mode: str | ModeSpec = "photo"):
+        super().__init__()
+        self.spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+        bounds = (0,) + self.spec.stage_ends
+        self.stages = nn.ModuleList(encoder[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1))
+        self.stages.requires_grad_(False)
+        self.decoder, self.transform, self.contrastive = decoder, transform, contrastive
+
+    def train(self, mode: bool = True) -> "StyleTransferNet":
+        super().train(mode)
+        self.stages.eval()
+        return self
+
+    def encode_with_intermediate(self, image: Tensor) -> list[Tensor]:
+        """Features at relu1_1, relu2_1, relu3_1[, relu4_1]."""
+        feats = []
+        for stage in self.stages:
+            image = stage(image)
+            feats.append(image)
+        return feats
+
+    def forward(self, content: Tensor, style: Tensor,
+                anchors: list[Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
+        with torch.no_grad():
+            content_feats = self.encode_with_intermediate(content)
+            style_feats = self.encode_with_intermediate(style)
+        result = self.decoder(self.transform(content_feats[-1], style_feats[-1]))
+        result_feats = self.encode_with_intermediate(result)
+
+        losses = {
+            "content": F.mse_loss(result_feats[-1].float(), content_feats[-1].float()),
+            "style": sum(style_loss(r, s) for r, s in zip(result_feats, style_feats)),
+        }
+        if self.contrastive is not None:
+            losses.update(self.contrastive(result_feats, content_feats, anchors))
+        return losses, result
+
+
+def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
+    """MSE between the channel means plus MSE between the channel stds."""
+    result_mean, result_std = calc_mean_std(result_feat.float())
+    style_mean, style_std = calc_mean_std(style_feat.float())
+    return F.mse_loss(result_mean, style_mean) + F.mse_loss(result_std, style_std)
+
+
+def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
+                  num_s: int = 8, num_l: int = 3, tau: float = 0.07) -> StyleTransferNet:
+    """A training network with freshly initialised decoder, transform and heads.
+
+    ``contrastive`` is ``wce``, ``ccpl`` or ``none``. Load the encoder weights afterwards.
+    """
+    spec = parse_mode(mode)
+    if contrastive not in (*CONTRASTIVE, "none"):
+        raise ValueError(f"unknown contrastive loss {contrastive!r}: use 'wce', 'ccpl' or 'none'")
+    loss = None if contrastive == "none" else CONTRASTIVE[contrastive](spec.channels, num_s, num_l, tau)
+    return StyleTransferNet(build_encoder(spec), build_decoder(spec), build_transform(transform, spec), loss, spec)
