@@ -8,6 +8,7 @@ encoder file may hold more layers than the mode needs, never fewer.
 """
 import os
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
@@ -24,18 +25,11 @@ class CheckpointError(UserError):
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read a file of tensors safely (``weights_only``), stripping DataParallel's ``module.``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
-            OSError, AttributeError, ImportError, IndexError, KeyError, TypeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason[:200]})") from None
+    state = _safe_load(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                              for k, v in state.items()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
@@ -51,8 +45,43 @@ def atomic_save(obj: object, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as file:
+        torch.save(obj, file)
+        file.flush()
+        os.fsync(file.fileno())  # on disk before the rename, so a power cut cannot leave an empty file
     os.replace(tmp, path)
+
+
+def _safe_load(path: str | os.PathLike) -> object:
+    """``torch.load(weights_only=True)`` on CPU; a missing or unreadable file is a ``CheckpointError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            OSError, AttributeError, ImportError, IndexError, KeyError, TypeError, struct.error) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason[:200]})") from None
+
+
+TRAINING_STATE_FORMAT = "glfa-training-state-1"
+
+
+def save_training_state(state: dict, path: str | os.PathLike) -> None:
+    """Write a training state (weights, optimiser, iteration, arguments; see training.py)
+    atomically. It must hold only tensors and plain Python values, so it loads back with
+    ``weights_only``."""
+    atomic_save({"format": TRAINING_STATE_FORMAT, **state}, path)
+
+
+def load_training_state(path: str | os.PathLike) -> dict:
+    """Read a file written by ``save_training_state``, safely (``weights_only``)."""
+    state = _safe_load(path)
+    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a training state written by train.py "
+                              "(decoder/transform weights cannot be resumed from)")
+    return state
 
 
 def _fit(module: nn.Module, state: dict[str, Tensor], path: str | os.PathLike, what: str,

@@ -12,12 +12,17 @@ class UserError(Exception):
 
 
 def run_main(main: Callable[[], None]) -> None:
-    """Run ``main``; turn a ``UserError`` into one ``error:`` line and exit status 2."""
+    """Run ``main``; turn a ``UserError`` into one ``error:`` line and exit status 2, and a file-system
+    failure (an output path that is a file, no permission, a full disk) into one line and status 1."""
     try:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        where = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

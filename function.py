@@ -9,10 +9,16 @@ from torch import Tensor
 EPS = 1e-5
 
 
+def full_precision(tensor: Tensor) -> Tensor:
+    """Half-precision tensors (from autocast) as fp32, so statistics keep their precision."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
 def calc_mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and std, shaped ``(N, C, 1, 1)``; std = sqrt(unbiased var + eps)."""
+    """Per-channel mean and std, shaped ``(N, C, 1, 1)``; std = sqrt(unbiased var + eps).
+    Computed in fp32 (at least) whatever the feature's precision."""
     n, c = feat.shape[:2]
-    flat = feat.reshape(n, c, -1)
+    flat = full_precision(feat.reshape(n, c, -1))
     var = flat.var(dim=2, unbiased=True) + eps
     return flat.mean(dim=2).view(n, c, 1, 1), var.sqrt().view(n, c, 1, 1)
 
@@ -25,7 +31,7 @@ def mean_variance_norm(feat: Tensor) -> Tensor:
 
 def mean_norm(feat: Tensor) -> tuple[Tensor, Tensor]:
     """Subtract the per-channel mean; return the centred feature and the mean."""
-    mean = feat.mean(dim=(2, 3), keepdim=True)
+    mean = full_precision(feat).mean(dim=(2, 3), keepdim=True)
     return feat - mean, mean
 
 
@@ -35,8 +41,9 @@ def calc_cov(feat: Tensor) -> Tensor:
     The caller centres the feature first when it wants a true covariance (SCT feeds it the
     compressed, mean-centred style feature).
     """
-    flat = feat.flatten(2)
-    return torch.bmm(flat, flat.transpose(1, 2)) / flat.shape[2]
+    flat = full_precision(feat.flatten(2))
+    with torch.autocast(flat.device.type, enabled=False):  # autocast would run bmm in half precision
+        return torch.bmm(flat, flat.transpose(1, 2)) / flat.shape[2]
 
 
 def adaptive_instance_normalization(content_feat: Tensor, style_feat: Tensor) -> Tensor:

@@ -1,26 +1,175 @@
-"""Stylising images with a trained model: the model is loaded once, then applied per pair."""
+"""Stylising images with a trained model: the model is loaded once, then applied per pair.
+
+Large photos are stylised in tiles so that memory stays bounded and no seam appears. The
+transform needs the content feature's global per-channel mean and std, so inference runs in
+three steps: encode the image tile by tile (each tile grown by a halo at least the encoder's
+reach, with origins on multiples of its downscale so the max-pool windows line up) into one
+feature map; take its statistics exactly; then transform and decode tile by tile, each
+feature tile grown by the decoder's reach, and crop the halos. The result equals the untiled
+one up to floating-point rounding.
+"""
+import itertools
+import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, TypeVar
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from checkpoint import load_decoder, load_encoder, load_transform
 from cli import UserError
-from function import coral
-from net import parse_mode
+from function import calc_mean_std, coral, full_precision
+from net import LCT, SCT, ModeSpec, parse_mode
+
+# Automatic tiles: at most this side (px), and small enough for half the free memory at
+# about this many bytes per pixel of a tile (the first encoder and last decoder layers hold
+# 64 channels at full resolution, a few such tensors alive at once).
+MAX_AUTO_TILE = 2048
+BYTES_PER_PIXEL = 64 * 4 * 4
+TILE_MULTIPLE = 64
+
+Item = TypeVar("Item")
+Loaded = TypeVar("Loaded")
+
+
+def configure_backends(device: torch.device) -> None:
+    """Fast GPU settings: cuDNN picks the fastest algorithms, matmuls and convolutions may use TF32."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def reach(layers: Iterable[nn.Module]) -> float:
+    """How far, in input pixels, an output of ``layers`` can depend on inputs on either side.
+
+    Convolutions add their half-width at the current scale, 2×2 max-pools one input step
+    before halving the resolution, nearest upsampling doubles it. A tile grown by at least
+    this much yields exact values in its interior, whatever its border padding does.
+    """
+    distance, step = 0.0, 1.0
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            distance += (layer.kernel_size[0] - 1) // 2 * layer.dilation[0] * step
+        elif isinstance(layer, nn.MaxPool2d):
+            distance += (layer.kernel_size - 1) * step
+            step *= layer.stride
+        elif isinstance(layer, nn.Upsample):
+            step /= layer.scale_factor
+    return distance
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device`` (GPU memory, or the host's available RAM), None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def auto_tile_size(device: torch.device, bytes_per_element: int = 4) -> int:
+    """The tile side for ``--tile_size 0``: at most ``MAX_AUTO_TILE``, smaller when memory is short."""
+    free = available_memory(device)
+    if free is None:
+        return MAX_AUTO_TILE
+    side = math.isqrt(int(free * 0.5 / (BYTES_PER_PIXEL * bytes_per_element / 4)))
+    return max(TILE_MULTIPLE * 4, min(MAX_AUTO_TILE, side // TILE_MULTIPLE * TILE_MULTIPLE))
+
+
+def spans(length: int, tile: int, halo: int, multiple: int = 1) -> list[tuple[int, int, int, int]]:
+    """Cut ``[0, length)`` into near-equal tiles of at most ``tile`` starting on multiples of
+    ``multiple``: ``(start, end, halo_start, halo_end)`` each, the halo span grown by ``halo``
+    on both sides and clipped to the range."""
+    count = -(-length // tile)
+    step = -(-length // (count * multiple)) * multiple
+    return [(start, min(start + step, length), max(0, start - halo), min(length, start + step + halo))
+            for start in range(0, length, step)]
+
+
+def combine_mean_std(counts: Tensor, means: Tensor, sq_devs: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Exact mean and ``sqrt(unbiased var + eps)`` from per-chunk counts, means and sums of
+    squared deviations (Chan et al.'s parallel formula, in fp64). Chunks are on dim 0."""
+    counts, means, sq_devs = counts.double(), means.double(), sq_devs.double()
+    total = counts.sum()
+    mean = (counts * means).sum(0) / total
+    sq_dev = sq_devs.sum(0) + (counts * (means - mean) ** 2).sum(0)
+    return mean.float(), (sq_dev / (total - 1) + eps).sqrt().float()
+
+
+def chunked_mean_std(feat: Tensor, rows: int, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """``calc_mean_std`` of a large ``(N, C, H, W)`` feature, ``rows`` rows at a time (fp32 chunks)."""
+    chunks = feat.split(rows, dim=2)
+    counts = torch.tensor([float(c.shape[2] * c.shape[3]) for c in chunks], device=feat.device)
+    stats = [torch.var_mean(full_precision(c), dim=(2, 3), correction=0, keepdim=True) for c in chunks]
+    variances, means = (torch.stack(s) for s in zip(*stats))
+    count = counts.view(-1, 1, 1, 1, 1)
+    return combine_mean_std(count, means, variances * count, eps)
+
+
+def read_ahead(items: Iterable[Item], load: Callable[[Item], Loaded], depth: int = 2) -> Iterator[tuple[Item, Loaded]]:
+    """``(item, load(item))`` in order, with the next ``depth`` items loading in background
+    threads meanwhile (decoding and resizing release the GIL). ``load``'s exceptions are
+    raised here, when their item's turn comes."""
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=depth) as pool:
+        pending = deque((item, pool.submit(load, item)) for item in itertools.islice(iterator, depth))
+        while pending:
+            item, future = pending.popleft()
+            for following in iterator:
+                pending.append((following, pool.submit(load, following)))
+                break
+            yield item, future.result()
 
 
 class Stylizer:
     """Encoder, transform and decoder for inference, with the options of the CCPL family:
-    ``alpha`` blending, interpolation between styles, and colour preservation."""
+    ``alpha`` blending, interpolation between styles, and colour preservation.
+
+    ``tile_size`` (image pixels): 0 picks tiles automatically (images that fit one tile are
+    processed whole); a positive size tiles every image larger than it. ``amp_dtype`` runs
+    the convolutions in bf16/fp16 while statistics stay fp32; ``channels_last`` and
+    ``compile`` are the other GPU speed options.
+    """
 
     def __init__(self, vgg: str, decoder: str, transform: str, mode: str = "photo", kind: str = "lct",
-                 device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None):
-        self.spec = parse_mode(mode)
+                 device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
+                 tile_size: int = 0, channels_last: bool = False, compile: bool = False):
+        spec = parse_mode(mode)
+        self._setup(load_encoder(vgg, spec), load_decoder(decoder, spec), load_transform(transform, spec, kind),
+                    spec, device, amp_dtype, tile_size, channels_last, compile)
+
+    @classmethod
+    def from_modules(cls, encoder: nn.Module, decoder: nn.Module, transform: SCT, mode: str = "photo",
+                     device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
+                     tile_size: int = 0, channels_last: bool = False, compile: bool = False) -> "Stylizer":
+        """A Stylizer around modules already built (tests, benchmarks)."""
+        stylizer = cls.__new__(cls)
+        stylizer._setup(encoder, decoder, transform, parse_mode(mode), device, amp_dtype, tile_size,
+                        channels_last, compile)
+        return stylizer
+
+    def _setup(self, encoder: nn.Module, decoder: nn.Module, transform: SCT, spec: ModeSpec,
+               device: torch.device | str, amp_dtype: torch.dtype | None, tile_size: int,
+               channels_last: bool, compile: bool) -> None:
+        self.spec = spec
         self.device = torch.device(device)
         self.amp_dtype = amp_dtype
-        self.encoder = load_encoder(vgg, self.spec).to(self.device).eval()
-        self.decoder = load_decoder(decoder, self.spec).to(self.device).eval()
-        self.transform = load_transform(transform, self.spec, kind).to(self.device).eval()
+        self.tile_size = tile_size
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        configure_backends(self.device)
+        self.transform = transform.to(self.device).eval()
+        encoder = encoder.to(self.device, memory_format=self.memory_format).eval()
+        decoder = decoder.to(self.device, memory_format=self.memory_format).eval()
+        multiple = spec.downscale
+        self.encoder_halo = math.ceil(reach(encoder) / multiple) * multiple
+        self.decoder_halo = math.ceil(reach(decoder))          # in feature pixels
+        self.encoder = torch.compile(encoder) if compile else encoder
+        self.decoder = torch.compile(decoder) if compile else decoder
 
     def check_size(self, image: Tensor, what: str) -> None:
         """Images smaller than the mode's minimum cannot be encoded deep enough."""
@@ -28,35 +177,128 @@ class Stylizer:
             raise UserError(f"{what} is {image.shape[-1]}×{image.shape[-2]} px; {self.spec.name} mode needs "
                             f"at least {self.spec.min_side} px on each side")
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _tile_for(self, height: int, width: int, tile_size: int | None) -> int:
+        """The tile side for an image (a multiple of the downscale), or 0 to process it whole."""
+        tile = self.tile_size if tile_size is None else tile_size
+        if tile == 0:
+            element = 4 if self.amp_dtype is None else 2
+            tile = auto_tile_size(self.device, element)
+        tile = max(tile // self.spec.downscale, 1) * self.spec.downscale
+        return 0 if max(height, width) <= tile else tile
+
     def _encode(self, image: Tensor) -> Tensor:
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            return self.encoder(image.to(self.device))
+        with self._autocast():
+            return self.encoder(image.to(self.device).contiguous(memory_format=self.memory_format))
+
+    def _encode_tiled(self, image: Tensor, tile: int) -> Tensor:
+        """The encoder's feature of a ``(1, 3, H, W)`` image computed tile by tile, equal to
+        encoding it whole (``tile`` 0: whole). Tiles start on multiples of the downscale, so a
+        last tile ending on an odd size meets the same ceil-mode pooling as the whole image."""
+        if not tile:
+            return self._encode(image)
+        height, width = image.shape[-2:]
+        ds, halo = self.spec.downscale, self.encoder_halo
+        feat = None
+        for y0, y1, hy0, hy1 in spans(height, tile, halo, ds):
+            rows = slice(y0 // ds, -(-y1 // ds))
+            for x0, x1, hx0, hx1 in spans(width, tile, halo, ds):
+                cols = slice(x0 // ds, -(-x1 // ds))
+                part = self._encode(image[..., hy0:hy1, hx0:hx1])
+                if feat is None:
+                    feat = part.new_empty(1, part.shape[1], -(-height // ds), -(-width // ds))
+                top, left = (y0 - hy0) // ds, (x0 - hx0) // ds
+                feat[..., rows, cols] = part[..., top:top + rows.stop - rows.start, left:left + cols.stop - cols.start]
+        return feat
+
+    def _mean_std(self, feat: Tensor, tile: int) -> tuple[Tensor, Tensor]:
+        if not tile:
+            return calc_mean_std(feat)
+        return chunked_mean_std(feat, max(tile // self.spec.downscale, 1))
+
+    def _style_stats(self, style_feat: Tensor, tile: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The style's compressed covariance, channel means and channel stds."""
+        with self._autocast():
+            style_cov, style_mean = self.transform.style_matrix(style_feat)
+        return style_cov, style_mean.float(), self._mean_std(style_feat, tile)[1]
+
+    def _transform(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
+                   style_stats: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """SCT or LCT of a (tile of a) content feature from global statistics, in fp32."""
+        content_mean, content_std = content_stats
+        style_cov, style_mean, style_std = style_stats
+        with self._autocast():
+            result = self.transform.apply(feat, content_mean, content_std, style_cov, style_mean).float()
+        if isinstance(self.transform, LCT):
+            adain = (full_precision(feat) - content_mean) / content_std * style_std + style_mean
+            result = (result + adain) / 2
+        return result
 
     @torch.no_grad()
     def stylize(self, content: Tensor, styles: list[Tensor], weights: list[float] | None = None,
-                alpha: float = 1.0, preserve_color: bool = False) -> Tensor:
+                alpha: float = 1.0, preserve_color: bool = False, tile_size: int | None = None,
+                to_cpu: bool = True) -> Tensor:
         """Stylise one ``(3, H, W)`` content image in [0, 1]; returns ``(3, H, W)`` in [0, 1].
 
         Several styles are mixed with ``weights`` in feature space. Sizes that are not a
         multiple of the encoder's downscale are reflection-padded and cropped back.
+        ``tile_size`` overrides the Stylizer's for this call; ``to_cpu=False`` leaves the
+        result on the device (benchmarks).
         """
         self.check_size(content, "the content image")
         if weights is None:
             weights = [1.0 / len(styles)] * len(styles)
+        for style in styles:
+            self.check_size(style, "the style image")
         height, width = content.shape[-2:]
         multiple = self.spec.downscale
         pad_h, pad_w = -height % multiple, -width % multiple
+        content = content.to(self.device)
         padded = F.pad(content[None], (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else content[None]
+        styles = [coral(style.to(self.device), content) if preserve_color else style for style in styles]
+        tile = self._tile_for(*padded.shape[-2:], tile_size)
+        if tile:
+            result = self._stylize_tiled(padded, styles, weights, alpha, tile, tile_size)
+        else:
+            result = self._stylize_whole(padded, styles, weights, alpha)
+        result = result[0, :, :height, :width].float().clamp(0, 1)
+        return result.cpu() if to_cpu else result
+
+    def _stylize_whole(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float) -> Tensor:
         content_feat = self._encode(padded)
         feat = torch.zeros_like(content_feat, dtype=torch.float32)
         for style, weight in zip(styles, weights):
-            self.check_size(style, "the style image")
-            if preserve_color:
-                style = coral(style.to(self.device), content.to(self.device))
             style_feat = self._encode(style[None])
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            with self._autocast():
                 feat = feat + weight * self.transform(content_feat, style_feat).float()
         feat = alpha * feat + (1 - alpha) * content_feat.float()
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            result = self.decoder(feat)
-        return result[0, :, :height, :width].float().clamp(0, 1).cpu()
+        with self._autocast():
+            return self.decoder(feat.contiguous(memory_format=self.memory_format))
+
+    def _stylize_tiled(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float,
+                       tile: int, tile_size: int | None) -> Tensor:
+        content_feat = self._encode_tiled(padded, tile)
+        content_stats = self._mean_std(content_feat, tile)
+        style_stats = []
+        for style in styles:
+            style_tile = self._tile_for(*style.shape[-2:], tile_size)
+            style_feat = self._encode_tiled(style[None].to(self.device), style_tile)
+            style_stats.append(self._style_stats(style_feat, style_tile))
+            del style_feat
+        ds, halo = self.spec.downscale, self.decoder_halo
+        feat_tile = tile // ds
+        height, width = content_feat.shape[-2:]
+        result = torch.empty(1, 3, height * ds, width * ds, device=self.device)
+        for y0, y1, hy0, hy1 in spans(height, feat_tile, halo):
+            for x0, x1, hx0, hx1 in spans(width, feat_tile, halo):
+                part = content_feat[..., hy0:hy1, hx0:hx1]
+                mixed = sum(weight * self._transform(part, content_stats, stats)
+                            for weight, stats in zip(weights, style_stats))
+                mixed = alpha * mixed + (1 - alpha) * full_precision(part)
+                with self._autocast():
+                    decoded = self.decoder(mixed.contiguous(memory_format=self.memory_format))
+                result[..., y0 * ds:y1 * ds, x0 * ds:x1 * ds] = \
+                    decoded[..., (y0 - hy0) * ds:(y1 - hy0) * ds, (x0 - hx0) * ds:(x1 - hx0) * ds]
+        return result

@@ -5,14 +5,17 @@ Modes: ``photo`` works at relu3_1 (256 channels, 1/4 size), ``art`` at relu4_1 (
 1/8 size). Layer indexes are the child indexes of the reference ``nn.Sequential`` layouts, so
 state-dict keys match checkpoints written by the CCPL and GLFA reference code.
 """
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from function import adaptive_instance_normalization, calc_cov, calc_mean_std, mean_norm, mean_variance_norm
+from function import (adaptive_instance_normalization, calc_cov, calc_mean_std, full_precision, mean_norm,
+                      mean_variance_norm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,6 +224,20 @@ def projected_differences(blocks: Tensor, head: nn.Module) -> Tensor:
     return F.normalize(head(diffs).float(), dim=-1)
 
 
+def in_fp32(fn: Callable) -> Callable:
+    """Run a loss helper with autocast off and half-precision tensor arguments cast to fp32:
+    its similarities, exponentials and logs need fp32 even inside a mixed-precision step."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        device = next(a.device.type for a in (*args, *kwargs.values()) if isinstance(a, Tensor))
+        args = [full_precision(a) if isinstance(a, Tensor) else a for a in args]
+        kwargs = {k: full_precision(v) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+        with torch.autocast(device, enabled=False):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@in_fp32
 def info_nce(query: Tensor, key: Tensor, tau: float, log_weights: Tensor | None = None) -> Tensor:
     """InfoNCE within each image: query ``i``'s positive is key ``i``, the other keys are negatives.
 
@@ -239,7 +256,32 @@ def info_nce(query: Tensor, key: Tensor, tau: float, log_weights: Tensor | None 
     return F.cross_entropy(logits.flatten(0, 1), target)
 
 
+def sinkhorn_scaling(kernel: Tensor, iters: int) -> Tensor:
+    """The Sinkhorn loop: column scales ``(N, 1, S)`` after ``iters`` row-then-column passes.
+
+    Batched over images and free of host synchronisation. The sums are elementwise products
+    and reductions rather than matmuls: exact fp32 even where TF32 matmuls are allowed, and
+    on the CPU they stay on one thread (matmuls this small pay a thread wake-up per call on a
+    busy machine). ``compile_sinkhorn`` fuses each half-step into one kernel.
+    """
+    col_scale = torch.ones_like(kernel[:, :1, :])
+    for _ in range(iters):
+        row_scale = (kernel * col_scale).sum(2, keepdim=True).reciprocal_()
+        col_scale = (kernel * row_scale).sum(1, keepdim=True).reciprocal_()
+    return col_scale
+
+
+_sinkhorn_loop: Callable[[Tensor, int], Tensor] = sinkhorn_scaling
+
+
+def compile_sinkhorn(enabled: bool = True) -> None:
+    """Run the Sinkhorn loop through ``torch.compile`` (fused kernels, fewer launches) or eagerly."""
+    global _sinkhorn_loop
+    _sinkhorn_loop = torch.compile(sinkhorn_scaling, dynamic=False) if enabled else sinkhorn_scaling
+
+
 @torch.no_grad()
+@in_fp32
 def sinkhorn_weights(query: Tensor, key: Tensor, eps: float = 1.0, iters: int = 50) -> Tensor:
     """MoNCE's weights of the negatives: an entropic OT plan between queries and keys.
 
@@ -250,15 +292,12 @@ def sinkhorn_weights(query: Tensor, key: Tensor, eps: float = 1.0, iters: int = 
     s = query.shape[1]
     kernel = torch.exp(torch.bmm(query.float(), key.float().transpose(1, 2)) / eps)
     kernel = kernel * (1 - torch.eye(s, device=query.device))
-    col_scale = torch.ones_like(kernel[:, :1, :])
-    for _ in range(iters):
-        row_scale = 1 / (kernel * col_scale).sum(2, keepdim=True)
-        col_scale = 1 / (kernel * row_scale).sum(1, keepdim=True)
-    plan = kernel * col_scale
+    plan = kernel * _sinkhorn_loop(kernel, iters)
     plan = plan / plan.sum(2, keepdim=True)
     return plan * (s - 1)
 
 
+@in_fp32
 def neighbourhood_kl(blocks_result: Tensor, blocks_content: Tensor) -> Tensor:
     """WCE's global-consistency term: KL(content ‖ result) of the similarity distributions
     within every anchor's 3×3 block of raw features, averaged over rows, anchors and images.

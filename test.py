@@ -61,7 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--style_interpolation_weights", type=weight_list, default=None,
                         help="e.g. 1,1,2: mix the --style images with these weights")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when present)")
-    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")
+    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+                        help="mixed precision (auto: bf16 on capable GPUs, off on CPU)")
+    parser.add_argument("--tile_size", type=non_negative_int, default=0,
+                        help="stylise larger images in seamless tiles of this many pixels "
+                             "(0: automatic, by free memory; small images stay whole)")
+    parser.add_argument("--channels_last", action="store_true", help="channels-last memory layout")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
     args = parser.parse_args(argv)
     if not args.save_ext.startswith("."):
         args.save_ext = "." + args.save_ext
@@ -96,7 +102,7 @@ def gather_inputs(single: str | None, folder: str | None, what: str) -> list[Pat
 
 
 def main() -> None:
-    from inference import Stylizer
+    from inference import Stylizer, read_ahead
     from training import autocast_dtype
 
     args = parse_args()
@@ -108,7 +114,7 @@ def main() -> None:
         raise UserError(f"{len(weights)} interpolation weights for {len(style_paths)} style images")
 
     stylizer = Stylizer(args.vgg, args.decoder, args.transform_path, args.testing_mode, args.transform,
-                        device, autocast_dtype(args.amp, device))
+                        device, autocast_dtype(args.amp, device), args.tile_size, args.channels_last, args.compile)
     content_tf = image_transform(args.content_size, args.crop)
     style_tf = image_transform(args.style_size, args.crop)
     output = Path(args.output)
@@ -116,18 +122,20 @@ def main() -> None:
 
     failures: list[Path] = []
 
-    def read(path: Path, transform: transforms.Compose, named: bool) -> torch.Tensor | None:
-        """A file the user named must be readable; one found in a folder is skipped with a warning."""
+    def read(path: Path, transform: transforms.Compose, named: bool, size: int) -> torch.Tensor | None:
+        """A file the user named must be readable; one found in a folder is skipped with a warning.
+        JPEGs far larger than ``size`` are decoded at a reduced scale (draft mode)."""
+        draft = size or None
         if named:
-            return transform(read_image_or_fail(path))
+            return transform(read_image_or_fail(path, draft))
         try:
-            return transform(load_rgb(path))
+            return transform(load_rgb(path, draft))
         except UnreadableImage as err:
             print(f"warning: skipping unreadable image {err}", file=sys.stderr)
             failures.append(path)
             return None
 
-    styles = [(p, read(p, style_tf, bool(args.style))) for p in style_paths]
+    styles = [(p, read(p, style_tf, bool(args.style), args.style_size)) for p in style_paths]
     styles = [(p, s) for p, s in styles if s is not None]
     if not styles:
         raise UserError(f"none of the style images in {args.style_dir} can be read")
@@ -136,16 +144,19 @@ def main() -> None:
     else:
         jobs = [(p.stem, [s], None) for p, s in styles]
 
-    for content_path in tqdm(content_paths, desc="stylise", dynamic_ncols=True):
-        content = read(content_path, content_tf, bool(args.content))
-        if content is None:
-            continue
-        for style_name, style_images, style_weights in jobs:
-            total = sum(style_weights) if style_weights else None
-            result = stylizer.stylize(content, style_images,
-                                      [w / total for w in style_weights] if style_weights else None,
-                                      args.alpha, args.preserve_color)
-            save_image(result, output / f"{content_path.stem}_stylized_{style_name}{args.save_ext}")
+    contents = read_ahead(content_paths, lambda path: read(path, content_tf, bool(args.content), args.content_size))
+    with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
+        for content_path, content in contents:
+            if content is None:
+                progress.update(len(jobs))
+                continue
+            for style_name, style_images, style_weights in jobs:
+                total = sum(style_weights) if style_weights else None
+                result = stylizer.stylize(content, style_images,
+                                          [w / total for w in style_weights] if style_weights else None,
+                                          args.alpha, args.preserve_color)
+                save_image(result, output / f"{content_path.stem}_stylized_{style_name}{args.save_ext}")
+                progress.update()
     if failures:
         raise UserError(f"{len(failures)} image(s) could not be read and were skipped (see warnings above)")
 

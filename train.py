@@ -1,8 +1,11 @@
 """Train the decoder, the transform (LCT or SCT) and the projection heads.
 
 Example: python train.py --content_dir=datasets/COCO2017 --style_dir=datasets/WikiArt
+Several GPUs: torchrun --standalone --nproc_per_node=4 train.py --content_dir=... --style_dir=...
+Continue a stopped run: add --resume auto (the newest training state in --save_dir).
 """
 import argparse
+import sys
 
 from cli import non_negative_float, non_negative_int, positive_float, positive_int, run_main
 from net import parse_mode
@@ -30,13 +33,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out = parser.add_argument_group("output")
     out.add_argument("--save_dir", default="experiments", help="where checkpoints and grids go")
     out.add_argument("--log_dir", default="logs", help="TensorBoard log folder")
-    out.add_argument("--save_model_interval", type=positive_int, default=1000)
+    out.add_argument("--save_model_interval", type=positive_int, default=1000,
+                     help="iterations between saves of the weights, a grid and a training state")
+    out.add_argument("--keep_last", type=non_negative_int, default=3,
+                     help="training states to keep (0: all); decoder/transform weights are never deleted")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--lr", type=positive_float, default=1e-4)
     opt.add_argument("--lr_decay", type=non_negative_float, default=5e-5)
     opt.add_argument("--max_iter", type=positive_int, default=160000)
-    opt.add_argument("--batch_size", type=positive_int, default=8)
+    opt.add_argument("--batch_size", type=positive_int, default=8, help="images per GPU (per process)")
     opt.add_argument("--content_weight", type=non_negative_float, default=1.0)
     opt.add_argument("--style_weight", type=non_negative_float, default=10.0)
     opt.add_argument("--wce_weight", type=non_negative_float, default=5.0, help="weight of the contrastive loss")
@@ -54,12 +60,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False,
                      help="channels-last memory layout")
     run.add_argument("--compile", action="store_true", help="torch.compile the network")
+    run.add_argument("--resume", metavar="PATH|auto", default=None,
+                     help="continue from a training state; auto: the newest in --save_dir (none: start fresh)")
+    run.add_argument("--max_nonfinite", type=positive_int, default=10,
+                     help="stop, saving a training state, after this many non-finite losses in a row")
     return parser.parse_args(argv)
 
 
 def main() -> None:
     from training import train
-    train(parse_args())
+    sys.exit(train(parse_args()))
 
 
 if __name__ == "__main__":

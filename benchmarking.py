@@ -1,0 +1,374 @@
+"""Measurements behind ``scripts/benchmark.py``: timing, peak memory, the training step and
+its parts, the WCE loss against a per-anchor reference, the data loader, and inference.
+
+Timings are medians over repeats after warm-up; on a GPU they are CUDA-event times around
+synchronised calls, on the CPU ``time.perf_counter`` times. Peak memory is the allocator's
+peak on a GPU and the growth of the process's resident memory on the CPU (sampled).
+"""
+import argparse
+import ctypes
+import gc
+import os
+import random
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from data import ImageFolderDataset, training_transform
+from inference import Stylizer, configure_backends
+from net import (NEIGHBOUR_OFFSETS, CCPL, WCE, StyleTransferNet, gather_blocks, info_nce, neighbourhood_index,
+                 neighbourhood_kl, projected_differences, sample_anchors, sinkhorn_weights, style_loss)
+from sampler import InfiniteSampler
+from training import autocast, train_step
+
+LOSS_WEIGHTS = argparse.Namespace(content_weight=1.0, style_weight=10.0, wce_weight=5.0, kl_weight=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing and memory
+# --------------------------------------------------------------------------------------------
+
+def time_call(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _release_free_heap() -> None:
+    """Hand freed heap memory back to the OS (glibc), so resident-memory growth shows a call's own peak."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device) -> float | None:
+    """Bytes of memory ``fn()`` needs at its peak beyond what was held before (None if unknown)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    if not Path("/proc/self/statm").exists():
+        return None
+    gc.collect()
+    _release_free_heap()
+    before, peak, done = _resident_bytes(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _resident_bytes())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak[0], _resident_bytes()) - before
+
+
+# --------------------------------------------------------------------------------------------
+# The WCE loss as the reference code computes it, for comparison only
+# --------------------------------------------------------------------------------------------
+
+def reference_wce(feats_result: list[Tensor], feats_content: list[Tensor], loss: WCE,
+                  anchors: list[Tensor] | None = None) -> dict[str, Tensor]:
+    """WCE the way the reference implementation runs it: anchors drawn in a Python loop, the
+    feature maps sliced once per anchor (each slice's backward allocates a gradient the size
+    of the whole map), and the Sinkhorn iterations run image by image as small elementwise
+    kernels. Same maths as ``net.WCE`` (checked by the benchmark)."""
+    first = len(feats_result) - loss.num_l
+    nce_total, kl_total = 0.0, 0.0
+    for layer in range(first, len(feats_result)):
+        result, content = feats_result[layer], feats_content[layer]
+        height, width = result.shape[2:]
+        if anchors is not None:
+            picks = anchors[layer - first].tolist()
+        else:
+            flat = random.sample(range((height - 2) * (width - 2)), loss.num_s)
+            picks = [(f // (width - 2) + 1, f % (width - 2) + 1) for f in flat]
+        blocks = {}
+        for name, feat in (("result", result), ("content", content)):
+            patches = [feat[:, :, row - 1:row + 2, col - 1:col + 2] for row, col in picks]
+            # (N, 9, num_s, C): the anchor first, then its neighbours in NEIGHBOUR_OFFSETS order
+            order = [(0, 0), *NEIGHBOUR_OFFSETS]
+            blocks[name] = torch.stack([torch.stack([p[:, :, 1 + dy, 1 + dx] for p in patches], 1)
+                                        for dy, dx in order], 1)
+        head = loss.heads[layer]
+        query = projected_differences(blocks["result"], head)
+        key = projected_differences(blocks["content"], head)
+        weights = torch.stack([_reference_sinkhorn(q, k.detach(), loss.ot_eps, loss.ot_iters)
+                               for q, k in zip(query, key)])
+        nce_total = nce_total + info_nce(query, key, loss.tau, log_weights=weights.clamp_min(1e-30).log())
+        kl_total = kl_total + neighbourhood_kl(blocks["result"], blocks["content"])
+    return {"nce": nce_total, "kl": kl_total}
+
+
+@torch.no_grad()
+def _reference_sinkhorn(query: Tensor, key: Tensor, eps: float, iters: int) -> Tensor:
+    size = query.shape[0]
+    kernel = torch.exp(query.float() @ key.float().T / eps) * (1 - torch.eye(size, device=query.device))
+    col_scale = torch.ones(1, size, device=query.device)
+    for _ in range(iters):
+        row_scale = 1 / (kernel * col_scale).sum(1, keepdim=True)
+        col_scale = 1 / (kernel * row_scale).sum(0, keepdim=True)
+    plan = kernel * col_scale
+    return plan / plan.sum(1, keepdim=True) * (size - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Training step and its parts
+# --------------------------------------------------------------------------------------------
+
+def _leaves(tensors: list[Tensor]) -> list[Tensor]:
+    return [t.detach().requires_grad_() for t in tensors]
+
+
+def _backward(outputs: list[Tensor]) -> None:
+    torch.autograd.backward(outputs, [torch.ones_like(o) for o in outputs])
+
+
+def training_parts(network: StyleTransferNet, content: Tensor, style: Tensor, amp_dtype: torch.dtype | None,
+                   timer: Callable[[Callable[[], object]], float]) -> dict[str, float]:
+    """Seconds of each part of a training step, forward and backward, timed on its own with
+    the inputs it meets in a real step: ``encoder`` (content and style without gradients, the
+    result with), ``transform``, ``decoder``, ``content``, ``style``, ``nce``, ``kl``, and
+    ``contrastive`` (the whole loss module, NCE and KL together)."""
+    device = content.device
+    with torch.no_grad(), autocast(device, amp_dtype):
+        content_feats = network.encode_with_intermediate(content)
+        style_feats = network.encode_with_intermediate(style)
+        transformed = network.transform(content_feats[-1], style_feats[-1])
+        result = network.decoder(transformed)
+        result_feats = network.encode_with_intermediate(result)
+
+    def encoder() -> None:
+        with torch.no_grad(), autocast(device, amp_dtype):
+            network.encode_with_intermediate(content)
+            network.encode_with_intermediate(style)
+        image = result.detach().requires_grad_()
+        with autocast(device, amp_dtype):
+            feats = network.encode_with_intermediate(image)
+        _backward(feats)
+
+    def transform() -> None:
+        with autocast(device, amp_dtype):
+            out = network.transform(content_feats[-1], style_feats[-1])
+        _backward([out])
+
+    def decoder() -> None:
+        with autocast(device, amp_dtype):
+            out = network.decoder(transformed.detach().requires_grad_())
+        _backward([out])
+
+    def content_loss() -> None:
+        with autocast(device, amp_dtype):
+            F.mse_loss(_leaves(result_feats[-1:])[0].float(), content_feats[-1].float()).backward()
+
+    def style_part() -> None:
+        with autocast(device, amp_dtype):
+            sum(style_loss(r, s) for r, s in zip(_leaves(result_feats), style_feats)).backward()
+
+    parts = {"encoder": encoder, "transform": transform, "decoder": decoder,
+             "content": content_loss, "style": style_part}
+    loss = network.contrastive
+    if loss is not None:
+        def contrastive_term(term: str) -> Callable[[], None]:
+            def run() -> None:
+                leaves = _leaves(result_feats)
+                with autocast(device, amp_dtype):
+                    total = sum(_layer_term(loss, leaves[i], content_feats[i], i, term)
+                                for i in range(len(leaves) - loss.num_l, len(leaves)))
+                total.backward()
+            return run
+
+        def whole() -> None:
+            with autocast(device, amp_dtype):
+                losses = loss(_leaves(result_feats), content_feats)
+            sum(losses.values()).backward()
+
+        parts["nce"] = contrastive_term("nce")
+        if isinstance(loss, WCE):
+            parts["kl"] = contrastive_term("kl")
+        parts["contrastive"] = whole
+    return {name: timer(fn) for name, fn in parts.items()}
+
+
+def _layer_term(loss: CCPL, result: Tensor, content: Tensor, layer: int, term: str) -> Tensor:
+    """One layer's NCE or KL term alone (the module computes both together)."""
+    height, width = result.shape[2:]
+    index = neighbourhood_index(sample_anchors(height, width, loss.num_s, result.device), width)
+    blocks_result, blocks_content = gather_blocks(result, index), gather_blocks(content, index)
+    if term == "kl":
+        return neighbourhood_kl(blocks_result, blocks_content)
+    query = projected_differences(blocks_result, loss.heads[layer])
+    key = projected_differences(blocks_content, loss.heads[layer])
+    if not isinstance(loss, WCE):
+        return info_nce(query, key, loss.tau)
+    weights = sinkhorn_weights(query, key.detach(), loss.ot_eps, loss.ot_iters)
+    return info_nce(query, key, loss.tau, log_weights=weights.clamp_min(1e-30).log())
+
+
+def training_step_time(network: StyleTransferNet, content: Tensor, style: Tensor, amp_dtype: torch.dtype | None,
+                       timer: Callable[[Callable[[], object]], float], compile: bool = False) -> float:
+    """Seconds of one full training step as ``training.py`` runs it: forward, losses,
+    backward and the Adam step."""
+    optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=1e-4)
+    scaler = torch.amp.GradScaler(content.device.type, enabled=amp_dtype == torch.float16)
+    model = torch.compile(network) if compile else network
+
+    def step() -> None:
+        train_step(model, optimizer, scaler, content, style, LOSS_WEIGHTS, amp_dtype)
+        scaler.step(optimizer)
+        scaler.update()
+
+    return timer(step)
+
+
+def optimizer_time(network: StyleTransferNet, timer: Callable[[Callable[[], object]], float]) -> float:
+    """Seconds of the Adam step over the trainable parameters (gradients of ones)."""
+    params = [p for p in network.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    seconds = timer(optimizer.step)
+    for p in params:
+        p.grad = None
+    return seconds
+
+
+def wce_fwd_bwd_time(network: StyleTransferNet, content: Tensor, style: Tensor, amp_dtype: torch.dtype | None,
+                     timer: Callable[[Callable[[], object]], float], reference: bool) -> float:
+    """Seconds of WCE's forward and backward on a real step's features: ``net.WCE`` or, with
+    ``reference``, the per-anchor implementation above."""
+    loss = network.contrastive
+    device = content.device
+    with torch.no_grad(), autocast(device, amp_dtype):
+        content_feats = network.encode_with_intermediate(content)
+        style_feats = network.encode_with_intermediate(style)
+        result = network.decoder(network.transform(content_feats[-1], style_feats[-1]))
+        result_feats = network.encode_with_intermediate(result)
+
+    def run() -> None:
+        leaves = _leaves(result_feats)
+        with autocast(device, amp_dtype):
+            losses = reference_wce(leaves, content_feats, loss) if reference else loss(leaves, content_feats)
+        (losses["nce"] + losses["kl"]).backward()
+
+    return timer(run)
+
+
+def reference_agreement(network: StyleTransferNet, content: Tensor, style: Tensor) -> float:
+    """Largest absolute difference between ``net.WCE`` and the per-anchor reference on the
+    same features and anchors (fp32)."""
+    with torch.no_grad():
+        content_feats = network.encode_with_intermediate(content)
+        style_feats = network.encode_with_intermediate(style)
+        result_feats = network.encode_with_intermediate(
+            network.decoder(network.transform(content_feats[-1], style_feats[-1])))
+        loss = network.contrastive
+        anchors = [sample_anchors(*f.shape[2:], loss.num_s, f.device) for f in result_feats[-loss.num_l:]]
+        fast = loss(result_feats, content_feats, anchors)
+        slow = reference_wce(result_feats, content_feats, loss, anchors)
+    return max(abs(fast[k].item() - slow[k].item()) for k in ("nce", "kl"))
+
+
+# --------------------------------------------------------------------------------------------
+# Data loading
+# --------------------------------------------------------------------------------------------
+
+def synthetic_photos(folder: Path, count: int, width: int, height: int, seed: int = 0) -> Path:
+    """``count`` smooth, noisy JPEG photos of ``width``×``height`` in ``folder`` (for the loader)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    for i in range(count):
+        phase = rng.uniform(0, 6.28, 3)
+        base = np.stack([np.sin(x / (97 + 13 * c) + y / (61 + 7 * c) + phase[c]) for c in range(3)], -1)
+        pixels = (base * 80 + 128 + rng.normal(0, 12, base.shape)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo_{i:03d}.jpg", quality=90)
+    return folder
+
+
+def loader_images_per_second(root: str | Path, image_size: int, crop: int, batch_size: int, workers: int,
+                             batches: int, draft: bool, pin_memory: bool) -> float:
+    """Images per second delivered by the training loader alone (resize, crop, to tensor)."""
+    dataset = ImageFolderDataset(root, training_transform(image_size, crop), draft_size=image_size if draft else None)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=InfiniteSampler(len(dataset)), num_workers=workers,
+                        pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=True)
+    batches_iter = iter(loader)
+    for _ in range(max(1, workers)):       # warm-up: every worker has started
+        next(batches_iter)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(batches_iter)
+    seconds = time.perf_counter() - start
+    del batches_iter
+    return batches * batch_size / seconds
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------
+
+def inference_cost(stylizer: Stylizer, size: int, style_size: int, warmup: int, repeats: int) -> tuple[float, float | None]:
+    """Median seconds and peak memory (bytes) of stylising one ``size``×``size`` content image
+    with one ``style_size`` style, inputs and result on the device."""
+    device = stylizer.device
+    content = torch.rand(3, size, size, device=device)
+    style = torch.rand(3, style_size, style_size, device=device)
+
+    def run() -> Tensor:
+        return stylizer.stylize(content, [style], to_cpu=False)
+
+    seconds = time_call(run, device, warmup, repeats)
+    return seconds, peak_memory(run, device)
+
+
+def prepare_device(device: torch.device) -> None:
+    """The speed settings the scripts use (cuDNN autotuning, TF32); no denormals on the CPU."""
+    configure_backends(device)
+    torch.set_flush_denormal(True)
+
+
+def random_modules(module: nn.Module) -> nn.Module:
+    """Re-initialise convolutions (He) so random weights keep activations at a realistic scale."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    return module

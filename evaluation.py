@@ -1,0 +1,303 @@
+"""Evaluating trained models on content/style pairs: pairing, stylising, metrics, tables and
+figures. ``eval.py`` is its command line; ``scripts/ablation.py`` calls ``evaluate`` directly."""
+import csv
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision import transforms
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from checkpoint import load_encoder
+from cli import UserError
+from data import list_images, read_image_or_fail
+from figures import comparison_figure, contact_sheet
+from inference import Stylizer
+from metrics import StyleDistance, edge_ssim, luminance_ssim
+from net import parse_mode
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+CHECKPOINT = re.compile(r"^(decoder|lct|sct)_iter_(\d+)\.pth\.tar$")
+THUMB_HEIGHT = 128
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A content image and the style image it is evaluated with."""
+
+    name: str
+    content: Path
+    style: Path
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trained model: decoder and transform checkpoints and the transform's kind."""
+
+    name: str
+    decoder: Path
+    transform: Path
+    kind: str
+
+
+@dataclass
+class Row:
+    """The metrics of one model on one pair (or their average, with ``pair == "average"``)."""
+
+    pair: str
+    model: str
+    ssim: float
+    edge_ssim: float
+    gram_loss: float
+    mean_std_loss: float
+    seconds: float
+
+
+METRIC_HEADERS = {"ssim": "SSIM ↑", "edge_ssim": "edge SSIM ↑", "gram_loss": "Gram loss ↓",
+                  "mean_std_loss": "mean/std loss ↓", "seconds": "s / image"}
+METRIC_FORMATS = {"ssim": ".4f", "edge_ssim": ".4f", "gram_loss": ".4g", "mean_std_loss": ".4g", "seconds": ".3f"}
+
+
+# --------------------------------------------------------------------------------------------
+# Pairs
+# --------------------------------------------------------------------------------------------
+
+def trailing_number(path: Path) -> int | None:
+    """The number a file name ends with (``in7.png`` → 7), or None."""
+    match = re.search(r"(\d+)$", path.stem)
+    return int(match.group(1)) if match else None
+
+
+def _numbered(folder: str | Path, what: str) -> dict[int, Path]:
+    images = list_images(folder)
+    if not images:
+        raise UserError(f"no {what} images in {folder}")
+    by_number: dict[int, Path] = {}
+    for path in images:
+        number = trailing_number(path)
+        if number is None:
+            continue
+        if number in by_number:
+            raise UserError(f"two {what} images numbered {number}: {by_number[number]} and {path}")
+        by_number[number] = path
+    return by_number
+
+
+def pairs_by_number(content_dir: str | Path, style_dir: str | Path) -> list[Pair]:
+    """Content and style images paired by the number their names end with (``in7`` with ``tar7``).
+
+    Images whose number has no partner are reported on stderr and left out.
+    """
+    contents, styles = _numbered(content_dir, "content"), _numbered(style_dir, "style")
+    common = sorted(contents.keys() & styles.keys())
+    if not common:
+        raise UserError(f"no content image in {content_dir} shares its number with a style image in {style_dir} "
+                        "(names like in7.png and tar7.png are paired)")
+    unmatched = sorted(contents.keys() ^ styles.keys())
+    if unmatched:
+        print(f"warning: no partner for image number(s) {', '.join(map(str, unmatched))}; left out", file=sys.stderr)
+    return [Pair(f"{contents[n].stem}_{styles[n].stem}", contents[n], styles[n]) for n in common]
+
+
+def read_pairs_file(path: str | Path) -> list[Pair]:
+    """Pairs listed one per line as ``content style`` (comma- or whitespace-separated; ``#``
+    starts a comment). Relative paths are taken from the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pairs file not found: {path}")
+    pairs: list[Pair] = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = [p.strip() for p in line.split(",")] if "," in line else line.split()
+        if len(parts) != 2 or not all(parts):
+            raise UserError(f"{path}:{number}: expected 'content_image style_image', got {line!r}")
+        content, style = (p if Path(p).is_absolute() else path.parent / p for p in map(Path, parts))
+        for image in (content, style):
+            if not image.is_file():
+                raise UserError(f"{path}:{number}: image not found: {image}")
+        pairs.append(Pair(f"{content.stem}_{style.stem}", content, style))
+    if not pairs:
+        raise UserError(f"{path} lists no pairs")
+    names = [p.name for p in pairs]
+    return [Pair(f"{p.name}_{i}" if names.count(p.name) > 1 else p.name, p.content, p.style)
+            for i, p in enumerate(pairs, 1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+def latest_checkpoints(folder: Path) -> tuple[Path, Path, str]:
+    """The decoder and transform of the last iteration saved in a training folder, and the kind."""
+    if not folder.is_dir():
+        raise UserError(f"model folder not found: {folder} (give NAME=DECODER,TRANSFORM[,lct|sct] or NAME=FOLDER)")
+    found: dict[int, dict[str, Path]] = {}
+    for path in folder.iterdir():
+        match = CHECKPOINT.match(path.name)
+        if match:
+            found.setdefault(int(match.group(2)), {})[match.group(1)] = path
+    complete = [n for n, files in found.items() if "decoder" in files and ("lct" in files or "sct" in files)]
+    if not complete:
+        raise UserError(f"no decoder_iter_N.pth.tar with a matching lct_/sct_iter_N.pth.tar in {folder}")
+    files = found[max(complete)]
+    if "lct" in files and "sct" in files:
+        raise UserError(f"both lct_ and sct_ checkpoints at iteration {max(complete)} in {folder}: "
+                        "name the files explicitly")
+    kind = "lct" if "lct" in files else "sct"
+    return files["decoder"], files[kind], kind
+
+
+def parse_model(text: str) -> ModelSpec:
+    """``NAME=DECODER,TRANSFORM[,lct|sct]`` or ``NAME=FOLDER`` (the folder's latest checkpoints).
+
+    Without a kind, it is read from the transform file's name (``sct_…`` is SCT, else LCT).
+    """
+    name, sep, rest = text.partition("=")
+    if not sep or not name or not rest:
+        raise UserError(f"--model {text!r}: expected NAME=DECODER,TRANSFORM[,lct|sct] or NAME=FOLDER")
+    if not MODEL_NAME.match(name):
+        raise UserError(f"--model name {name!r} may only hold letters, digits and _ . + -")
+    parts = rest.split(",")
+    if len(parts) == 1:
+        decoder, transform, kind = latest_checkpoints(Path(parts[0]))
+        return ModelSpec(name, decoder, transform, kind)
+    if len(parts) not in (2, 3):
+        raise UserError(f"--model {text!r}: expected NAME=DECODER,TRANSFORM[,lct|sct]")
+    decoder, transform = Path(parts[0]), Path(parts[1])
+    kind = parts[2].lower() if len(parts) == 3 else ("sct" if transform.name.lower().startswith("sct") else "lct")
+    if kind not in ("lct", "sct"):
+        raise UserError(f"--model {text!r}: the transform kind must be lct or sct, got {parts[2]!r}")
+    return ModelSpec(name, decoder, transform, kind)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+def read_resized(path: str | Path, size: int) -> torch.Tensor:
+    """An image as ``(3, H, W)`` in [0, 1], its shorter side resized to ``size`` (0 keeps it)."""
+    image = read_image_or_fail(path)
+    steps = [transforms.Resize(size)] if size else []
+    return transforms.Compose(steps + [transforms.ToTensor()])(image)
+
+
+def thumbnail(image: torch.Tensor, height: int = THUMB_HEIGHT) -> torch.Tensor:
+    """A copy ``height`` px tall (contact sheets and previews need not hold full-size images)."""
+    width = max(1, round(image.shape[-1] * height / image.shape[-2]))
+    return F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+def evaluate(pairs: list[Pair], models: list[ModelSpec], vgg: str | Path, output: str | Path,
+             mode: str = "photo", device: torch.device | str = "cpu", content_size: int = 512,
+             style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
+             figure_height: int = 256, amp_dtype: torch.dtype | None = None) -> list[Row]:
+    """Stylise every pair with every model and measure it; write the results, a comparison
+    figure per pair and a contact sheet under ``output``. Returns one row per pair and model.
+
+    Each model is loaded once. Every new combination of image sizes is stylised once untimed
+    first, so the time per image leaves out one-off costs (cuDNN picks its algorithms per size).
+    ``metrics.csv`` is rewritten after every pair, so an interrupted run keeps its numbers.
+    """
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise UserError(f"model names must differ, got {', '.join(names)}")
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output} exists and is not a folder")
+    spec = parse_mode(mode)
+    distance = StyleDistance(load_encoder(vgg, spec).to(device), spec)
+    stylizers = {m.name: Stylizer(vgg, str(m.decoder), str(m.transform), spec.name, m.kind, device, amp_dtype)
+                 for m in models}
+    for name in names:
+        (output / "results" / name).mkdir(parents=True, exist_ok=True)
+    (output / "figures").mkdir(parents=True, exist_ok=True)
+
+    rows: list[Row] = []
+    sheet: list[tuple[str, list[torch.Tensor]]] = []
+    sizes_seen: set[tuple[torch.Size, torch.Size]] = set()
+    for pair in tqdm(pairs, desc="evaluate", dynamic_ncols=True):
+        content, style = read_resized(pair.content, content_size), read_resized(pair.style, style_size)
+        style_feats = distance.features(style)
+        results: dict[str, torch.Tensor] = {}
+        new_sizes = (content.shape, style.shape) not in sizes_seen
+        sizes_seen.add((content.shape, style.shape))
+        for name, stylizer in stylizers.items():
+            if new_sizes:
+                stylizer.stylize(content, [style])
+            start = time.perf_counter()
+            result = stylizer.stylize(content, [style])
+            seconds = time.perf_counter() - start
+            losses = distance.losses(distance.features(result), style_feats)
+            rows.append(Row(pair.name, name, luminance_ssim(result, content), edge_ssim(result, content),
+                            losses["gram_loss"], losses["mean_std_loss"], seconds))
+            save_image(result, output / "results" / name / f"{pair.name}.png")
+            results[name] = result
+        comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
+        sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
+        write_csv(rows, output / "metrics.csv")
+    contact_sheet(sheet, ["content", "style", *names]).save(output / "contact_sheet.png")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+METRICS = tuple(f.name for f in fields(Row) if f.name not in ("pair", "model"))
+
+
+def average_rows(rows: list[Row]) -> list[Row]:
+    """One row per model with every metric averaged over the pairs, in the models' order."""
+    averages = []
+    for model in dict.fromkeys(r.model for r in rows):
+        values = torch.tensor([[getattr(r, m) for m in METRICS] for r in rows if r.model == model],
+                              dtype=torch.float64).mean(0).tolist()
+        averages.append(Row("average", model, *values))
+    return averages
+
+
+def write_csv(rows: list[Row], path: str | Path) -> None:
+    """Rows as CSV with full precision, one line per pair and model."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Row)])
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+
+
+def markdown_table(rows: list[Row], label_headers: tuple[str, ...] = ("model",),
+                   labels: list[list[str]] | None = None) -> str:
+    """A Markdown table of ``rows``: label columns (by default the rows' fields named in
+    ``label_headers``; ``labels`` gives other values, one list per row), then the metrics."""
+    if labels is None:
+        labels = [[str(getattr(r, h)) for h in label_headers] for r in rows]
+    header = "| " + " | ".join((*label_headers, *(METRIC_HEADERS[m] for m in METRICS))) + " |"
+    rule = "| " + " | ".join("---" for _ in (*label_headers, *METRICS)) + " |"
+    lines = [header, rule]
+    for r, row_labels in zip(rows, labels):
+        cells = [*row_labels, *(format(getattr(r, m), METRIC_FORMATS[m]) for m in METRICS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(rows: list[Row]) -> str:
+    """The Markdown report: averages per model, then every pair."""
+    pairs = len(dict.fromkeys(r.pair for r in rows))
+    return (f"### Average over {pairs} pair(s)\n\n{markdown_table(average_rows(rows))}\n\n"
+            f"### Per pair\n\n{markdown_table(rows, ('pair', 'model'))}\n")
+
+
+def write_tables(rows: list[Row], output: str | Path) -> str:
+    """Write ``metrics.csv`` (per pair, then averages) and ``metrics.md``; return the Markdown."""
+    output = Path(output)
+    write_csv(rows + average_rows(rows), output / "metrics.csv")
+    text = report(rows)
+    (output / "metrics.md").write_text(text)
+    return text

@@ -1,0 +1,92 @@
+"""Image-quality metrics for evaluating stylised photos.
+
+Content fidelity: SSIM between the result and the content on luminance, and SSIM between
+their Sobel edge maps (structure kept, whatever the colours). Both use scikit-image's
+``structural_similarity`` with the settings of Wang et al. (2004): an 11×11 Gaussian window,
+sigma 1.5, population statistics. Stylisation: the Gram-matrix loss and the mean/std loss
+between the result and the style on the encoder's layers (relu1_1…relu3_1 in photo mode,
+…relu4_1 in art mode), summed over layers like the training style loss.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.filters import sobel
+from skimage.metrics import structural_similarity
+from torch import Tensor, nn
+
+from function import calc_cov
+from net import ModeSpec, parse_mode, style_loss
+
+# ITU-R BT.601 luma weights for R, G, B.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+# Wang et al.'s window: Gaussian, sigma 1.5, truncated at 3.5 sigma → 11×11.
+SSIM_SIGMA = 1.5
+SSIM_MIN_SIDE = 11
+
+
+def luminance(image: Tensor) -> np.ndarray:
+    """The BT.601 luma of a ``(3, H, W)`` image in [0, 1], as an ``(H, W)`` float64 array."""
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=torch.float64).view(3, 1, 1)
+    return (image.detach().cpu().double() * weights).sum(0).numpy()
+
+
+def ssim(first: np.ndarray, second: np.ndarray, data_range: float = 1.0) -> float:
+    """SSIM of two equally sized greyscale arrays (Gaussian window, as in Wang et al.)."""
+    if first.shape != second.shape:
+        raise ValueError(f"SSIM needs images of the same size, got {first.shape} and {second.shape}")
+    if min(first.shape) < SSIM_MIN_SIDE:
+        raise ValueError(f"SSIM needs images of at least {SSIM_MIN_SIDE} px on each side, got {first.shape}")
+    return float(structural_similarity(first, second, data_range=data_range, gaussian_weights=True,
+                                       sigma=SSIM_SIGMA, use_sample_covariance=False))
+
+
+def luminance_ssim(result: Tensor, content: Tensor) -> float:
+    """SSIM between the luminance of two ``(3, H, W)`` images in [0, 1]."""
+    return ssim(luminance(result), luminance(content))
+
+
+def edge_map(image: Tensor) -> np.ndarray:
+    """Sobel gradient magnitude of the luminance, in [0, 1]."""
+    return sobel(luminance(image))
+
+
+def edge_ssim(result: Tensor, content: Tensor) -> float:
+    """SSIM between the Sobel edge maps of two images: are the same edges in the same places?"""
+    return ssim(edge_map(result), edge_map(content))
+
+
+def gram_matrix(feat: Tensor) -> Tensor:
+    """Gram matrix of ``(N, C, H, W)`` features normalised by ``C·H·W`` (Gatys et al.), ``(N, C, C)``."""
+    return calc_cov(feat.float()) / feat.shape[1]
+
+
+class StyleDistance:
+    """Gram-matrix and mean/std losses between images on the encoder's layers.
+
+    ``encoder`` is the frozen VGG of ``mode`` (e.g. from ``checkpoint.load_encoder``); it is
+    cut at relu1_1, relu2_1, relu3_1[, relu4_1] like the training network.
+    """
+
+    def __init__(self, encoder: nn.Sequential, mode: str | ModeSpec = "photo"):
+        spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+        bounds = (0,) + spec.stage_ends
+        self.stages = [encoder[start:end] for start, end in zip(bounds, bounds[1:])]
+        self.device = next(encoder.parameters()).device
+
+    @torch.no_grad()
+    def features(self, image: Tensor) -> list[Tensor]:
+        """Features of a ``(3, H, W)`` image at every layer, fp32."""
+        feat = image[None].to(self.device)
+        feats = []
+        for stage in self.stages:
+            feat = stage(feat)
+            feats.append(feat.float())
+        return feats
+
+    @torch.no_grad()
+    def losses(self, result_feats: list[Tensor], style_feats: list[Tensor]) -> dict[str, float]:
+        """``gram_loss``: summed MSE between Gram matrices; ``mean_std_loss``: the training
+        style loss (MSE of channel means plus MSE of channel stds), summed over layers."""
+        gram = sum(F.mse_loss(gram_matrix(r), gram_matrix(s)) for r, s in zip(result_feats, style_feats))
+        mean_std = sum(style_loss(r, s) for r, s in zip(result_feats, style_feats))
+        return {"gram_loss": float(gram), "mean_std_loss": float(mean_std)}

@@ -1,0 +1,163 @@
+"""The paper's ablations: train LCT/SCT × WCE/CCPL with the same data, seed and iteration
+budget (one ``train.py`` run each), evaluate all four on the same pairs, write one table.
+
+A variant whose final checkpoints are already there is not trained again (use --retrain), so
+an interrupted ablation picks up where it stopped.
+
+Tiny CPU run:  python scripts/ablation.py --content_dir=../shared/data/bsds500/train \
+                   --style_dir=../shared/data/photo_pairs/style --pairs_dir=../shared/data/photo_pairs \
+                   --vgg=../shared/models/vgg_normalised_conv3_1.pth --max_iter=3 --batch_size=1 \
+                   --image_size=64 --crop_size=32 --content_size=64 --device=cpu --output=output/ablation
+"""
+import argparse
+import csv
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cli import UserError, non_negative_int, positive_int, resolve_device, run_main  # noqa: E402
+from eval import mode_name  # noqa: E402
+from evaluation import (METRICS, ModelSpec, Row, average_rows, evaluate, markdown_table,  # noqa: E402
+                        pairs_by_number, read_pairs_file, write_tables)
+
+VARIANTS = ("lct_wce", "lct_ccpl", "sct_wce", "sct_ccpl")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One cell of the ablation: a transform and a contrastive loss."""
+
+    transform: str
+    contrastive: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.transform}_{self.contrastive}"
+
+
+def variant(text: str) -> Variant:
+    if text not in VARIANTS:
+        raise argparse.ArgumentTypeError(f"unknown variant {text!r}: choose from {', '.join(VARIANTS)}")
+    return Variant(*text.split("_"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train = parser.add_argument_group("training (the same for every variant)")
+    train.add_argument("--content_dir", required=True, help="training content images")
+    train.add_argument("--style_dir", required=True, help="training style images")
+    train.add_argument("--vgg", default="models/vgg_normalised.pth")
+    train.add_argument("--training_mode", type=mode_name, default="photo", help="photo or art")
+    train.add_argument("--max_iter", type=positive_int, default=160000, help="iteration budget of every variant")
+    train.add_argument("--batch_size", type=positive_int, default=8)
+    train.add_argument("--image_size", type=positive_int, default=512)
+    train.add_argument("--crop_size", type=positive_int, default=256)
+    train.add_argument("--save_model_interval", type=positive_int, default=None, help="default: --max_iter")
+    train.add_argument("--n_threads", type=non_negative_int, default=8, help="data loader workers")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train_args", default="", help="more train.py flags for every variant, e.g. '--lr 2e-4'")
+    train.add_argument("--variants", type=variant, nargs="+", default=[variant(v) for v in VARIANTS],
+                       help=f"which variants to run (default: all of {', '.join(VARIANTS)})")
+    train.add_argument("--retrain", action="store_true", help="train again even where checkpoints exist")
+    evaluation = parser.add_argument_group("evaluation (eval.py's pairs, one of)")
+    evaluation.add_argument("--pairs_dir", help="folder with content/ and style/ images paired by number")
+    evaluation.add_argument("--pairs", help="text file, one 'content style' pair a line")
+    evaluation.add_argument("--content_size", type=non_negative_int, default=512)
+    evaluation.add_argument("--style_size", type=non_negative_int, default=None, help="default: --content_size")
+    parser.add_argument("--output", default="experiments/ablation", help="checkpoints, logs, evaluation, table")
+    parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when present)")
+    args = parser.parse_args(argv)
+    if bool(args.pairs_dir) == bool(args.pairs):
+        parser.error("give exactly one of --pairs_dir and --pairs")
+    if len(set(args.variants)) != len(args.variants):
+        parser.error("--variants lists a variant twice")
+    args.save_model_interval = args.save_model_interval or args.max_iter
+    args.style_size = args.content_size if args.style_size is None else args.style_size
+    return args
+
+
+def checkpoints(folder: Path, v: Variant, iteration: int) -> tuple[Path, Path]:
+    return folder / f"decoder_iter_{iteration}.pth.tar", folder / f"{v.transform}_iter_{iteration}.pth.tar"
+
+
+def train_command(args: argparse.Namespace, v: Variant, folder: Path) -> list[str]:
+    """The ``train.py`` command line of one variant: only the transform and loss differ."""
+    command = [sys.executable, str(REPO / "train.py"),
+               f"--content_dir={args.content_dir}", f"--style_dir={args.style_dir}", f"--vgg={args.vgg}",
+               f"--training_mode={args.training_mode}", f"--transform={v.transform}",
+               f"--contrastive={v.contrastive}", f"--save_dir={folder}", f"--log_dir={folder / 'logs'}",
+               f"--max_iter={args.max_iter}", f"--save_model_interval={args.save_model_interval}",
+               f"--batch_size={args.batch_size}", f"--image_size={args.image_size}",
+               f"--crop_size={args.crop_size}", f"--n_threads={args.n_threads}", f"--seed={args.seed}"]
+    if args.device:
+        command.append(f"--device={args.device}")
+    return command + shlex.split(args.train_args)
+
+
+def train_variant(args: argparse.Namespace, v: Variant, folder: Path) -> ModelSpec:
+    """Train one variant (unless its final checkpoints exist), its output going to ``train.log``."""
+    decoder, transform = checkpoints(folder, v, args.max_iter)
+    if decoder.is_file() and transform.is_file() and not args.retrain:
+        print(f"{v.name}: reusing {decoder.name} and {transform.name}")
+        return ModelSpec(v.name, decoder, transform, v.transform)
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "train.log"
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        finished = subprocess.run(train_command(args, v, folder), stdout=log, stderr=subprocess.STDOUT)
+    if finished.returncode != 0:
+        last = [line for line in log_path.read_text().splitlines() if line.strip()][-1:] or ["(no output)"]
+        raise UserError(f"training {v.name} failed (exit {finished.returncode}): {last[0].strip()} "
+                        f"- full log in {log_path}")
+    if not (decoder.is_file() and transform.is_file()):
+        raise UserError(f"training {v.name} finished without writing {decoder.name} and {transform.name}")
+    print(f"{v.name}: trained {args.max_iter} iterations in {time.perf_counter() - start:.1f} s")
+    return ModelSpec(v.name, decoder, transform, v.transform)
+
+
+def ablation_tables(averages: list[Row], variants: list[Variant], output: Path) -> str:
+    """``ablation.csv`` and ``ablation.md``: one row per variant, its transform, its contrastive
+    loss and its metrics averaged over the pairs. Returns the Markdown table."""
+    by_name = {v.name: v for v in variants}
+    labels = [[r.model, by_name[r.model].transform.upper(), by_name[r.model].contrastive.upper()] for r in averages]
+    with open(output / "ablation.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["variant", "transform", "contrastive", *METRICS])
+        writer.writerows([*row_labels, *(getattr(r, m) for m in METRICS)] for r, row_labels in zip(averages, labels))
+    table = markdown_table(averages, ("variant", "transform", "contrastive"), labels)
+    (output / "ablation.md").write_text(table + "\n")
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output} exists and is not a folder")
+    if args.pairs:
+        pairs = read_pairs_file(args.pairs)
+    else:
+        root = Path(args.pairs_dir)
+        if not root.is_dir():
+            raise UserError(f"--pairs_dir {root} is not a folder")
+        pairs = pairs_by_number(root / "content", root / "style")
+
+    models = [train_variant(args, v, output / v.name) for v in args.variants]
+    rows = evaluate(pairs, models, args.vgg, output / "eval", args.training_mode, device,
+                    args.content_size, args.style_size)
+    write_tables(rows, output / "eval")
+    table = ablation_tables(average_rows(rows), args.variants, output)
+    print(f"### Ablation: {args.max_iter} iterations, batch {args.batch_size}, seed {args.seed}, "
+          f"{len(pairs)} pair(s)\n\n{table}\n")
+    print(f"wrote {output / 'ablation.csv'} and ablation.md; per-pair metrics and figures in {output / 'eval'}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,256 @@
+"""Speed benchmark: prints Markdown tables of the training step and its parts (WCE / CCPL /
+none), WCE's share of a step against a per-anchor reference, the loader's images per second,
+and inference time and peak memory per image size and precision.
+
+GPU (defaults: batch 8, 256 crops, 512-4096 px, fp32/bf16/fp16):
+    python scripts/benchmark.py --vgg models/vgg_normalised.pth
+CPU (defaults: batch 2, 128 crops, 256 and 512 px, fp32/bf16, WCE share at batch 8, 256 crops):
+    python scripts/benchmark.py --device cpu --vgg ../shared/models/vgg_normalised_conv3_1.pth
+A missing --vgg file means random encoder weights: the figures are about speed, not quality.
+"""
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+import benchmarking as bench  # noqa: E402
+from checkpoint import load_encoder  # noqa: E402
+from cli import UserError, non_negative_int, positive_int, resolve_device, run_main  # noqa: E402
+from inference import Stylizer  # noqa: E402
+from net import build_decoder, build_encoder, build_network, build_transform, compile_sinkhorn, parse_mode  # noqa: E402
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+GPU_DEFAULTS = dict(batch_size=8, crop=256, sizes="512,1024,2048,4096", style_size=512, warmup=5, repeats=20,
+                    train_precisions="fp32,bf16", infer_precisions="fp32,bf16,fp16", loader_batches=40)
+CPU_DEFAULTS = dict(batch_size=2, crop=128, sizes="256,512", style_size=256, warmup=1, repeats=3,
+                    train_precisions="fp32", infer_precisions="fp32,bf16", loader_batches=10)
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return values
+
+
+def precision_list(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in PRECISIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"precisions are fp32, bf16 and fp16, got {text!r}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when present)")
+    parser.add_argument("--vgg", default="models/vgg_normalised.pth", help="encoder weights (random if missing)")
+    parser.add_argument("--mode", default="photo", help="photo or art")
+    parser.add_argument("--transform", choices=("lct", "sct"), default="lct")
+    parser.add_argument("--contrastive", default="wce,ccpl,none", help="losses to time, comma-separated")
+    parser.add_argument("--batch_size", type=positive_int, help="training batch (GPU 8, CPU 2)")
+    parser.add_argument("--crop", type=positive_int, help="training crop (GPU 256, CPU 128)")
+    parser.add_argument("--train_precisions", type=precision_list, help="GPU fp32,bf16; CPU fp32")
+    parser.add_argument("--infer_precisions", type=precision_list, help="GPU fp32,bf16,fp16; CPU fp32,bf16")
+    parser.add_argument("--sizes", type=int_list, help="inference sizes (GPU 512,1024,2048,4096; CPU 256,512)")
+    parser.add_argument("--style_size", type=positive_int, help="inference style size (GPU 512, CPU 256)")
+    parser.add_argument("--tile_size", type=non_negative_int, default=0, help="inference tiles (0: automatic)")
+    parser.add_argument("--warmup", type=non_negative_int, help="untimed calls first (GPU 5, CPU 1)")
+    parser.add_argument("--repeats", type=positive_int, help="timed calls, median reported (GPU 20, CPU 3)")
+    parser.add_argument("--channels_last", action="store_true", help="channels-last layout everywhere")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training network, the "
+                                                               "Sinkhorn loop and the inference modules")
+    parser.add_argument("--share_batch", type=non_negative_int, default=8,
+                        help="batch for WCE's share of a step (0 skips that table)")
+    parser.add_argument("--share_crop", type=positive_int, default=256, help="crop for WCE's share of a step")
+    parser.add_argument("--loader_dir", default=str(REPO.parent / "shared" / "data" / "bsds500" / "train"),
+                        help="image folder for the loader (skipped when missing)")
+    parser.add_argument("--loader_workers", type=non_negative_int, default=None, help="default: up to 8 cores")
+    parser.add_argument("--loader_batches", type=positive_int, help="batches timed (GPU 40, CPU 10)")
+    parser.add_argument("--large_photos", type=non_negative_int, default=16,
+                        help="synthetic 2048×1536 JPEGs for the draft-decoding loader rows (0 skips)")
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (0: PyTorch's default)")
+    parser.add_argument("--skip", default="", help="sections to skip: train,share,loader,inference")
+    args = parser.parse_args(argv)
+    try:
+        args.mode = parse_mode(args.mode).name
+    except ValueError as err:
+        parser.error(str(err))
+    args.contrastive = [c.strip() for c in args.contrastive.split(",") if c.strip()]
+    if any(c not in ("wce", "ccpl", "none") for c in args.contrastive):
+        parser.error("--contrastive takes wce, ccpl and none")
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    return args
+
+
+def fill_defaults(args: argparse.Namespace, device: torch.device) -> None:
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            parser_type = {"sizes": int_list, "train_precisions": precision_list,
+                           "infer_precisions": precision_list}.get(name)
+            setattr(args, name, parser_type(value) if parser_type else value)
+    if args.loader_workers is None:
+        args.loader_workers = min(8, len(os.sched_getaffinity(0)))
+    if device.type != "cuda" and "fp16" in args.infer_precisions + args.train_precisions:
+        raise UserError("fp16 is for GPUs; on the CPU use fp32 and bf16")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}" if seconds < 10 else f"{seconds * 1000:.0f}"
+
+
+def mib(size: float | None) -> str:
+    return "n/a" if size is None else f"{size / 2 ** 20:.0f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+class Bench:
+    """The benchmark's settings and the modules it times."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device):
+        self.args, self.device = args, device
+        self.spec = parse_mode(args.mode)
+        self.vgg_loaded = Path(args.vgg).is_file()
+        self.encoder = load_encoder(args.vgg, self.spec) if self.vgg_loaded else None
+        self.memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    def timer(self, fn) -> float:
+        return bench.time_call(fn, self.device, self.args.warmup, self.args.repeats)
+
+    def network(self, contrastive: str) -> torch.nn.Module:
+        torch.manual_seed(0)
+        network = build_network(self.spec.name, self.args.transform, contrastive)
+        if self.encoder is None:
+            bench.random_modules(network.stages)
+        else:
+            state = self.encoder.state_dict()
+            for stage in network.stages:
+                stage.load_state_dict({k: state[k] for k in stage.state_dict()})
+        return network.to(self.device, memory_format=self.memory_format).train()
+
+    def images(self, batch: int, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(0)
+        content, style = (torch.rand(batch, 3, crop, crop, generator=generator) for _ in range(2))
+        return (content.to(self.device, memory_format=self.memory_format),
+                style.to(self.device, memory_format=self.memory_format))
+
+    def training_table(self) -> str:
+        args = self.args
+        content, style = self.images(args.batch_size, args.crop)
+        parts = ["encoder", "transform", "decoder", "content", "style", "nce", "kl", "optimizer"]
+        rows = []
+        for contrastive in args.contrastive:
+            for precision in args.train_precisions:
+                network = self.network(contrastive)
+                amp = PRECISIONS[precision]
+                step = bench.training_step_time(network, content, style, amp, self.timer, args.compile)
+                times = bench.training_parts(network, content, style, amp, self.timer)
+                times["optimizer"] = bench.optimizer_time(network, self.timer)
+                total = sum(times.get(p, 0.0) for p in parts)
+                rows.append([contrastive, precision, ms(step)] + [ms(times[p]) if p in times else "–" for p in parts]
+                            + [ms(total)])
+                print(f"  timed training: {contrastive} {precision}", file=sys.stderr)
+        header = ["loss", "precision", "step", *parts, "sum of parts"]
+        return (f"### Training step, ms (batch {args.batch_size}, {args.crop}×{args.crop}, {args.mode}, "
+                f"{args.transform.upper()}; each part forward + backward, timed alone)\n\n" + table(header, rows))
+
+    def share_table(self) -> str:
+        args = self.args
+        precision = args.train_precisions[0]
+        amp = PRECISIONS[precision]
+        content, style = self.images(args.share_batch, args.share_crop)
+        network = self.network("wce")
+        difference = bench.reference_agreement(network, content, style)
+        step = bench.training_step_time(network, content, style, amp, self.timer, args.compile)
+        fast = bench.wce_fwd_bwd_time(network, content, style, amp, self.timer, reference=False)
+        slow = bench.wce_fwd_bwd_time(network, content, style, amp, self.timer, reference=True)
+        slow_step = step - fast + slow
+        rows = [["gathers on all anchors (net.WCE)", ms(fast), ms(step), f"{100 * fast / step:.1f}%"],
+                ["per-anchor slicing (reference, benchmark only)", ms(slow), ms(slow_step),
+                 f"{100 * slow / slow_step:.1f}%"]]
+        return (f"### WCE forward + backward as a share of a training step, ms (batch {args.share_batch}, "
+                f"{args.share_crop}×{args.share_crop}, {precision}; the reference's step is the measured step "
+                f"with its WCE swapped in; both give the same loss, largest difference {difference:.1e})\n\n"
+                + table(["WCE implementation", "WCE fwd+bwd", "step", "share"], rows))
+
+    def loader_table(self) -> str:
+        args = self.args
+        pin = self.device.type == "cuda"
+        rows = []
+        common = dict(batch_size=args.batch_size, workers=args.loader_workers, batches=args.loader_batches,
+                      pin_memory=pin)
+        if Path(args.loader_dir).is_dir():
+            rate = bench.loader_images_per_second(args.loader_dir, 512, args.crop, draft=True, **common)
+            rows.append([f"{Path(args.loader_dir).name} ({Path(args.loader_dir).parent.name})", "yes",
+                         f"{rate:.0f}"])
+        if args.large_photos:
+            with tempfile.TemporaryDirectory(prefix="benchmark_") as folder:
+                bench.synthetic_photos(Path(folder), args.large_photos, 2048, 1536)
+                for draft in (True, False):
+                    rate = bench.loader_images_per_second(folder, 512, args.crop, draft=draft, **common)
+                    rows.append(["synthetic 2048×1536 JPEGs", "yes" if draft else "no", f"{rate:.0f}"])
+        return (f"### Loader alone, images/s (resize to 512×512, random {args.crop} crop, batch {args.batch_size}, "
+                f"{args.loader_workers} workers, pinned memory {'on' if pin else 'off'})\n\n"
+                + table(["images", "draft decoding", "images/s"], rows))
+
+    def inference_table(self) -> str:
+        args = self.args
+        torch.manual_seed(0)
+        encoder = self.encoder if self.encoder is not None else bench.random_modules(build_encoder(self.spec))
+        decoder = bench.random_modules(build_decoder(self.spec))
+        transform = build_transform(args.transform, self.spec)
+        rows = []
+        for precision in args.infer_precisions:
+            stylizer = Stylizer.from_modules(encoder, decoder, transform, self.spec.name, self.device,
+                                             PRECISIONS[precision], args.tile_size, args.channels_last, args.compile)
+            for size in args.sizes:
+                seconds, peak = bench.inference_cost(stylizer, size, args.style_size, args.warmup, args.repeats)
+                tile = stylizer._tile_for(size, size, None)
+                rows.append([f"{size}×{size}", precision, f"{tile} px" if tile else "whole", ms(seconds), mib(peak)])
+                print(f"  timed inference: {size} {precision}", file=sys.stderr)
+        memory = "allocator peak" if self.device.type == "cuda" else "growth of resident memory"
+        return (f"### Inference, one content image with a {args.style_size}×{args.style_size} style "
+                f"({args.mode}, {args.transform.upper()}; peak memory = {memory})\n\n"
+                + table(["content", "precision", "tiles", "time (ms)", "peak memory (MiB)"], rows))
+
+
+def main() -> None:
+    args = parse_args()
+    device = resolve_device(args.device)
+    fill_defaults(args, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench.prepare_device(device)
+    if args.compile:
+        compile_sinkhorn(True)
+    runner = Bench(args, device)
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+            f"CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start")
+    print(f"## Benchmark: {name}, PyTorch {torch.__version__}, encoder "
+          f"{'from ' + args.vgg if runner.vgg_loaded else 'with random weights'}, "
+          f"{'channels-last' if args.channels_last else 'NCHW'}{', compiled' if args.compile else ''}; "
+          f"median of {args.repeats} after {args.warmup} warm-up\n")
+    sections = [("train", runner.training_table), ("share", runner.share_table),
+                ("loader", runner.loader_table), ("inference", runner.inference_table)]
+    for name, section in sections:
+        if name in args.skip or (name == "share" and not args.share_batch):
+            continue
+        print(section() + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,74 @@
+"""scripts/ablation.py: four variants trained alike, evaluated together, one four-row table."""
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from cli import run_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("ablation", REPO / "scripts" / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ablation = load_script()
+
+
+@pytest.fixture
+def flags(training_folders: tuple[Path, Path], training_vgg: Path, tmp_path: Path) -> list[str]:
+    """A 2-iteration ablation on the tiny training folders, evaluated on one 24×24 pair."""
+    content, style = training_folders
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{next(content.glob('*.png'))} {next(style.glob('*.png'))}\n")
+    return ["--content_dir", str(content), "--style_dir", str(style), "--vgg", str(training_vgg),
+            "--max_iter", "2", "--batch_size", "1", "--image_size", "20", "--crop_size", "16",
+            "--train_args", "--num_s 4", "--n_threads", "0", "--seed", "3", "--pairs", str(pairs),
+            "--content_size", "24", "--device", "cpu", "--output", str(tmp_path / "ablation")]
+
+
+def test_variants_differ_only_in_transform_and_loss(flags: list[str]):
+    args = ablation.parse_args(flags)
+    commands = {v.name: ablation.train_command(args, v, Path("out") / v.name) for v in args.variants}
+    assert list(commands) == ["lct_wce", "lct_ccpl", "sct_wce", "sct_ccpl"]
+    shared = [{f for f in c if not f.startswith(("--transform=", "--contrastive=", "--save_dir=", "--log_dir="))}
+              for c in commands.values()]
+    assert all(s == shared[0] for s in shared)
+    assert {"--max_iter=2", "--seed=3", "--num_s", "4"} <= shared[0]
+    assert "--transform=sct" in commands["sct_ccpl"] and "--contrastive=ccpl" in commands["sct_ccpl"]
+
+
+def test_tiny_ablation_writes_a_four_row_table_and_reuses_its_checkpoints(flags: list[str], tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    ablation.main(flags)
+    output = tmp_path / "ablation"
+    printed = capsys.readouterr().out
+    assert "| variant | transform | contrastive | SSIM ↑" in printed
+    with open(output / "ablation.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["variant"], r["transform"], r["contrastive"]) for r in rows] == [
+        ("lct_wce", "LCT", "WCE"), ("lct_ccpl", "LCT", "CCPL"), ("sct_wce", "SCT", "WCE"), ("sct_ccpl", "SCT", "CCPL")]
+    assert all(float(r["gram_loss"]) > 0 and -1 <= float(r["ssim"]) <= 1 for r in rows)
+    table = (output / "ablation.md").read_text().strip().splitlines()
+    assert len(table) == 2 + 4
+    for name, kind in (("lct_wce", "lct"), ("sct_ccpl", "sct")):
+        assert (output / name / f"{kind}_iter_2.pth.tar").is_file()
+        assert (output / "eval" / "results" / name).is_dir()
+    assert (output / "eval" / "contact_sheet.png").is_file()
+
+    ablation.main(flags)                                    # checkpoints there: evaluation only
+    assert capsys.readouterr().out.count(": reusing decoder_iter_2.pth.tar") == 4
+
+
+def test_failed_training_is_one_error_line(flags: list[str], capsys: pytest.CaptureFixture):
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: ablation.main(flags + ["--variants", "sct_wce", "--train_args", "--num_l 9"]))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: training sct_wce failed (exit 2)")
+    assert "--num_l 9 exceeds" in error[0] and "train.log" in error[0]

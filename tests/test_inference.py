@@ -1,0 +1,140 @@
+"""Inference: tiled stylisation equals whole-image stylisation (no seams), its building blocks
+(receptive reach, tile spans, exact statistics from chunks), and reading images ahead."""
+import threading
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from function import calc_mean_std
+from inference import Stylizer, chunked_mean_std, combine_mean_std, reach, read_ahead, spans
+from net import build_decoder, build_encoder, build_transform
+
+
+def lively(module: nn.Module) -> nn.Module:
+    """He-initialised convolutions, so random weights give a varied, mostly unclipped image."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.uniform_(layer.bias, -0.1, 0.1)
+    return module
+
+
+def random_stylizer(mode: str, kind: str, seed: int = 0) -> Stylizer:
+    """Random weights; the decoder's last conv is scaled so that the image sits around 0.5."""
+    torch.manual_seed(seed)
+    decoder = lively(build_decoder(mode))
+    last = decoder[-1]
+    with torch.no_grad():
+        last.weight.mul_(0.3 if mode == "photo" else 0.15)
+        last.bias.fill_(0.5)
+    return Stylizer.from_modules(lively(build_encoder(mode)), decoder, lively(build_transform(kind, mode)), mode)
+
+
+def images(height: int, width: int, seed: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    content = torch.rand(3, height, width, generator=generator)
+    styles = [torch.rand(3, 90, 77, generator=generator), torch.rand(3, 64, 81, generator=generator)]
+    return content, styles
+
+
+@pytest.mark.parametrize("mode, kind, size, tile, options", [
+    ("photo", "lct", (170, 203), 64, {}),
+    ("photo", "sct", (101, 130), 48, {"alpha": 0.6}),
+    ("photo", "lct", (101, 130), 64, {"alpha": 0.7, "weights": [0.3, 0.7]}),
+    ("art", "lct", (100, 123), 64, {"alpha": 0.8, "weights": [0.6, 0.4]}),
+    ("art", "sct", (100, 123), 64, {}),
+])
+def test_tiled_output_equals_whole_output(mode, kind, size, tile, options):
+    stylizer = random_stylizer(mode, kind)
+    content, styles = images(*size)
+    styles = styles if "weights" in options else styles[:1]
+    whole = stylizer.stylize(content, styles, tile_size=10 ** 6, **options)
+    tiled = stylizer.stylize(content, styles, tile_size=tile, **options)
+    assert tiled.shape == whole.shape == content.shape
+    assert whole.std() > 0.03 and ((whole > 0) & (whole < 1)).float().mean() > 0.9  # varied, not clipped
+    assert (tiled - whole).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("halo", ["encoder_halo", "decoder_halo"])
+def test_tiles_without_halo_show_seams(halo):
+    """The comparison above can fail: tiles without their halo differ along the tile borders."""
+    stylizer = random_stylizer("photo", "lct")
+    content, styles = images(64, 96)
+    whole = stylizer.stylize(content, styles[:1], tile_size=10 ** 6)
+    setattr(stylizer, halo, 0)
+    assert (stylizer.stylize(content, styles[:1], tile_size=32) - whole).abs().max() > 1e-2
+
+
+def test_small_images_are_not_tiled_on_cpu_by_default():
+    stylizer = random_stylizer("photo", "lct")
+    assert stylizer._tile_for(512, 680, None) == 0
+    tile = stylizer._tile_for(4096, 4096, None)
+    assert 0 < tile <= 2048 and tile % 64 == 0
+    assert stylizer._tile_for(300, 200, 130) == 128          # rounded to the downscale
+
+
+def test_reach_by_hand():
+    # photo encoder: 3×3 convs add 1, 1, then ×2 steps: 2, 2 (+1 pool each before), then 4.
+    assert reach(build_encoder("photo")) == 1 + 1 + 1 + 2 + 2 + 2 + 4
+    assert reach(build_encoder("art")) == 13 + 3 * 4 + 4 + 8
+    # photo decoder in feature pixels: two convs at 1, two at 1/2, two at 1/4.
+    assert reach(build_decoder("photo")) == 2 + 1 + 0.5
+
+
+def test_spans_cover_the_range_once():
+    for length, tile, halo, multiple in [(200, 96, 40, 8), (4096, 2048, 16, 4), (50, 64, 4, 1), (1025, 512, 4, 1)]:
+        parts = spans(length, tile, halo, multiple)
+        assert [p[0] for p in parts[1:]] == [p[1] for p in parts[:-1]]
+        assert parts[0][0] == 0 and parts[-1][1] == length
+        for start, end, halo_start, halo_end in parts:
+            assert start % multiple == 0 and end - start <= tile
+            assert halo_start == max(0, start - halo) and halo_end == min(length, end + halo)
+
+
+def test_chunked_statistics_are_exact():
+    feat = torch.randn(2, 5, 37, 11, dtype=torch.float64) * 3 + 100  # a large mean tests cancellation
+    mean, std = chunked_mean_std(feat.float(), rows=8)
+    expected_mean, expected_std = calc_mean_std(feat)
+    torch.testing.assert_close(mean.double(), expected_mean, rtol=1e-6, atol=0)
+    torch.testing.assert_close(std.double(), expected_std, rtol=1e-5, atol=0)
+
+
+def test_combine_mean_std_by_hand():
+    # chunks [1, 2] and [3, 4, 5, 6]: mean 3.5, unbiased variance 17.5 / 5 = 3.5.
+    counts = torch.tensor([2.0, 4.0])
+    means = torch.tensor([1.5, 4.5])
+    sq_devs = torch.tensor([0.5, 5.0])
+    mean, std = combine_mean_std(counts, means, sq_devs, eps=0.0)
+    assert mean.item() == pytest.approx(3.5) and std.item() == pytest.approx(3.5 ** 0.5)
+
+
+def test_read_ahead_keeps_order_and_loads_ahead():
+    started = []
+    second_started = threading.Event()
+
+    def load(item: int) -> int:
+        started.append(item)
+        if item == 1:
+            second_started.set()
+        return item * 10
+
+    results = read_ahead(range(5), load, depth=2)
+    assert next(results) == (0, 0)
+    assert second_started.wait(5)               # item 1 was loading before it was asked for
+    assert list(results) == [(1, 10), (2, 20), (3, 30), (4, 40)]
+    assert sorted(started) == list(range(5))
+
+
+def test_read_ahead_raises_at_the_failing_item():
+    def load(item: int) -> int:
+        if item == 2:
+            raise ValueError("bad item")
+        time.sleep(0.01)
+        return item
+
+    results = read_ahead(range(4), load)
+    assert [next(results), next(results)] == [(0, 0), (1, 1)]
+    with pytest.raises(ValueError, match="bad item"):
+        next(results)

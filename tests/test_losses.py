@@ -1,0 +1,324 @@
+"""net.py's training losses: CCPL, WCE and their helpers against hand/numpy computations, and the
+full network's losses and gradients."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import net
+from net import (CCPL, WCE, build_network, gather_blocks, info_nce, neighbourhood_index, neighbourhood_kl,
+                 projected_differences, sample_anchors, sinkhorn_weights)
+
+# The 3×3 block in the reference order: the anchor, then its 8 neighbours row by row.
+BLOCK_OFFSETS = [(0, 0), (-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+LOSS_WEIGHTS = {"content": 1.0, "style": 10.0, "nce": 5.0, "kl": 5.0}     # METHOD.md's defaults
+PHOTO_ANCHORS = [torch.tensor([[1, 1], [2, 5], [5, 3], [6, 6]])] * 3     # inside 8×8 and larger maps
+
+
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``content + 10·style + 5·(nce + kl)``, written out here independently of training.py."""
+    return sum(LOSS_WEIGHTS[name] * value for name, value in losses.items())
+
+
+def shuffled(feat: torch.Tensor, seed: int) -> torch.Tensor:
+    """The same feature vectors at spatially permuted positions."""
+    perm = torch.randperm(feat.shape[2] * feat.shape[3], generator=torch.Generator().manual_seed(seed))
+    return feat.flatten(2)[:, :, perm].view_as(feat)
+
+
+def unit_rows(shape: tuple, seed: int) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.randn(shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+def test_sample_anchors_away_from_border_and_distinct():
+    torch.manual_seed(0)
+    for height, width, num_s in [(6, 7, 20), (9, 9, 8), (3, 3, 1), (32, 5, 8)]:
+        for _ in range(10):
+            anchors = sample_anchors(height, width, num_s)
+            assert anchors.shape == (num_s, 2) and anchors.dtype == torch.long
+            assert anchors[:, 0].min() >= 1 and anchors[:, 0].max() <= height - 2
+            assert anchors[:, 1].min() >= 1 and anchors[:, 1].max() <= width - 2
+            assert len({tuple(a) for a in anchors.tolist()}) == num_s
+    # Every interior position of a 6×7 map is reachable: 20 anchors cover all 4×5 of them.
+    assert {tuple(a) for a in sample_anchors(6, 7, 20).tolist()} == {(r, c) for r in range(1, 5) for c in range(1, 6)}
+    # A map with fewer interior positions than num_s gives every interior position once.
+    assert sample_anchors(3, 4, 8).tolist() in ([[1, 1], [1, 2]], [[1, 2], [1, 1]])
+    with pytest.raises(ValueError):
+        sample_anchors(2, 10, 1)
+
+
+def test_neighbourhood_index_by_hand():
+    index = neighbourhood_index(torch.tensor([[1, 1], [2, 3]]), width=5)
+    assert index.shape == (9, 2)
+    assert index[:, 0].tolist() == [6, 0, 1, 2, 5, 7, 10, 11, 12]
+    assert index[:, 1].tolist() == [13, 7, 8, 9, 12, 14, 17, 18, 19]
+
+
+def test_gather_blocks_matches_direct_slicing():
+    feat = torch.randn(2, 5, 6, 7, generator=torch.Generator().manual_seed(0))
+    anchors = torch.tensor([[1, 1], [4, 5], [2, 3]])
+    blocks = gather_blocks(feat, neighbourhood_index(anchors, feat.shape[3]))
+    assert blocks.shape == (2, 9, 3, 5)
+    for j, (dr, dc) in enumerate(BLOCK_OFFSETS):
+        for a, (row, col) in enumerate(anchors.tolist()):
+            assert torch.equal(blocks[:, j, a, :], feat[:, :, row + dr, col + dc])
+
+
+def test_projected_differences_layout():
+    blocks = torch.randn(2, 9, 3, 4, generator=torch.Generator().manual_seed(1))
+    out = projected_differences(blocks, nn.Identity())
+    assert out.shape == (2, 8 * 3, 4)
+    # Neighbour-major: row (j - 1)·num_s + a is anchor a minus its neighbour j.
+    for j in range(1, 9):
+        for a in range(3):
+            diff = blocks[:, 0, a] - blocks[:, j, a]
+            torch.testing.assert_close(out[:, (j - 1) * 3 + a], diff / diff.norm(dim=-1, keepdim=True))
+
+
+def np_info_nce(query: np.ndarray, key: np.ndarray, tau: float, log_weights: np.ndarray | None = None) -> float:
+    """Cross-entropy with the positive first and the other S-1 keys as (weighted) negatives."""
+    losses = []
+    for q_img, k_img, n in zip(query, key, range(len(query))):
+        sims = q_img @ k_img.T
+        for i in range(len(q_img)):
+            negatives = np.delete(sims[i] + (0 if log_weights is None else tau * log_weights[n, i]), i)
+            logits = np.concatenate(([sims[i, i]], negatives)) / tau
+            losses.append(np.log(np.exp(logits).sum()) - logits[0])
+    return float(np.mean(losses))
+
+
+def test_info_nce_by_hand():
+    # Two orthonormal pairs, q = k: positive logit 1/tau, one negative logit 0.
+    q = torch.eye(2)[None]
+    tau = 0.5
+    assert info_nce(q, q, tau).item() == pytest.approx(np.log(1 + np.exp(-1 / tau)), rel=1e-6)
+
+
+def test_info_nce_matches_numpy():
+    query, key = unit_rows((2, 5, 3), seed=2), unit_rows((2, 5, 3), seed=3)
+    log_w = torch.randn(2, 5, 5, generator=torch.Generator().manual_seed(4))
+    assert info_nce(query, key, 0.07).item() == pytest.approx(np_info_nce(query.numpy(), key.numpy(), 0.07), rel=1e-5)
+    assert info_nce(query, key, 0.3, log_w).item() == pytest.approx(
+        np_info_nce(query.numpy(), key.numpy(), 0.3, log_w.numpy()), rel=1e-5)
+    # Uniform weights (log w = 0) are plain InfoNCE.
+    assert torch.equal(info_nce(query, key, 0.07, torch.zeros(2, 5, 5)), info_nce(query, key, 0.07))
+
+
+def np_sinkhorn(query: np.ndarray, key: np.ndarray, eps: float, iters: int) -> np.ndarray:
+    """Alternate row and column scaling of the masked kernel, finish on the rows, scale by S-1."""
+    plans = []
+    for q, k in zip(query.astype(np.float64), key.astype(np.float64)):
+        s = len(q)
+        kernel = np.exp(q @ k.T / eps) * (1 - np.eye(s))
+        u, v = np.ones(s), np.ones(s)
+        for _ in range(iters):
+            u = 1 / (kernel @ v)
+            v = 1 / (kernel.T @ u)
+        plan = kernel * v[None, :]
+        plans.append(plan / plan.sum(1, keepdims=True) * (s - 1))
+    return np.stack(plans)
+
+
+def test_sinkhorn_weights_rows_average_one_over_negatives():
+    query, key = unit_rows((2, 12, 6), seed=5), unit_rows((2, 12, 6), seed=6)
+    weights = sinkhorn_weights(query, key, eps=1.0, iters=50)
+    assert weights.shape == (2, 12, 12) and not weights.requires_grad
+    off_diagonal = ~torch.eye(12, dtype=torch.bool)
+    assert torch.all(weights.diagonal(dim1=1, dim2=2) == 0)
+    assert torch.all(weights[:, off_diagonal] > 0)
+    torch.testing.assert_close(weights.sum(2) / 11, torch.ones(2, 12))
+    # It is a transport plan, not a row softmax: columns are balanced as well.
+    torch.testing.assert_close(weights.sum(1) / 11, torch.ones(2, 12), atol=1e-3, rtol=0)
+    np.testing.assert_allclose(weights.numpy(), np_sinkhorn(query.numpy(), key.numpy(), 1.0, 50), rtol=1e-4)
+    assert weights[:, off_diagonal].std() > 0.05          # the weights do modulate the negatives
+
+
+def np_neighbourhood_kl(blocks_result: np.ndarray, blocks_content: np.ndarray) -> float:
+    def distribution(block: np.ndarray) -> np.ndarray:       # block: (9, C)
+        unit = block / np.linalg.norm(block, axis=1, keepdims=True)
+        affinity = (unit @ unit.T + 1) / 2
+        return affinity / affinity.sum(1, keepdims=True)
+
+    values = []
+    for n in range(blocks_result.shape[0]):
+        for a in range(blocks_result.shape[2]):
+            p = distribution(blocks_content[n, :, a].astype(np.float64))
+            r = distribution(blocks_result[n, :, a].astype(np.float64))
+            values.append((p * np.log(p / r)).sum(1).mean())
+    return float(np.mean(values))
+
+
+def test_neighbourhood_kl():
+    gen = torch.Generator().manual_seed(7)
+    content, result = torch.randn(2, 9, 3, 5, generator=gen), torch.randn(2, 9, 3, 5, generator=gen)
+    assert neighbourhood_kl(content, content).item() == pytest.approx(0, abs=1e-6)
+    # Positive per-position rescaling leaves the cosines, hence the KL, unchanged.
+    assert neighbourhood_kl(content * (0.1 + torch.rand(2, 9, 3, 1, generator=gen)), content).item() < 1e-5
+    kl = neighbourhood_kl(result, content).item()
+    assert kl > 0.01
+    assert kl == pytest.approx(np_neighbourhood_kl(result.numpy(), content.numpy()), rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# CCPL and WCE modules
+# ---------------------------------------------------------------------------------------------
+
+CHANNELS = (16, 32)
+ANCHORS = [torch.tensor([[1, 1], [3, 4], [6, 6], [2, 5]]), torch.tensor([[1, 1], [2, 3], [4, 4], [3, 1]])]
+
+
+@pytest.fixture
+def feats() -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(8)
+    return [torch.randn(2, 16, 8, 8, generator=gen), torch.randn(2, 32, 6, 6, generator=gen)]
+
+
+@pytest.fixture
+def losses_pair() -> tuple[CCPL, WCE]:
+    torch.manual_seed(9)
+    ccpl = CCPL(CHANNELS, num_s=4, num_l=2)
+    wce = WCE(CHANNELS, num_s=4, num_l=2)
+    wce.load_state_dict(ccpl.state_dict())
+    return ccpl, wce
+
+
+def test_projection_heads_shapes():
+    ccpl = CCPL((64, 128, 256))
+    assert [(h[0].in_features, h[0].out_features, h[2].out_features) for h in ccpl.heads] == [
+        (64, 64, 16), (128, 128, 32), (256, 256, 64)]
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match="num_l"):
+            CCPL((64, 128, 256), num_l=bad)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_contrastive_small_for_identical_and_grows_when_shuffled(losses_pair, feats, which):
+    loss = losses_pair[which]
+    same = loss(feats, feats, ANCHORS)
+    mixed = loss([shuffled(f, seed=i) for i, f in enumerate(feats)], feats, ANCHORS)
+    chance = 2 * np.log(8 * 4)                      # 2 layers, S = 32: uniform logits
+    assert same["nce"].item() < 0.75 * chance
+    assert mixed["nce"].item() > 3 * same["nce"].item()
+    if which == 1:
+        assert same["kl"].item() == pytest.approx(0, abs=1e-6)
+        assert mixed["kl"].item() > 0.01
+
+
+def test_ccpl_identical_loss_by_hand(losses_pair, feats):
+    """With result == content, every query equals its key: the loss is log(1 + Σ exp((cos - 1)/tau))."""
+    ccpl = losses_pair[0]
+    expected = 0.0
+    for feat, anchors, head in zip(feats, ANCHORS, ccpl.heads):
+        blocks = feat[:, :, anchors[:, 0, None] + torch.tensor([o[0] for o in BLOCK_OFFSETS]),
+                      anchors[:, 1, None] + torch.tensor([o[1] for o in BLOCK_OFFSETS])]   # (N, C, S, 9)
+        diffs = (blocks[..., :1] - blocks[..., 1:]).permute(0, 3, 2, 1).flatten(1, 2)         # (N, 8·S, C)
+        with torch.no_grad():
+            vecs = torch.nn.functional.normalize(head(diffs), dim=-1).double().numpy()
+        expected += np_info_nce(vecs, vecs, ccpl.tau)
+    assert ccpl(feats, feats, ANCHORS)["nce"].item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_wce_with_uniform_weights_equals_ccpl(losses_pair, feats, monkeypatch):
+    ccpl, wce = losses_pair
+    result = [f + 0.5 * shuffled(f, seed=10) for f in feats]
+    ccpl_nce = ccpl(result, feats, ANCHORS)["nce"]
+    weighted_nce = wce(result, feats, ANCHORS)["nce"]
+    assert abs(weighted_nce.item() - ccpl_nce.item()) > 1e-3        # the OT weights change the loss
+    monkeypatch.setattr(net, "sinkhorn_weights", lambda q, k, *args: torch.ones(q.shape[0], q.shape[1], q.shape[1]))
+    torch.testing.assert_close(wce(result, feats, ANCHORS)["nce"], ccpl_nce)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_random_anchors_give_finite_loss(losses_pair, feats, which):
+    torch.manual_seed(11)
+    out = losses_pair[which]([shuffled(f, 12) for f in feats], feats)
+    assert out.keys() == ({"nce"} if which == 0 else {"nce", "kl"})
+    assert all(torch.isfinite(v) and v.item() > 0 for v in out.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# The full network
+# ---------------------------------------------------------------------------------------------
+
+def make_network(mode: str, transform: str, contrastive: str, seed: int) -> net.StyleTransferNet:
+    """A network whose random encoder keeps activations at unit scale (He init, zero bias), so the
+    features, and hence every loss term, are far from degenerate."""
+    torch.manual_seed(seed)
+    network = build_network(mode, transform, contrastive, num_s=4)
+    for module in network.stages.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    return network
+
+
+def _images(batch: int = 2, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, size, size, generator=gen), torch.rand(batch, 3, size, size, generator=gen)
+
+
+def test_build_network_rejects_unknown_contrastive():
+    with pytest.raises(ValueError, match="contrastive"):
+        build_network("photo", "lct", "nce")
+    network = build_network("photo", "lct", "none")
+    losses, result = network(*_images(1))
+    assert losses.keys() == {"content", "style"} and result.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("mode, contrastive, size", [("photo", "wce", 32), ("photo", "ccpl", 32), ("art", "wce", 40)])
+def test_losses_finite_on_constant_images(mode, contrastive, size):
+    network = make_network(mode, "lct", contrastive, seed=13)
+    zeros, ones = torch.zeros(1, 3, size, size), torch.ones(1, 3, size, size)
+    for content, style in [(zeros, zeros), (ones, ones), (zeros, ones), (ones, zeros)]:
+        network.zero_grad()
+        losses, result = network(content, style)
+        expected = {"content", "style", "nce"} | ({"kl"} if contrastive == "wce" else set())
+        assert losses.keys() == expected
+        assert all(torch.isfinite(v) for v in losses.values()), losses
+        total_loss(losses).backward()
+        assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("mode", ["photo", "art"])
+def test_network_runs_at_the_smallest_side(mode):
+    """At ``min_side`` the last feature map is 3×3 (photo) or 5×5 (art), with fewer interior
+    positions than the default 8 anchors, and SCT's style branch sees a single position."""
+    network = make_network(mode, "lct", "wce", seed=17)
+    side = net.parse_mode(mode).min_side
+    losses, result = network(*_images(1, side, seed=18))
+    assert result.shape == (1, 3, side, side)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize("transform", ["lct", "sct"])
+@pytest.mark.parametrize("contrastive", ["wce", "ccpl"])
+def test_gradients_reach_trained_parts_only(transform, contrastive):
+    network = make_network("photo", transform, contrastive, seed=14).train()
+    losses, _ = network(*_images(), anchors=PHOTO_ANCHORS)
+    total_loss(losses).backward()
+    for name, part in [("decoder", network.decoder), ("transform", network.transform),
+                       ("heads", network.contrastive.heads)]:
+        for pname, param in part.named_parameters():
+            assert param.grad is not None and param.grad.abs().sum() > 0, f"{name}.{pname} gets no gradient"
+    for param in network.stages.parameters():
+        assert not param.requires_grad and param.grad is None
+    assert all(not stage.training for stage in network.stages)
+
+
+def test_adam_steps_lower_the_total_loss():
+    network = make_network("photo", "lct", "wce", seed=15).train()
+    content, style = _images(seed=16)
+    optimiser = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=2e-4)
+    history = []
+    for _ in range(15):
+        optimiser.zero_grad()
+        total = total_loss(network(content, style, anchors=PHOTO_ANCHORS)[0])
+        total.backward()
+        optimiser.step()
+        history.append(total.item())
+    assert history[-1] < 0.85 * history[0], history
+    assert np.mean(history[-3:]) < np.mean(history[:3]), history

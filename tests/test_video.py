@@ -1,0 +1,130 @@
+"""Video stylisation and temporal consistency: metrics on hand-made frames, the command end to end."""
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import video
+from checkpoint import save_state_dict
+from cli import UserError, run_main
+from evaluation import read_resized
+from net import build_decoder, build_encoder, build_transform
+
+
+def smooth_texture(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A smooth random colour texture (blurred noise), so optical flow has something to follow."""
+    noise = torch.rand(1, 3, height // 4, width // 4, generator=torch.Generator().manual_seed(seed))
+    return torch.nn.functional.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+
+
+def translating_frames(count: int = 4, shift: int = 2, size: int = 40) -> torch.Tensor:
+    """Frames of a texture sliding ``shift`` px to the right per frame, ``(T, 3, size, size)``."""
+    texture = smooth_texture(size, size + shift * count)
+    return torch.stack([texture[:, :, shift * (count - t):shift * (count - t) + size] for t in range(count)])
+
+
+def test_natural_order_puts_frame2_before_frame10(tmp_path: Path):
+    for name in ("frame10.png", "frame2.png", "frame1.png"):
+        Image.new("RGB", (16, 16)).save(tmp_path / name)
+    assert [p.name for p in video.list_frames(tmp_path)] == ["frame1.png", "frame2.png", "frame10.png"]
+
+
+def test_consecutive_difference_of_flat_frames():
+    frames = torch.stack([torch.full((3, 5, 7), 0.1 * t) for t in range(4)])
+    torch.testing.assert_close(video.consecutive_difference(frames), torch.full((3,), 0.1))
+    still = frames[:1].expand(4, -1, -1, -1)
+    torch.testing.assert_close(video.consecutive_difference(still), torch.zeros(3))
+
+
+def test_warp_with_an_integer_flow_shifts_the_image():
+    image = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).view(2, 3, 4, 6)
+    flows = torch.zeros(2, 2, 4, 6)
+    flows[:, 1] = 2.0                                   # sample two columns to the right
+    warped, inside = video.warp(image, flows)
+    torch.testing.assert_close(warped[..., :4], image[..., 2:])
+    assert inside[..., :4].min() == 1 and inside[..., 4:].max() == 0
+
+
+def test_warped_error_follows_motion_that_plain_differences_do_not():
+    frames = translating_frames()
+    flows = video.backward_flows(frames)
+    assert flows.shape == (3, 2, 40, 40)
+    # Interior flow recovers the 2 px shift: frame t at column c shows frame t-1 at c - 2.
+    assert flows[:, 1, 8:-8, 8:-8].median() == pytest.approx(-2.0, abs=0.1)
+    plain, warped = video.consecutive_difference(frames), video.warped_error(frames, flows)
+    assert (warped < 0.25 * plain).all()
+
+
+def test_stylised_frames_as_steady_as_content_give_ratio_one():
+    content = translating_frames() * 0.5
+    flickering = content + torch.tensor([0.0, 0.3, 0.0, 0.3]).view(4, 1, 1, 1)
+    steady = video.summary(video.temporal_metrics(content, content, video.backward_flows(content)))
+    assert steady["diff_ratio"] == pytest.approx(1.0) and steady["warped_ratio"] == pytest.approx(1.0)
+    flicker = video.summary(video.temporal_metrics(content, flickering))
+    assert flicker["diff_ratio"] > 2 and "warped_ratio" not in flicker
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Encoder, decoder and LCT checkpoints with random weights: the plumbing needs no training."""
+    folder = tmp_path_factory.mktemp("random_model")
+    torch.manual_seed(0)
+    paths = {"vgg": folder / "vgg.pth", "decoder": folder / "decoder_iter_1.pth.tar", "lct": folder / "lct_iter_1.pth.tar"}
+    save_state_dict(build_encoder("photo"), paths["vgg"])
+    save_state_dict(build_decoder("photo"), paths["decoder"])
+    save_state_dict(build_transform("lct", "photo"), paths["lct"])
+    return paths
+
+
+def test_video_command_writes_frames_gif_tables_and_figures(tmp_path: Path, random_model: dict[str, Path],
+                                                            capsys: pytest.CaptureFixture):
+    frames_dir, output = tmp_path / "frames", tmp_path / "out"
+    frames_dir.mkdir()
+    frames = translating_frames(count=5, size=32)
+    for t, frame in enumerate(frames):
+        Image.fromarray((frame.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(frames_dir / f"f{t}.png")
+    Image.fromarray((smooth_texture(24, 24, seed=5).permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(tmp_path / "style.png")
+
+    video.main(["--frames_dir", str(frames_dir), "--style", str(tmp_path / "style.png"), "--vgg", str(random_model["vgg"]),
+                "--decoder", str(random_model["decoder"]), "--LCT", str(random_model["lct"]), "--content_size", "0",
+                "--style_size", "0", "--output", str(output), "--device", "cpu"])
+
+    printed = capsys.readouterr().out
+    assert "stylised_diff" in printed and "warped_ratio" in printed
+    written = sorted((output / "frames").iterdir())
+    assert [p.name for p in written] == [f"f{t}.png" for t in range(5)]
+    assert Image.open(written[0]).size == (32, 32)
+    with Image.open(output / "preview.gif") as gif:
+        assert gif.n_frames == 5 and gif.size == (64, 32)      # content | stylised side by side
+    with open(output / "temporal.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and set(rows[0]) == {"step", "content_diff", "stylised_diff", "content_warped",
+                                               "stylised_warped"}
+    saved = torch.stack([read_resized(path, 0) for path in video.list_frames(frames_dir)])
+    content_diff = video.consecutive_difference(saved)
+    np.testing.assert_allclose([float(r["content_diff"]) for r in rows], content_diff.numpy(), rtol=1e-5)
+    for figure in ("consistency_plot.png", "consistency_strip.png"):
+        with Image.open(output / figure) as image:
+            assert image.width > 100 and image.height > 100
+    assert "Temporal consistency over 5 frames" in (output / "temporal.md").read_text()
+
+
+def test_video_command_errors_in_one_line(tmp_path: Path, random_model: dict[str, Path], capsys: pytest.CaptureFixture):
+    Image.new("RGB", (16, 16)).save(tmp_path / "only.png")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: video.main(["--frames_dir", str(tmp_path), "--style", str(tmp_path / "only.png"),
+                                     "--vgg", str(random_model["vgg"]), "--decoder", str(random_model["decoder"]),
+                                     "--LCT", str(random_model["lct"]), "--device", "cpu"]))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"error: {tmp_path} holds 1 frame(s); temporal consistency needs at least 2"]
+
+
+def test_frames_of_different_sizes_are_refused_before_any_work(tmp_path: Path):
+    Image.new("RGB", (16, 16)).save(tmp_path / "a1.png")
+    Image.new("RGB", (16, 20)).save(tmp_path / "a2.png")
+    with pytest.raises(UserError, match="a1.png is 16×16, a2.png is 16×20"):
+        video.check_frame_sizes(video.list_frames(tmp_path))
