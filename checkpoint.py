@@ -9,6 +9,7 @@ encoder file may hold more layers than the mode needs, never fewer.
 import os
 import pickle
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -58,11 +59,16 @@ def _safe_load(path: str | os.PathLike) -> object:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
-            OSError, AttributeError, ImportError, IndexError, KeyError, TypeError, struct.error) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason[:200]})") from None
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols in junk files
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (not a PyTorch file, or it holds "
+                              "Python objects, which are never loaded)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, ImportError,
+            IndexError, KeyError, TypeError, struct.error):
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt, truncated or not a "
+                              "PyTorch file)") from None
 
 
 TRAINING_STATE_FORMAT = "glfa-training-state-1"
@@ -134,7 +140,7 @@ def load_transform(path: str | os.PathLike, mode: str | ModeSpec, kind: str = "l
     if found is None:
         raise CheckpointError(f"{path} is not an LCT/SCT checkpoint (no cnet.0.weight)")
     if found != spec.name:
-        raise CheckpointError(f"{path} is a {found}-mode transform but the mode is {spec.name}")
+        raise CheckpointError(f"{path} holds a {found}-mode transform, but the mode is {spec.name}")
     transform = build_transform(kind, spec)
     _fit(transform, state, path, f"{spec.name}-mode {kind.upper()}")
     return transform

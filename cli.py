@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch
 
+from net import parse_mode
+
 
 class UserError(Exception):
     """A problem with the user's input (files, flags, checkpoints): reported in one line."""
@@ -39,6 +41,14 @@ def resolve_device(name: str | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name} asked for, but no CUDA GPU is available (use --device cpu)")
     return device
+
+
+def mode_name(text: str) -> str:
+    """argparse type: a mode in any of the reference spellings (``pho``, ``artistic``…), as ``photo`` or ``art``."""
+    try:
+        return parse_mode(text).name
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def positive_int(text: str) -> int:

@@ -8,16 +8,7 @@ Example: python eval.py --pairs_dir=../shared/data/photo_pairs --vgg=models/vgg_
 import argparse
 from pathlib import Path
 
-from cli import UserError, non_negative_int, positive_int, resolve_device, run_main
-from net import parse_mode
-
-
-def mode_name(text: str) -> str:
-    """argparse type: a mode name in any of its spellings, as ``photo`` or ``art``."""
-    try:
-        return parse_mode(text).name
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+from cli import UserError, mode_name, non_negative_int, positive_int, resolve_device, run_main
 
 
 def zoom_box(text: str) -> tuple[float, float, float, float] | None:

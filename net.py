@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from function import (adaptive_instance_normalization, calc_cov, calc_mean_std, full_precision, mean_norm,
-                      mean_variance_norm)
+from function import adaptive_instance_normalization, calc_cov, calc_mean_std, full_precision, mean_norm
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,22 +261,13 @@ def sinkhorn_scaling(kernel: Tensor, iters: int) -> Tensor:
     Batched over images and free of host synchronisation. The sums are elementwise products
     and reductions rather than matmuls: exact fp32 even where TF32 matmuls are allowed, and
     on the CPU they stay on one thread (matmuls this small pay a thread wake-up per call on a
-    busy machine). ``compile_sinkhorn`` fuses each half-step into one kernel.
+    busy machine). ``--compile`` fuses each half-step into one kernel.
     """
     col_scale = torch.ones_like(kernel[:, :1, :])
     for _ in range(iters):
         row_scale = (kernel * col_scale).sum(2, keepdim=True).reciprocal_()
         col_scale = (kernel * row_scale).sum(1, keepdim=True).reciprocal_()
     return col_scale
-
-
-_sinkhorn_loop: Callable[[Tensor, int], Tensor] = sinkhorn_scaling
-
-
-def compile_sinkhorn(enabled: bool = True) -> None:
-    """Run the Sinkhorn loop through ``torch.compile`` (fused kernels, fewer launches) or eagerly."""
-    global _sinkhorn_loop
-    _sinkhorn_loop = torch.compile(sinkhorn_scaling, dynamic=False) if enabled else sinkhorn_scaling
 
 
 @torch.no_grad()
@@ -292,7 +282,7 @@ def sinkhorn_weights(query: Tensor, key: Tensor, eps: float = 1.0, iters: int = 
     s = query.shape[1]
     kernel = torch.exp(torch.bmm(query.float(), key.float().transpose(1, 2)) / eps)
     kernel = kernel * (1 - torch.eye(s, device=query.device))
-    plan = kernel * _sinkhorn_loop(kernel, iters)
+    plan = kernel * sinkhorn_scaling(kernel, iters)
     plan = plan / plan.sum(2, keepdim=True)
     return plan * (s - 1)
 
@@ -430,13 +420,16 @@ def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
 
 
 def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
-                  num_s: int = 8, num_l: int = 3, tau: float = 0.07) -> StyleTransferNet:
+                  num_s: int = 8, num_l: int = 3, tau: float = 0.07,
+                  encoder: nn.Sequential | None = None) -> StyleTransferNet:
     """A training network with freshly initialised decoder, transform and heads.
 
-    ``contrastive`` is ``wce``, ``ccpl`` or ``none``. Load the encoder weights afterwards.
+    ``contrastive`` is ``wce``, ``ccpl`` or ``none``. ``encoder`` is the pretrained VGG
+    (``checkpoint.load_encoder``); without one the encoder has random weights.
     """
     spec = parse_mode(mode)
     if contrastive not in (*CONTRASTIVE, "none"):
         raise ValueError(f"unknown contrastive loss {contrastive!r}: use 'wce', 'ccpl' or 'none'")
     loss = None if contrastive == "none" else CONTRASTIVE[contrastive](spec.channels, num_s, num_l, tau)
-    return StyleTransferNet(build_encoder(spec), build_decoder(spec), build_transform(transform, spec), loss, spec)
+    encoder = build_encoder(spec) if encoder is None else encoder
+    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec)

@@ -12,18 +12,10 @@ from torchvision import transforms
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from cli import UserError, non_negative_int, resolve_device, run_main, unit_float
+from cli import UserError, mode_name, non_negative_int, resolve_device, run_main, unit_float
 from data import UnreadableImage, list_images, load_rgb, read_image_or_fail
-from net import parse_mode
 
 SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def mode_name(text: str) -> str:
-    try:
-        return parse_mode(text).name
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def weight_list(text: str) -> list[float]:

@@ -7,15 +7,7 @@ Continue a stopped run: add --resume auto (the newest training state in --save_d
 import argparse
 import sys
 
-from cli import non_negative_float, non_negative_int, positive_float, positive_int, run_main
-from net import parse_mode
-
-
-def mode_name(text: str) -> str:
-    try:
-        return parse_mode(text).name
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+from cli import mode_name, non_negative_float, non_negative_int, positive_float, positive_int, run_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -248,11 +248,8 @@ def build_training_network(args: argparse.Namespace, device: torch.device) -> St
     Projection heads of layers the contrastive loss does not use (``--num_l`` below the mode's
     layer count) are frozen: they never get a gradient, and DDP would wait for one.
     """
-    network = build_network(args.training_mode, args.transform, args.contrastive, args.num_s, args.num_l, args.tau)
-    encoder = load_encoder(args.vgg, args.training_mode)
-    for stage, bounds in zip(network.stages, _stage_bounds(network)):
-        stage.load_state_dict({k: v for k, v in encoder.state_dict().items()
-                               if bounds[0] <= int(k.split(".")[0]) < bounds[1]})
+    network = build_network(args.training_mode, args.transform, args.contrastive, args.num_s, args.num_l, args.tau,
+                            encoder=load_encoder(args.vgg, args.training_mode))
     if network.contrastive is not None:
         heads = network.contrastive.heads
         heads[:len(heads) - args.num_l].requires_grad_(False)
@@ -260,11 +257,6 @@ def build_training_network(args: argparse.Namespace, device: torch.device) -> St
     if args.channels_last:
         network = network.to(memory_format=torch.channels_last)
     return network
-
-
-def _stage_bounds(network: StyleTransferNet) -> list[tuple[int, int]]:
-    ends = network.spec.stage_ends
-    return list(zip((0,) + ends[:-1], ends))
 
 
 def trainable_parameters(network: StyleTransferNet) -> list[nn.Parameter]:

@@ -23,9 +23,8 @@ from torch import Tensor
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from cli import UserError, non_negative_int, positive_float, positive_int, resolve_device, run_main, unit_float
+from cli import UserError, mode_name, non_negative_int, positive_float, positive_int, resolve_device, run_main, unit_float
 from data import list_images
-from eval import mode_name
 from evaluation import read_resized, thumbnail
 from figures import image_rows, line_chart, save_gif, to_pil
 from inference import Stylizer

@@ -21,8 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cli import UserError, non_negative_int, positive_int, resolve_device, run_main  # noqa: E402
-from eval import mode_name  # noqa: E402
+from cli import UserError, mode_name, non_negative_int, positive_int, resolve_device, run_main  # noqa: E402
 from evaluation import (METRICS, ModelSpec, Row, average_rows, evaluate, markdown_table,  # noqa: E402
                         pairs_by_number, read_pairs_file, write_tables)
 

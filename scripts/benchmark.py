@@ -23,7 +23,7 @@ import benchmarking as bench  # noqa: E402
 from checkpoint import load_encoder  # noqa: E402
 from cli import UserError, non_negative_int, positive_int, resolve_device, run_main  # noqa: E402
 from inference import Stylizer  # noqa: E402
-from net import build_decoder, build_encoder, build_network, build_transform, compile_sinkhorn, parse_mode  # noqa: E402
+from net import build_decoder, build_encoder, build_network, build_transform, parse_mode  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 GPU_DEFAULTS = dict(batch_size=8, crop=256, sizes="512,1024,2048,4096", style_size=512, warmup=5, repeats=20,
@@ -235,8 +235,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     bench.prepare_device(device)
-    if args.compile:
-        compile_sinkhorn(True)
     runner = Bench(args, device)
     name = (torch.cuda.get_device_name(device) if device.type == "cuda" else
             f"CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start")
