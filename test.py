@@ -37,10 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--style_dir", help="folder of style images")
     parser.add_argument("--vgg", default="models/vgg_normalised.pth")
     parser.add_argument("--decoder", default="experiments/decoder_iter_160000.pth.tar")
-    parser.add_argument("--LCT", "--SCT", dest="transform_path", default="experiments/lct_iter_160000.pth.tar",
-                        help="transform checkpoint (LCT and SCT files are interchangeable)")
+    transform = parser.add_mutually_exclusive_group()
+    transform.add_argument("--LCT", dest="lct_path", help="transform checkpoint (default: "
+                           "experiments/lct_iter_160000.pth.tar); LCT and SCT files hold the same weights")
+    transform.add_argument("--SCT", dest="sct_path", help="the same, for CCPL's name (implies --transform sct)")
     parser.add_argument("--testing_mode", type=mode_name, default="photo", help="photo or art")
-    parser.add_argument("--transform", choices=("lct", "sct"), default="lct")
+    parser.add_argument("--transform", choices=("lct", "sct"), default=None,
+                        help="how the transform is applied (default: sct with --SCT, else lct)")
     parser.add_argument("--content_size", type=non_negative_int, default=512,
                         help="shorter side of the content image (0 keeps the original size)")
     parser.add_argument("--style_size", type=non_negative_int, default=512,
@@ -61,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels_last", action="store_true", help="channels-last memory layout")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
     args = parser.parse_args(argv)
+    args.transform_path = args.sct_path or args.lct_path or "experiments/lct_iter_160000.pth.tar"
+    args.transform = args.transform or ("sct" if args.sct_path else "lct")
     if not args.save_ext.startswith("."):
         args.save_ext = "." + args.save_ext
     if args.save_ext.lower() not in SAVE_EXTENSIONS:

@@ -5,20 +5,11 @@ import time
 
 import pytest
 import torch
-from torch import nn
 
 from function import calc_mean_std
 from inference import Stylizer, chunked_mean_std, combine_mean_std, reach, read_ahead, spans
+from helpers import lively
 from net import build_decoder, build_encoder, build_transform
-
-
-def lively(module: nn.Module) -> nn.Module:
-    """He-initialised convolutions, so random weights give a varied, mostly unclipped image."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.uniform_(layer.bias, -0.1, 0.1)
-    return module
 
 
 def random_stylizer(mode: str, kind: str, seed: int = 0) -> Stylizer:

@@ -7,10 +7,10 @@ images (values in [0, 1]) within 0.01 mean and 0.06 maximum absolute difference.
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from function import calc_cov, calc_mean_std, mean_norm
 from inference import Stylizer
+from helpers import lively
 from net import (build_decoder, build_encoder, build_network, build_transform, info_nce, neighbourhood_kl,
                  sample_anchors, sinkhorn_weights)
 
@@ -20,15 +20,6 @@ IMAGE_MEAN_ATOL, IMAGE_MAX_ATOL = 0.01, 0.06
 
 def bf16_autocast() -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16)
-
-
-def lively(module: nn.Module) -> nn.Module:
-    """He-initialised convolutions, so random weights keep activations at a useful scale."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.uniform_(layer.bias, -0.1, 0.1)
-    return module
 
 
 def test_statistics_stay_fp32_under_autocast():

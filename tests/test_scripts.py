@@ -209,6 +209,24 @@ def test_single_files_interpolation_alpha_and_preserve_color(trained, tmp_path, 
     assert kept.shape == single.shape and np.abs(kept - single).max() > 2 / 255
 
 
+def test_sct_flag_names_the_transform_file_and_applies_sct(trained, tmp_path, capsys):
+    """CCPL's ``--SCT`` takes the same file as ``--LCT`` but applies it without the AdaIN skip."""
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    photo("content/astronaut.jpg", (40, 32)).save(content)
+    photo("style/coffee.jpg", (36, 24)).save(style)
+    common = ["--content", content, "--style", style, "--content_size", 0, "--style_size", 0,
+              "--vgg", trained["vgg"], "--decoder", trained["decoder"], "--device", "cpu", "--save_ext", ".png"]
+    results = {}
+    for flags in (["--LCT", trained["lct"]], ["--SCT", trained["lct"]], ["--LCT", trained["lct"], "--transform", "sct"]):
+        output = tmp_path / "-".join(str(f) for f in flags[::2])
+        code, _, err = run_script("test.py", [*common, *flags, "--output", output], capsys)
+        assert code == 0, err
+        results[tuple(flags[::2])] = read(output / "c_stylized_s.png")
+    lct, sct, sct_explicit = results.values()
+    assert np.array_equal(sct, sct_explicit)
+    assert np.abs(sct - lct).max() > 2 / 255
+
+
 def test_messy_training_folder_skips_unreadable_files_and_counts_them(folders, vgg, tmp_path, capsys):
     messy = tmp_path / "messy"
     messy.mkdir()
