@@ -48,8 +48,12 @@ def calc_cov(feat: Tensor) -> Tensor:
 
 def adaptive_instance_normalization(content_feat: Tensor, style_feat: Tensor) -> Tensor:
     """AdaIN: give the content feature the style feature's per-channel mean and std."""
-    style_mean, style_std = calc_mean_std(style_feat)
-    content_mean, content_std = calc_mean_std(content_feat)
+    return adain_from_stats(content_feat, *calc_mean_std(content_feat), *calc_mean_std(style_feat))
+
+
+def adain_from_stats(content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
+                     style_mean: Tensor, style_std: Tensor) -> Tensor:
+    """AdaIN with the statistics given (tiled inference takes them over the whole image)."""
     return (content_feat - content_mean) / content_std * style_std + style_mean
 
 

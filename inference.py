@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from checkpoint import load_decoder, load_encoder, load_transform
 from cli import UserError
 from function import calc_mean_std, coral, full_precision
-from net import LCT, SCT, ModeSpec, parse_mode
+from net import SCT, ModeSpec, parse_mode
 
 # Automatic tiles: at most this side (px), and small enough for half the free memory at
 # about this many bytes per pixel of a tile (the first encoder and last decoder layers hold
@@ -227,14 +227,8 @@ class Stylizer:
     def _transform(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
                    style_stats: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         """SCT or LCT of a (tile of a) content feature from global statistics, in fp32."""
-        content_mean, content_std = content_stats
-        style_cov, style_mean, style_std = style_stats
         with self._autocast():
-            result = self.transform.apply(feat, content_mean, content_std, style_cov, style_mean).float()
-        if isinstance(self.transform, LCT):
-            adain = (full_precision(feat) - content_mean) / content_std * style_std + style_mean
-            result = (result + adain) / 2
-        return result
+            return self.transform.apply(feat, *content_stats, *style_stats).float()
 
     @torch.no_grad()
     def stylize(self, content: Tensor, styles: list[Tensor], weights: list[float] | None = None,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from function import adaptive_instance_normalization, calc_cov, calc_mean_std, full_precision, mean_norm
+from function import adain_from_stats, calc_cov, calc_mean_std, full_precision, mean_norm
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,26 +146,29 @@ class SCT(nn.Module):
         return calc_cov(compressed), style_mean
 
     def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
-              style_cov: Tensor, style_mean: Tensor) -> Tensor:
-        """SCT from precomputed statistics (lets inference work tile by tile)."""
+              style_cov: Tensor, style_mean: Tensor, style_std: Tensor) -> Tensor:
+        """The transform from precomputed statistics, so that inference can apply it tile by
+        tile with statistics of the whole image. SCT itself ignores ``style_std``."""
         compressed = self.cnet((content_feat - content_mean) / content_std)
         n, c, h, w = compressed.shape
         mixed = torch.bmm(style_cov.to(compressed.dtype), compressed.flatten(2)).view(n, c, h, w)
         return self.uncompress(mixed) + style_mean
 
     def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
-        content_mean, content_std = calc_mean_std(content_feat)
         style_cov, style_mean = self.style_matrix(style_feat)
-        return self.apply(content_feat, content_mean, content_std, style_cov, style_mean)
+        _, style_std = calc_mean_std(style_feat)
+        return self.apply(content_feat, *calc_mean_std(content_feat), style_cov, style_mean, style_std)
 
 
 class LCT(SCT):
     """This method's linear covariance transformation: SCT plus an AdaIN skip connection,
     ``LCT(c, s) = (SCT(c, s) + AdaIN(c, s)) / 2``. Same parameters as SCT."""
 
-    def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
-        return (super().forward(content_feat, style_feat)
-                + adaptive_instance_normalization(content_feat, style_feat)) / 2
+    def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
+              style_cov: Tensor, style_mean: Tensor, style_std: Tensor) -> Tensor:
+        sct = super().apply(content_feat, content_mean, content_std, style_cov, style_mean, style_std)
+        adain = adain_from_stats(content_feat, content_mean, content_std, style_mean, style_std)
+        return (sct + adain) / 2
 
 
 TRANSFORMS = {"lct": LCT, "sct": SCT}

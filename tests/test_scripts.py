@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from checkpoint import load_decoder, load_encoder, load_transform, save_state_dict
-from net import build_transform, vgg_layout
+from helpers import lively
+from net import build_decoder, build_encoder, build_transform
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = REPO_ROOT / "test"
@@ -71,7 +72,7 @@ def vgg(tmp_path_factory) -> Path:
         return real
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("vgg") / "vgg_random_relu3_1.pth"
-    save_state_dict(torch.nn.Sequential(*vgg_layout()[:18]), path)
+    save_state_dict(lively(build_encoder("photo")), path)
     return path
 
 
@@ -89,6 +90,22 @@ def trained(folders, vgg, tmp_path_factory) -> dict[str, Path]:
     return {"experiments": out / "experiments", "logs": out / "logs", "vgg": vgg,
             "decoder": out / "experiments" / "decoder_iter_3.pth.tar",
             "lct": out / "experiments" / "lct_iter_3.pth.tar"}
+
+
+@pytest.fixture(scope="module")
+def vivid(vgg, tmp_path_factory) -> dict[str, Path]:
+    """Decoder and LCT checkpoints with He-initialised random weights (the decoder's output scaled
+    to sit around 0.5): unlike a 3-iteration model they map different features to clearly
+    different images, whatever encoder is at hand."""
+    torch.manual_seed(1)
+    out = tmp_path_factory.mktemp("vivid")
+    decoder = lively(build_decoder("photo"))
+    with torch.no_grad():
+        decoder[-1].weight.mul_(0.3)
+        decoder[-1].bias.fill_(0.5)
+    save_state_dict(decoder, out / "decoder.pth.tar")
+    save_state_dict(lively(build_transform("lct")), out / "lct.pth.tar")
+    return {"vgg": vgg, "decoder": out / "decoder.pth.tar", "lct": out / "lct.pth.tar"}
 
 
 def run_script(script: str, argv: list[str], capsys) -> tuple[int, str, str]:
@@ -173,7 +190,7 @@ def read(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path), dtype=np.float64) / 255
 
 
-def test_single_files_interpolation_alpha_and_preserve_color(trained, tmp_path, capsys):
+def test_single_files_interpolation_alpha_and_preserve_color(vivid, tmp_path, capsys):
     content, style_a, style_b = tmp_path / "c.png", tmp_path / "a.png", tmp_path / "b.png"
     photo("content/astronaut.jpg", (40, 32)).save(content)
     photo("style/coffee.jpg", (36, 24)).save(style_a)
@@ -182,7 +199,7 @@ def test_single_files_interpolation_alpha_and_preserve_color(trained, tmp_path, 
     base = ["--content", content, "--content_size", 0, "--style_size", 0]
 
     def stylise(*extra) -> None:
-        code, _, err = run_script("test.py", [*base, *stylise_args(trained, output), *extra], capsys)
+        code, _, err = run_script("test.py", [*base, *stylise_args(vivid, output), *extra], capsys)
         assert code == 0, err
 
     stylise("--style", style_a)
@@ -197,8 +214,8 @@ def test_single_files_interpolation_alpha_and_preserve_color(trained, tmp_path, 
 
     # alpha 0 decodes the content's own features: decoder(encoder(content)), worked out here
     stylise("--style", style_a, "--alpha", 0, "--output", tmp_path / "alpha0")
-    encoder = load_encoder(trained["vgg"], "photo")
-    decoder = load_decoder(trained["decoder"], "photo")
+    encoder = load_encoder(vivid["vgg"], "photo")
+    decoder = load_decoder(vivid["decoder"], "photo")
     image = torch.from_numpy(read(content)).permute(2, 0, 1).float()[None]
     with torch.no_grad():
         expected = decoder(encoder(image))[0].clamp(0, 1).permute(1, 2, 0).numpy()
@@ -209,15 +226,15 @@ def test_single_files_interpolation_alpha_and_preserve_color(trained, tmp_path, 
     assert kept.shape == single.shape and np.abs(kept - single).max() > 2 / 255
 
 
-def test_sct_flag_names_the_transform_file_and_applies_sct(trained, tmp_path, capsys):
+def test_sct_flag_names_the_transform_file_and_applies_sct(vivid, tmp_path, capsys):
     """CCPL's ``--SCT`` takes the same file as ``--LCT`` but applies it without the AdaIN skip."""
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     photo("content/astronaut.jpg", (40, 32)).save(content)
     photo("style/coffee.jpg", (36, 24)).save(style)
     common = ["--content", content, "--style", style, "--content_size", 0, "--style_size", 0,
-              "--vgg", trained["vgg"], "--decoder", trained["decoder"], "--device", "cpu", "--save_ext", ".png"]
+              "--vgg", vivid["vgg"], "--decoder", vivid["decoder"], "--device", "cpu", "--save_ext", ".png"]
     results = {}
-    for flags in (["--LCT", trained["lct"]], ["--SCT", trained["lct"]], ["--LCT", trained["lct"], "--transform", "sct"]):
+    for flags in (["--LCT", vivid["lct"]], ["--SCT", vivid["lct"]], ["--LCT", vivid["lct"], "--transform", "sct"]):
         output = tmp_path / "-".join(str(f) for f in flags[::2])
         code, _, err = run_script("test.py", [*common, *flags, "--output", output], capsys)
         assert code == 0, err
