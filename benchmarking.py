@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from data import ImageFolderDataset, training_transform
-from inference import Stylizer, configure_backends
+from cli import configure_backends
+from inference import Stylizer
 from net import (NEIGHBOUR_OFFSETS, CCPL, WCE, StyleTransferNet, gather_blocks, info_nce, neighbourhood_index,
                  neighbourhood_kl, projected_differences, sample_anchors, sinkhorn_weights, style_loss)
 from sampler import InfiniteSampler

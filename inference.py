@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from checkpoint import load_decoder, load_encoder, load_transform
-from cli import UserError
+from cli import UserError, configure_backends
 from function import calc_mean_std, coral, full_precision
 from net import SCT, ModeSpec, parse_mode
 
@@ -33,14 +33,6 @@ TILE_MULTIPLE = 64
 
 Item = TypeVar("Item")
 Loaded = TypeVar("Loaded")
-
-
-def configure_backends(device: torch.device) -> None:
-    """Fast GPU settings: cuDNN picks the fastest algorithms, matmuls and convolutions may use TF32."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
 
 def reach(layers: Iterable[nn.Module]) -> float:

@@ -39,7 +39,7 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from checkpoint import load_encoder, load_training_state, save_state_dict, save_training_state
-from cli import UserError, resolve_device
+from cli import UserError, configure_backends, resolve_device
 from data import ImageFolderDataset, training_transform
 from net import StyleTransferNet, build_network, parse_mode
 from sampler import ITERATION_STREAM, InfiniteSampler, SeededSampler, mixed_seed
@@ -594,8 +594,7 @@ def train(args: argparse.Namespace) -> int:
     check_args(args)
     process = start_process(args.device)
     try:
-        torch.backends.cudnn.benchmark = process.device.type == "cuda"
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        configure_backends(process.device)
         return Trainer(args, process).run()
     finally:
         end_process(process)
