@@ -94,27 +94,17 @@ def test_an_art_mode_file_covers_both_modes(server, tmp_path, capsys):
     load_encoder(output, "art")
 
 
-def test_a_photo_only_file_is_refused_for_art_mode(server, tmp_path, capsys):
+@pytest.mark.parametrize("served, extra, fragments", [
+    ("photo.pth", ["--mode", "art"], ("not a usable VGG encoder for art mode", "missing layers")),
+    ("junk.pth", [], ("not a usable VGG encoder", "not a readable PyTorch checkpoint")),
+    ("missing.pth", [], ("HTTP 404",)),
+], ids=["photo-only file for art mode", "junk bytes", "404"])
+def test_a_bad_download_is_one_clear_error_and_nothing_is_written(served, extra, fragments, server, tmp_path,
+                                                                   capsys):
     url, _ = server
     output = tmp_path / "vgg.pth"
-    code, _, err = run_download(["--url", f"{url}/photo.pth", "--output", str(output), "--mode", "art"], capsys)
-    assert_one_error_line(code, err, "not a usable VGG encoder for art mode", "missing layers")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_junk_bytes_are_refused_and_nothing_is_written(server, tmp_path, capsys):
-    url, _ = server
-    output = tmp_path / "vgg.pth"
-    code, _, err = run_download(["--url", f"{url}/junk.pth", "--output", str(output)], capsys)
-    assert_one_error_line(code, err, "not a usable VGG encoder", "not a readable PyTorch checkpoint")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_404_is_one_clear_error(server, tmp_path, capsys):
-    url, _ = server
-    output = tmp_path / "vgg.pth"
-    code, _, err = run_download(["--url", f"{url}/missing.pth", "--output", str(output)], capsys)
-    assert_one_error_line(code, err, "HTTP 404")
+    code, _, err = run_download(["--url", f"{url}/{served}", "--output", str(output), *extra], capsys)
+    assert_one_error_line(code, err, *fragments)
     assert list(tmp_path.iterdir()) == []
 
 
