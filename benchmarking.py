@@ -5,7 +5,6 @@ Timings are medians over repeats after warm-up; on a GPU they are CUDA-event tim
 synchronised calls, on the CPU ``time.perf_counter`` times. Peak memory is the allocator's
 peak on a GPU and the growth of the process's resident memory on the CPU (sampled).
 """
-import argparse
 import ctypes
 import gc
 import os
@@ -26,12 +25,12 @@ from torch.utils.data import DataLoader
 from data import ImageFolderDataset, training_transform
 from cli import configure_backends
 from inference import Stylizer
-from net import (NEIGHBOUR_OFFSETS, CCPL, WCE, StyleTransferNet, gather_blocks, info_nce, neighbourhood_index,
-                 neighbourhood_kl, projected_differences, sample_anchors, sinkhorn_weights, style_loss)
+from net import (CCPL, NEIGHBOUR_OFFSETS, WCE, LossWeights, StyleTransferNet, gather_blocks, info_nce,
+                 neighbourhood_index, neighbourhood_kl, projected_differences, sample_anchors, sinkhorn_weights, style_loss)
 from sampler import InfiniteSampler
 from training import autocast, train_step
 
-LOSS_WEIGHTS = argparse.Namespace(content_weight=1.0, style_weight=10.0, wce_weight=5.0, kl_weight=1.0)
+LOSS_WEIGHTS = LossWeights()
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,15 +130,14 @@ def reference_wce(feats_result: list[Tensor], feats_content: list[Tensor], loss:
                                         for dy, dx in order], 1)
         head = loss.heads[layer]
         query = projected_differences(blocks["result"], head)
-        key = projected_differences(blocks["content"], head)
-        weights = torch.stack([_reference_sinkhorn(q, k.detach(), loss.ot_eps, loss.ot_iters)
+        key = projected_differences(blocks["content"], head).detach()
+        weights = torch.stack([_reference_sinkhorn(q, k, loss.ot_eps, loss.ot_iters)
                                for q, k in zip(query, key)])
         nce_total = nce_total + info_nce(query, key, loss.tau, log_weights=weights.clamp_min(1e-30).log())
         kl_total = kl_total + neighbourhood_kl(blocks["result"], blocks["content"])
     return {"nce": nce_total, "kl": kl_total}
 
 
-@torch.no_grad()
 def _reference_sinkhorn(query: Tensor, key: Tensor, eps: float, iters: int) -> Tensor:
     size = query.shape[0]
     kernel = torch.exp(query.float() @ key.float().T / eps) * (1 - torch.eye(size, device=query.device))

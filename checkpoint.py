@@ -132,10 +132,16 @@ def transform_mode(state: dict[str, Tensor]) -> str | None:
     return {256: "photo", 512: "art"}.get(weight.shape[1])
 
 
+# The GLFA training code names the transform's branches ``cConv``/``sConv``; this code (like CCPL) ``cnet``/``snet``.
+_GLFA_TRANSFORM_PREFIXES = {"cConv": "cnet", "sConv": "snet"}
+
+
 def load_transform(path: str | os.PathLike, mode: str | ModeSpec, kind: str = "lct") -> nn.Module:
-    """An LCT or SCT for ``mode`` from a ``cnet/snet/uncompress`` state dict (either kind's file)."""
+    """An LCT or SCT for ``mode`` from a ``cnet/snet/uncompress`` state dict (either kind's file,
+    or the GLFA code's ``cConv/sConv/uncompress`` names)."""
     spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
-    state = load_state_dict(path)
+    state = {_GLFA_TRANSFORM_PREFIXES.get(k.split(".", 1)[0], k.split(".", 1)[0]) + k[k.find("."):]: v
+             for k, v in load_state_dict(path).items()}
     found = transform_mode(state)
     if found is None:
         raise CheckpointError(f"{path} is not an LCT/SCT checkpoint (no cnet.0.weight)")

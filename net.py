@@ -216,6 +216,17 @@ def gather_blocks(feat: Tensor, index: Tensor) -> Tensor:
     return picked.view(n, c, *index.shape).permute(0, 2, 3, 1)
 
 
+# Norm floor of every L2 normalisation in the losses: a vector shorter than this is divided by
+# the floor instead of its norm, so the gradient gain stays below 1/UNIT_EPS for near-zero
+# difference vectors (flat image regions) instead of growing as 1/norm.
+UNIT_EPS = 1e-3
+
+
+def unit_vectors(vectors: Tensor) -> Tensor:
+    """L2-normalise the last dimension in fp32, with the norm floored at ``UNIT_EPS``."""
+    return F.normalize(full_precision(vectors), dim=-1, eps=UNIT_EPS)
+
+
 def projected_differences(blocks: Tensor, head: nn.Module) -> Tensor:
     """Anchor−neighbour difference vectors through a projection head, L2-normalised.
 
@@ -223,7 +234,7 @@ def projected_differences(blocks: Tensor, head: nn.Module) -> Tensor:
     like the reference.
     """
     diffs = (blocks[:, :1] - blocks[:, 1:]).flatten(1, 2)
-    return F.normalize(head(diffs).float(), dim=-1)
+    return unit_vectors(head(diffs))
 
 
 def in_fp32(fn: Callable) -> Callable:
@@ -268,12 +279,11 @@ def sinkhorn_scaling(kernel: Tensor, iters: int) -> Tensor:
     """
     col_scale = torch.ones_like(kernel[:, :1, :])
     for _ in range(iters):
-        row_scale = (kernel * col_scale).sum(2, keepdim=True).reciprocal_()
-        col_scale = (kernel * row_scale).sum(1, keepdim=True).reciprocal_()
+        row_scale = (kernel * col_scale).sum(2, keepdim=True).reciprocal()
+        col_scale = (kernel * row_scale).sum(1, keepdim=True).reciprocal()
     return col_scale
 
 
-@torch.no_grad()
 @in_fp32
 def sinkhorn_weights(query: Tensor, key: Tensor, eps: float = 1.0, iters: int = 50) -> Tensor:
     """MoNCE's weights of the negatives: an entropic OT plan between queries and keys.
@@ -281,10 +291,12 @@ def sinkhorn_weights(query: Tensor, key: Tensor, eps: float = 1.0, iters: int = 
     Kernel ``exp(q·kᵀ / eps)`` with self-pairs masked; Sinkhorn scaling towards unit row and
     column sums (ending on the rows), then ×(S−1) so each row's weights over its S−1
     negatives average exactly 1. Batched over images, no host synchronisation. ``(N, S, S)``.
+    Differentiable: the caller passes attached queries and detached keys (METHOD's gradient
+    paths), so the plan's gradient flows back into the queries.
     """
     s = query.shape[1]
-    kernel = torch.exp(torch.bmm(query.float(), key.float().transpose(1, 2)) / eps)
-    kernel = kernel * (1 - torch.eye(s, device=query.device))
+    kernel = torch.exp(torch.bmm(query, key.transpose(1, 2)) / eps)
+    kernel = kernel * (1 - torch.eye(s, dtype=kernel.dtype, device=query.device))
     plan = kernel * sinkhorn_scaling(kernel, iters)
     plan = plan / plan.sum(2, keepdim=True)
     return plan * (s - 1)
@@ -299,7 +311,7 @@ def neighbourhood_kl(blocks_result: Tensor, blocks_content: Tensor) -> Tensor:
     each row is divided by its sum.
     """
     def distribution(blocks: Tensor) -> Tensor:
-        unit = F.normalize(blocks.float().transpose(1, 2), dim=-1)        # (N, S, 9, C)
+        unit = unit_vectors(blocks.transpose(1, 2))                      # (N, S, 9, C)
         affinity = (torch.matmul(unit, unit.transpose(-1, -2)) + 1) / 2  # (N, S, 9, 9)
         return affinity / affinity.sum(-1, keepdim=True).clamp_min(1e-12)
 
@@ -322,9 +334,14 @@ class CCPL(nn.Module):
             nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, c // 4)) for c in channels)
         self.num_s, self.num_l, self.tau = num_s, num_l, tau
 
+    def queries_and_keys(self, blocks_result: Tensor, blocks_content: Tensor,
+                         head: nn.Module) -> tuple[Tensor, Tensor]:
+        """The result's projected difference vectors (queries) and the content's (keys). The keys
+        are detached: the head and the network learn through the queries alone (METHOD)."""
+        return projected_differences(blocks_result, head), projected_differences(blocks_content, head).detach()
+
     def layer_loss(self, blocks_result: Tensor, blocks_content: Tensor, head: nn.Module) -> dict[str, Tensor]:
-        query = projected_differences(blocks_result, head)
-        key = projected_differences(blocks_content, head)
+        query, key = self.queries_and_keys(blocks_result, blocks_content, head)
         return {"nce": info_nce(query, key, self.tau)}
 
     def forward(self, feats_result: list[Tensor], feats_content: list[Tensor],
@@ -355,9 +372,8 @@ class WCE(CCPL):
         self.ot_eps, self.ot_iters = ot_eps, ot_iters
 
     def layer_loss(self, blocks_result: Tensor, blocks_content: Tensor, head: nn.Module) -> dict[str, Tensor]:
-        query = projected_differences(blocks_result, head)
-        key = projected_differences(blocks_content, head)
-        weights = sinkhorn_weights(query, key.detach(), self.ot_eps, self.ot_iters)
+        query, key = self.queries_and_keys(blocks_result, blocks_content, head)
+        weights = sinkhorn_weights(query, key, self.ot_eps, self.ot_iters)
         nce = info_nce(query, key, self.tau, log_weights=weights.clamp_min(1e-30).log())
         return {"nce": nce, "kl": neighbourhood_kl(blocks_result, blocks_content)}
 
@@ -420,6 +436,29 @@ def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
     result_mean, result_std = calc_mean_std(result_feat.float())
     style_mean, style_std = calc_mean_std(style_feat.float())
     return F.mse_loss(result_mean, style_mean) + F.mse_loss(result_std, style_std)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The weights of the training objective (METHOD's defaults).
+
+    ``kl_weight`` scales WCE's KL term inside the contrastive loss. This code takes the KL per
+    3×3 block (a sum over each row's 9 entries, averaged over rows, anchors and images); the
+    GLFA reference averages over every element, 9× smaller, so ``kl_weight=1/9`` reproduces it.
+    """
+
+    content: float = 1.0
+    style: float = 10.0
+    contrastive: float = 5.0
+    kl: float = 1.0
+
+
+def total_loss(losses: dict[str, Tensor], weights: LossWeights) -> Tensor:
+    """``content·content + style·style + contrastive·(nce + kl·kl)``."""
+    total = weights.content * losses["content"] + weights.style * losses["style"]
+    if "nce" in losses:
+        total = total + weights.contrastive * (losses["nce"] + weights.kl * losses.get("kl", 0.0))
+    return total
 
 
 def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",

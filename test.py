@@ -56,8 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--style_interpolation_weights", type=weight_list, default=None,
                         help="e.g. 1,1,2: mix the --style images with these weights")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when present)")
-    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
-                        help="mixed precision (auto: bf16 on capable GPUs, off on CPU)")
+    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="off",
+                        help="mixed precision: off is fp32 like the reference code; bf16/fp16 are the fast "
+                             "GPU path; auto: bf16 on capable GPUs, off on CPU")
     parser.add_argument("--tile_size", type=non_negative_int, default=0,
                         help="stylise larger images in seamless tiles of this many pixels "
                              "(0: automatic, by free memory; small images stay whole)")
@@ -76,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give exactly one of --style and --style_dir")
     if args.style_interpolation_weights and not args.style:
         parser.error("--style_interpolation_weights needs --style with comma-separated images")
+    if args.style and "," in args.style and not args.style_interpolation_weights:
+        parser.error("several --style images are mixed, which needs --style_interpolation_weights "
+                     "(e.g. 1,1); to stylise with each style in turn, use --style_dir")
     return args
 
 
@@ -137,9 +141,9 @@ def main() -> None:
     if not styles:
         raise UserError(f"none of the style images in {args.style_dir} can be read")
     if weights:
-        jobs = [("+".join(p.stem for p, _ in styles), [s for _, s in styles], weights)]
+        jobs = [("_interpolation", [s for _, s in styles], weights)]  # CCPL's name for a style mix
     else:
-        jobs = [(p.stem, [s], None) for p, s in styles]
+        jobs = [(f"_stylized_{p.stem}", [s], None) for p, s in styles]
 
     contents = read_ahead(content_paths, lambda path: read(path, content_tf, bool(args.content), args.content_size))
     with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
@@ -147,12 +151,12 @@ def main() -> None:
             if content is None:
                 progress.update(len(jobs))
                 continue
-            for style_name, style_images, style_weights in jobs:
+            for suffix, style_images, style_weights in jobs:
                 total = sum(style_weights) if style_weights else None
                 result = stylizer.stylize(content, style_images,
                                           [w / total for w in style_weights] if style_weights else None,
                                           args.alpha, args.preserve_color)
-                save_image(result, output / f"{content_path.stem}_stylized_{style_name}{args.save_ext}")
+                save_image(result, output / f"{content_path.stem}{suffix}{args.save_ext}")
                 progress.update()
     if failures:
         raise UserError(f"{len(failures)} image(s) could not be read and were skipped (see warnings above)")

@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when present)")
     run.add_argument("--n_threads", type=non_negative_int, default=8, help="data loader workers")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
-                     help="mixed precision (auto: bf16 on capable GPUs, off on CPU)")
+    run.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="off",
+                     help="mixed precision: off is fp32 like the reference code; bf16/fp16 are the fast "
+                          "GPU path (see README, Performance); auto: bf16 on capable GPUs, off on CPU")
     run.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False,
                      help="channels-last memory layout")
     run.add_argument("--compile", action="store_true", help="torch.compile the network")

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from checkpoint import load_encoder, load_training_state, save_state_dict, save_training_state
 from cli import UserError, configure_backends, resolve_device
 from data import ImageFolderDataset, training_transform
-from net import StyleTransferNet, build_network, parse_mode
+from net import LossWeights, StyleTransferNet, build_network, parse_mode, total_loss
 from sampler import ITERATION_STREAM, InfiniteSampler, SeededSampler, mixed_seed
 
 STATE_NAME = re.compile(r"training_state_iter_(\d+)\.pth")
@@ -65,13 +65,9 @@ def learning_rate(base_lr: float, lr_decay: float, iteration: int) -> float:
     return base_lr / (1.0 + lr_decay * iteration)
 
 
-def total_loss(losses: dict[str, Tensor], args: argparse.Namespace) -> Tensor:
-    """``content_weight·content + style_weight·style + wce_weight·(nce + kl_weight·kl)``."""
-    total = args.content_weight * losses["content"] + args.style_weight * losses["style"]
-    if "nce" in losses:
-        contrastive = losses["nce"] + args.kl_weight * losses.get("kl", 0.0)
-        total = total + args.wce_weight * contrastive
-    return total
+def loss_weights(args: argparse.Namespace) -> LossWeights:
+    """The objective's weights from ``--content_weight``, ``--style_weight``, ``--wce_weight``, ``--kl_weight``."""
+    return LossWeights(args.content_weight, args.style_weight, args.wce_weight, args.kl_weight)
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -367,13 +363,13 @@ def load_resume_state(args: argparse.Namespace, process: Process) -> dict | None
 # --------------------------------------------------------------------------------------------
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               content: Tensor, style: Tensor, args: argparse.Namespace,
+               content: Tensor, style: Tensor, weights: LossWeights,
                amp_dtype: torch.dtype | None) -> tuple[dict[str, Tensor], Tensor]:
     """Forward and backward. Returns the loss terms (``total`` last) and the stylised batch;
     the optimiser step is the caller's, once it knows the losses are finite on every rank."""
     with autocast(content.device, amp_dtype):
         losses, result = model(content, style)
-    loss = total_loss(losses, args)
+    loss = total_loss(losses, weights)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     return {**losses, "total": loss}, result
@@ -413,6 +409,7 @@ class Trainer:
         self.network = build_training_network(args, device)
         self.network.train()
         self.optimizer = torch.optim.Adam(trainable_parameters(self.network), lr=args.lr)
+        self.weights = loss_weights(args)
         self.amp_dtype = autocast_dtype(args.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.iteration, self.draws, self.saved_iteration = 0, 0, -1
@@ -523,7 +520,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(args.lr, args.lr_decay, self.iteration - 1)
         torch.manual_seed(iteration_seed(args.seed, self.process.rank, self.iteration))
-        losses, result = train_step(self.model, self.optimizer, self.scaler, content, style, args, self.amp_dtype)
+        losses, result = train_step(self.model, self.optimizer, self.scaler, content, style, self.weights,
+                                    self.amp_dtype)
         values, stop = global_values(losses, stop_requested, self.process)
         if all_finite(values):
             self.scaler.step(self.optimizer)

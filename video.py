@@ -223,7 +223,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="preview.gif frames are shrunk to at most this height")
     parser.add_argument("--output", default="output/video")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when present)")
-    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")
+    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="off",
+                        help="mixed precision: off is fp32; bf16/fp16 are the fast GPU path")
     return parser.parse_args(argv)
 
 

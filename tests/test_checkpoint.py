@@ -225,3 +225,12 @@ def test_stylizer_from_reference_layout_checkpoints(tmp_path, vgg_relu3_1, kind)
     assert blended.shape == (3, 13, 17)
     with pytest.raises(UserError, match="at least"):
         stylizer.stylize(torch.rand(3, 8, 40), [style])
+
+
+def test_glfa_transform_keys_load(tmp_path):
+    """The GLFA training code names the branches ``cConv``/``sConv``: they load as ``cnet``/``snet``."""
+    state = transform_state("photo", seed=5)
+    glfa = {k.replace("cnet.", "cConv.").replace("snet.", "sConv."): v for k, v in state.items()}
+    assert any(k.startswith("cConv.") for k in glfa) and not any(k.startswith("cnet.") for k in glfa)
+    torch.save(glfa, tmp_path / "glfa_lct.pth")
+    assert_same_weights(load_transform(tmp_path / "glfa_lct.pth", "photo"), state)

@@ -129,3 +129,18 @@ def test_read_ahead_raises_at_the_failing_item():
     assert [next(results), next(results)] == [(0, 0), (1, 1)]
     with pytest.raises(ValueError, match="bad item"):
         next(results)
+
+
+def test_preserve_color_recolours_the_style_to_the_content():
+    """``preserve_color`` gives the style image the content's colour statistics before transfer
+    (README): the same result as stylising with ``coral(style, content)``; recolouring the
+    content to the style instead gives a clearly different image."""
+    from function import coral
+    stylizer = random_stylizer("photo", "lct")
+    content, styles = images(64, 80)
+    style = styles[0] * torch.tensor([1.0, 0.4, 0.2])[:, None, None]     # a strongly tinted style
+    kept = stylizer.stylize(content, [style], preserve_color=True)
+    assert ((kept > 0) & (kept < 1)).float().mean() > 0.9                 # not clipped flat
+    torch.testing.assert_close(kept, stylizer.stylize(content, [coral(style, content)]), atol=1e-5, rtol=0)
+    wrong_direction = stylizer.stylize(coral(content, style), [style])
+    assert (wrong_direction - kept).abs().mean() > 0.02

@@ -126,7 +126,7 @@ def np_sinkhorn(query: np.ndarray, key: np.ndarray, eps: float, iters: int) -> n
 def test_sinkhorn_weights_rows_average_one_over_negatives():
     query, key = unit_rows((2, 12, 6), seed=5), unit_rows((2, 12, 6), seed=6)
     weights = sinkhorn_weights(query, key, eps=1.0, iters=50)
-    assert weights.shape == (2, 12, 12) and not weights.requires_grad
+    assert weights.shape == (2, 12, 12)
     off_diagonal = ~torch.eye(12, dtype=torch.bool)
     assert torch.all(weights.diagonal(dim1=1, dim2=2) == 0)
     assert torch.all(weights[:, off_diagonal] > 0)
@@ -322,3 +322,130 @@ def test_adam_steps_lower_the_total_loss():
         history.append(total.item())
     assert history[-1] < 0.85 * history[0], history
     assert np.mean(history[-3:]) < np.mean(history[:3]), history
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient paths and the objective (METHOD: keys detached, OT plan differentiable in the
+# queries, the weights as given, the content loss at the last layer)
+# ---------------------------------------------------------------------------------------------
+
+def _head_gradients(loss: CCPL, feats_result: list[torch.Tensor], feats_content: list[torch.Tensor]) -> list:
+    loss.zero_grad()
+    sum(loss(feats_result, feats_content, ANCHORS).values()).backward()
+    return [p.grad.clone() for p in loss.heads.parameters()]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_keys_are_detached_heads_learn_through_queries_only(losses_pair, feats, which):
+    """The heads' gradient is the one with the content's key vectors held constant. Computed
+    here independently: the keys are made under ``no_grad`` and the loss is written out."""
+    loss = losses_pair[which]
+    result = [f + 0.7 * shuffled(f, seed=20 + i) for i, f in enumerate(feats)]
+    got = _head_gradients(loss, result, feats)
+
+    loss.zero_grad()
+    expected_total = 0.0
+    for layer, anchors in enumerate(ANCHORS):
+        index = neighbourhood_index(anchors, feats[layer].shape[3])
+        blocks_r, blocks_c = gather_blocks(result[layer], index), gather_blocks(feats[layer], index)
+        query = projected_differences(blocks_r, loss.heads[layer])
+        with torch.no_grad():
+            key = projected_differences(blocks_c, loss.heads[layer])
+        log_w = sinkhorn_weights(query, key).clamp_min(1e-30).log() if which == 1 else None
+        expected_total = expected_total + info_nce(query, key, loss.tau, log_w)
+    expected_total.backward()
+    for g, p in zip(got, loss.heads.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_attached_keys_would_change_the_head_gradients(losses_pair, feats):
+    """The test above can fail: letting gradients through the keys changes the heads' gradients a lot."""
+    ccpl = losses_pair[0]
+    result = [f + 0.7 * shuffled(f, seed=20 + i) for i, f in enumerate(feats)]
+    detached = _head_gradients(ccpl, result, feats)
+    ccpl.queries_and_keys = lambda br, bc, head: (projected_differences(br, head), projected_differences(bc, head))
+    attached = _head_gradients(ccpl, result, feats)
+    change = max(((a - d).norm() / d.norm()).item() for a, d in zip(attached, detached) if d.norm() > 0)
+    assert change > 0.1
+
+
+def test_ot_plan_gradient_flows_into_the_queries():
+    """WCE's NCE as a function of the queries (keys fixed) has the gradient autograd computes,
+    checked against finite differences in float64: it includes the plan's dependence on the
+    queries, which a plan computed under ``no_grad`` would drop."""
+    gen = torch.Generator().manual_seed(30)
+    key = unit_rows((2, 6, 4), seed=31).double()
+    query = torch.nn.functional.normalize(torch.randn(2, 6, 4, generator=gen, dtype=torch.float64), dim=-1)
+    query.requires_grad_(True)
+
+    def weighted_nce(q: torch.Tensor) -> torch.Tensor:
+        return info_nce(q, key, 0.3, sinkhorn_weights(q, key, eps=0.5).clamp_min(1e-30).log())
+
+    assert torch.autograd.gradcheck(weighted_nce, (query,), eps=1e-6, atol=1e-5)
+    # and the plan's share of the gradient is not negligible
+    grad_full, = torch.autograd.grad(weighted_nce(query), query)
+    frozen = sinkhorn_weights(query.detach(), key, eps=0.5).clamp_min(1e-30).log()
+    grad_frozen, = torch.autograd.grad(info_nce(query, key, 0.3, frozen), query)
+    assert (grad_full - grad_frozen).norm() > 0.05 * grad_full.norm()
+
+
+def test_wce_uses_fifty_sinkhorn_iterations_by_default(feats):
+    """WCE as built by default matches InfoNCE with a numpy 50-iteration Sinkhorn plan."""
+    torch.manual_seed(40)
+    wce = WCE(CHANNELS, num_s=4, num_l=2)
+    result = [f + 0.5 * shuffled(f, seed=41 + i) for i, f in enumerate(feats)]
+    expected = 0.0
+    for layer, anchors in enumerate(ANCHORS):
+        index = neighbourhood_index(anchors, feats[layer].shape[3])
+        with torch.no_grad():
+            q = projected_differences(gather_blocks(result[layer], index), wce.heads[layer]).double().numpy()
+            k = projected_differences(gather_blocks(feats[layer], index), wce.heads[layer]).double().numpy()
+        log_w = np.log(np_sinkhorn(q, k, 1.0, 50) + np.eye(q.shape[1]))   # the diagonal is never used
+        expected += np_info_nce(q, k, wce.tau, log_w)
+    assert wce(result, feats, ANCHORS)["nce"].item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_total_loss_uses_every_weight():
+    """``content·c + style·s + contrastive·(nce + kl·kl)`` by hand, with weights that tell the terms apart."""
+    losses = {"content": torch.tensor(2.0), "style": torch.tensor(3.0), "nce": torch.tensor(5.0),
+              "kl": torch.tensor(7.0)}
+    weights = net.LossWeights(content=0.5, style=11.0, contrastive=13.0, kl=0.25)
+    assert net.total_loss(losses, weights).item() == pytest.approx(0.5 * 2 + 11 * 3 + 13 * (5 + 0.25 * 7))
+    ccpl_losses = {k: v for k, v in losses.items() if k != "kl"}
+    assert net.total_loss(ccpl_losses, weights).item() == pytest.approx(0.5 * 2 + 11 * 3 + 13 * 5)
+    assert net.LossWeights() == net.LossWeights(content=1.0, style=10.0, contrastive=5.0, kl=1.0)
+
+
+def test_train_flags_reach_the_loss_weights():
+    from train import parse_args
+    from training import loss_weights
+    args = parse_args(["--content_dir", "c", "--style_dir", "s", "--content_weight", "0.5", "--style_weight", "3",
+                       "--wce_weight", "2", "--kl_weight", "0.125"])
+    assert loss_weights(args) == net.LossWeights(content=0.5, style=3.0, contrastive=2.0, kl=0.125)
+
+
+def test_content_loss_is_taken_at_the_last_layer():
+    """MSE between the encoder's last-layer features (relu3_1 in photo mode, children ``[:18]``)
+    of the result and of the content, recomputed with the plain encoder Sequential."""
+    network = make_network("photo", "lct", "wce", seed=50)
+    content, style = _images(seed=51)
+    losses, result = network(content, style, anchors=PHOTO_ANCHORS)
+    encoder = nn.Sequential(*network.stages)
+    with torch.no_grad():
+        expected = torch.nn.functional.mse_loss(encoder(result), encoder(content))
+        relu2_1 = torch.nn.functional.mse_loss(nn.Sequential(*network.stages[:2])(result),
+                                               nn.Sequential(*network.stages[:2])(content))
+    assert losses["content"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert abs(relu2_1.item() - expected.item()) > 0.01 * expected.item()   # a wrong layer would show
+
+
+def test_unit_vectors_keep_gradients_bounded_near_zero():
+    """Near-zero difference vectors (flat regions) get gradients below 1/UNIT_EPS, not 1/norm;
+    ordinary vectors come out with unit length."""
+    upstream = torch.nn.functional.normalize(torch.linspace(-1, 1, 64), dim=0)   # a unit-norm output gradient
+    for norm in (1e-8, 1e-5, 1e-3):
+        vector = (torch.full((1, 64), 1.0) / 8 * norm).requires_grad_(True)
+        (net.unit_vectors(vector) * upstream).sum().backward()
+        assert torch.isfinite(vector.grad).all() and vector.grad.norm() <= 1.01 / net.UNIT_EPS
+    ordinary = torch.randn(5, 64, generator=torch.Generator().manual_seed(52))
+    torch.testing.assert_close(net.unit_vectors(ordinary).norm(dim=-1), torch.ones(5))

@@ -208,9 +208,9 @@ def test_single_files_interpolation_alpha_and_preserve_color(vivid, tmp_path, ca
 
     # weights 1,0 mix the first style only: the same image as stylising with it alone
     stylise("--style", f"{style_a},{style_b}", "--style_interpolation_weights", "1,0")
-    assert np.abs(read(output / "c_stylized_a+b.png") - single).max() <= 1 / 255 + 1e-9
+    assert np.abs(read(output / "c_interpolation.png") - single).max() <= 1 / 255 + 1e-9
     stylise("--style", f"{style_a},{style_b}", "--style_interpolation_weights", "1,1", "--output", tmp_path / "mix")
-    assert np.abs(read(tmp_path / "mix" / "c_stylized_a+b.png") - single).max() > 2 / 255
+    assert np.abs(read(tmp_path / "mix" / "c_interpolation.png") - single).max() > 2 / 255
 
     # alpha 0 decodes the content's own features: decoder(encoder(content)), worked out here
     stylise("--style", style_a, "--alpha", 0, "--output", tmp_path / "alpha0")
@@ -372,6 +372,8 @@ TEST_CASES = {
     "alpha 2": ({"alpha": 2}, "--alpha"),
     "testing_mode xyz": ({"testing_mode": "xyz"}, "--testing_mode"),
     "weights do not match styles": ({"style_interpolation_weights": "1,2,3"}, "3 interpolation weights"),
+    "several styles without weights": ({"style": f"{PHOTOS / 'style/rocket.jpg'},{PHOTOS / 'style/coffee.jpg'}"},
+                                       "--style_interpolation_weights"),
     "save_ext unknown": ({"save_ext": ".xyz"}, "--save_ext"),
     "output is a file": ({"output": "text"}, "notes.txt"),
 }
