@@ -48,8 +48,11 @@ _MODE_ALIASES = {
 }
 
 
-def parse_mode(name: str) -> ModeSpec:
-    """Mode from any spelling the reference code used (``pho``, ``Photo-realistic``, ``artistic``…)."""
+def parse_mode(name: str | ModeSpec) -> ModeSpec:
+    """Mode from any spelling the reference code used (``pho``, ``Photo-realistic``, ``artistic``…);
+    a ``ModeSpec`` is returned unchanged, so callers may pass either."""
+    if isinstance(name, ModeSpec):
+        return name
     key = _MODE_ALIASES.get(str(name).strip().lower())
     if key is None:
         raise ValueError(f"unknown mode {name!r}: use 'photo' (relu3_1) or 'art' (relu4_1)")
@@ -86,7 +89,7 @@ def _indexed(layers: list[nn.Module], start: int, end: int) -> nn.Sequential:
 
 def build_encoder(mode: str | ModeSpec) -> nn.Sequential:
     """The encoder children the mode uses, frozen (no gradients, eval mode)."""
-    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    spec = parse_mode(mode)
     encoder = _indexed(vgg_layout(), 0, spec.encoder_end)
     encoder.requires_grad_(False)
     return encoder.eval()
@@ -108,7 +111,7 @@ def decoder_layout() -> list[nn.Module]:
 
 def build_decoder(mode: str | ModeSpec) -> nn.Sequential:
     """The decoder children the mode uses (photo: ``[10:]``, art: all 29)."""
-    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    spec = parse_mode(mode)
     layers = decoder_layout()
     return _indexed(layers, spec.decoder_start, len(layers))
 
@@ -127,7 +130,7 @@ class SCT(nn.Module):
 
     def __init__(self, mode: str | ModeSpec = "photo"):
         super().__init__()
-        spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+        spec = parse_mode(mode)
         self.mode = spec.name
         if spec.name == "art":
             self.cnet = nn.Sequential(nn.Conv2d(512, 256, 1), nn.ReLU(), nn.Conv2d(256, 128, 1), nn.ReLU(),
@@ -395,7 +398,7 @@ class StyleTransferNet(nn.Module):
     def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: SCT,
                  contrastive: CCPL | None, mode: str | ModeSpec = "photo"):
         super().__init__()
-        self.spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+        self.spec = parse_mode(mode)
         bounds = (0,) + self.spec.stage_ends
         self.stages = nn.ModuleList(encoder[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1))
         self.stages.requires_grad_(False)
@@ -467,7 +470,7 @@ def build_network(mode: str = "photo", transform: str = "lct", contrastive: str 
     """A training network with freshly initialised decoder, transform and heads.
 
     ``contrastive`` is ``wce``, ``ccpl`` or ``none``. ``encoder`` is the pretrained VGG
-    (``checkpoint.load_encoder``); without one the encoder has random weights.
+    (``glfa.checkpoint.load_encoder``); without one the encoder has random weights.
     """
     spec = parse_mode(mode)
     if contrastive not in (*CONTRASTIVE, "none"):

@@ -1,15 +1,14 @@
 """Measurements behind ``scripts/benchmark.py``: timing, peak memory, the training step and
 its parts, the WCE loss against a per-anchor reference, the data loader, and inference.
 
-Timings are medians over repeats after warm-up; on a GPU they are CUDA-event times around
-synchronised calls, on the CPU ``time.perf_counter`` times. Peak memory is the allocator's
-peak on a GPU and the growth of the process's resident memory on the CPU (sampled).
+Timings come from ``torch.utils.benchmark.Timer`` (it synchronises the GPU around each call and
+keeps PyTorch's thread count): the median over repeats after warm-up. Peak memory is the
+allocator's peak on a GPU and the growth of the process's resident memory on the CPU (sampled).
 """
 import ctypes
 import gc
 import os
 import random
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -22,13 +21,13 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from data import ImageFolderDataset, training_transform
-from cli import configure_backends
-from inference import Stylizer
+from glfa.cli import autocast, configure_backends
+from glfa.data import ImageFolderDataset, training_transform
+from glfa.inference import Stylizer
+from glfa.train import train_step
 from net import (CCPL, NEIGHBOUR_OFFSETS, WCE, LossWeights, StyleTransferNet, gather_blocks, info_nce,
                  neighbourhood_index, neighbourhood_kl, projected_differences, sample_anchors, sinkhorn_weights, style_loss)
 from sampler import InfiniteSampler
-from training import autocast, train_step
 
 LOSS_WEIGHTS = LossWeights()
 
@@ -37,25 +36,17 @@ LOSS_WEIGHTS = LossWeights()
 # Timing and memory
 # --------------------------------------------------------------------------------------------
 
-def time_call(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+def time_call(fn: Callable[[], object], warmup: int, repeats: int) -> float:
+    """Median seconds of one ``fn()`` call over ``repeats`` timed calls, after ``warmup`` calls.
+    Each timed call is one ``Timer.timeit(1)``, which runs two untimed calls of its own first."""
+    # Imported here, not at the top: importing it logs a CUDA_HOME warning on machines without
+    # a CUDA runtime, which would precede the one-line error of a bad flag.
+    from torch.utils.benchmark import Measurement, Timer
+
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return Measurement.merge([timer.timeit(1) for _ in range(repeats)])[0].median
 
 
 def _release_free_heap() -> None:
@@ -244,7 +235,7 @@ def _layer_term(loss: CCPL, result: Tensor, content: Tensor, layer: int, term: s
 
 def training_step_time(network: StyleTransferNet, content: Tensor, style: Tensor, amp_dtype: torch.dtype | None,
                        timer: Callable[[Callable[[], object]], float], compile: bool = False) -> float:
-    """Seconds of one full training step as ``training.py`` runs it: forward, losses,
+    """Seconds of one full training step as ``glfa/train.py`` runs it: forward, losses,
     backward and the Adam step."""
     optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=1e-4)
     scaler = torch.amp.GradScaler(content.device.type, enabled=amp_dtype == torch.float16)
@@ -354,7 +345,7 @@ def inference_cost(stylizer: Stylizer, size: int, style_size: int, warmup: int, 
     def run() -> Tensor:
         return stylizer.stylize(content, [style], to_cpu=False)
 
-    seconds = time_call(run, device, warmup, repeats)
+    seconds = time_call(run, warmup, repeats)
     return seconds, peak_memory(run, device)
 
 

@@ -8,6 +8,7 @@ encoder file may hold more layers than the mode needs, never fewer.
 """
 import os
 import pickle
+import re
 import struct
 import warnings
 import zipfile
@@ -16,12 +17,26 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from cli import UserError
+from glfa.cli import UserError
 from net import ModeSpec, build_decoder, build_encoder, build_transform, parse_mode
+
+
+CHECKPOINT_NAME = re.compile(r"^(decoder|lct|sct)_iter_(\d+)\.pth\.tar$")
 
 
 class CheckpointError(UserError):
     """A checkpoint file that is missing, unreadable or does not fit the model."""
+
+
+def checkpoints_by_iteration(folder: Path) -> dict[int, dict[str, Path]]:
+    """The reference-format weights in a training folder: ``{N: {"decoder": path, "lct": path, …}}``
+    for every ``decoder_iter_N.pth.tar``, ``lct_iter_N.pth.tar`` and ``sct_iter_N.pth.tar``."""
+    found: dict[int, dict[str, Path]] = {}
+    for path in folder.iterdir():
+        match = CHECKPOINT_NAME.match(path.name)
+        if match:
+            found.setdefault(int(match.group(2)), {})[match.group(1)] = path
+    return found
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -75,7 +90,7 @@ TRAINING_STATE_FORMAT = "glfa-training-state-1"
 
 
 def save_training_state(state: dict, path: str | os.PathLike) -> None:
-    """Write a training state (weights, optimiser, iteration, arguments; see training.py)
+    """Write a training state (weights, optimiser, iteration, arguments; see glfa/train.py)
     atomically. It must hold only tensors and plain Python values, so it loads back with
     ``weights_only``."""
     atomic_save({"format": TRAINING_STATE_FORMAT, **state}, path)
@@ -108,7 +123,7 @@ def _fit(module: nn.Module, state: dict[str, Tensor], path: str | os.PathLike, w
 
 def load_encoder(path: str | os.PathLike, mode: str | ModeSpec) -> nn.Sequential:
     """The frozen VGG encoder for ``mode`` from ``vgg_normalised.pth`` (or a file of its first layers)."""
-    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    spec = parse_mode(mode)
     encoder = build_encoder(spec)
     needs = "relu4_1 (art mode)" if spec.name == "art" else "relu3_1"
     _fit(encoder, load_state_dict(path), path, f"VGG encoder reaching {needs}")
@@ -117,7 +132,7 @@ def load_encoder(path: str | os.PathLike, mode: str | ModeSpec) -> nn.Sequential
 
 def load_decoder(path: str | os.PathLike, mode: str | ModeSpec) -> nn.Sequential:
     """A decoder for ``mode``; a full 29-child file also serves photo mode."""
-    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    spec = parse_mode(mode)
     decoder = build_decoder(spec)
     hint = " (is it a photo-mode decoder? use --training_mode/--testing_mode photo)" if spec.name == "art" else ""
     _fit(decoder, load_state_dict(path), path, f"{spec.name}-mode decoder", hint)
@@ -139,7 +154,7 @@ _GLFA_TRANSFORM_PREFIXES = {"cConv": "cnet", "sConv": "snet"}
 def load_transform(path: str | os.PathLike, mode: str | ModeSpec, kind: str = "lct") -> nn.Module:
     """An LCT or SCT for ``mode`` from a ``cnet/snet/uncompress`` state dict (either kind's file,
     or the GLFA code's ``cConv/sConv/uncompress`` names)."""
-    spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+    spec = parse_mode(mode)
     state = {_GLFA_TRANSFORM_PREFIXES.get(k.split(".", 1)[0], k.split(".", 1)[0]) + k[k.find("."):]: v
              for k, v in load_state_dict(path).items()}
     found = transform_mode(state)

@@ -16,7 +16,7 @@ from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from cli import UserError
+from glfa.cli import UserError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 ImageFile.LOAD_TRUNCATED_IMAGES = False

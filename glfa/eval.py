@@ -1,29 +1,28 @@
-"""Evaluating trained models on content/style pairs: pairing, stylising, metrics, tables and
-figures. ``eval.py`` is its command line; ``scripts/ablation.py`` calls ``evaluate`` directly."""
-import csv
+"""What ``eval.py`` does: evaluate trained models on content/style pairs (pairing, stylising,
+metrics, tables and figures). ``scripts/ablation.py`` calls ``evaluate`` directly."""
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torchvision import transforms
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from checkpoint import load_encoder
-from cli import UserError
-from data import list_images, read_image_or_fail
-from figures import comparison_figure, contact_sheet
-from inference import Stylizer
-from metrics import StyleDistance, edge_ssim, luminance_ssim
+from glfa.checkpoint import checkpoints_by_iteration, load_encoder
+from glfa.cli import UserError
+from glfa.data import list_images
+from glfa.figures import comparison_figure, contact_sheet
+from glfa.images import read_image, thumbnail
+from glfa.inference import Stylizer
+from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim
+from glfa.paths import default_vgg, shipped_model
+from glfa.tables import markdown_table, write_csv
 from net import parse_mode
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
-CHECKPOINT = re.compile(r"^(decoder|lct|sct)_iter_(\d+)\.pth\.tar$")
-THUMB_HEIGHT = 128
+SHIPPED_NAME = "shipped"
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,20 @@ def read_pairs_file(path: str | Path) -> list[Pair]:
             for i, p in enumerate(pairs, 1)]
 
 
+def find_pairs(pairs_dir: str | Path | None = None, content_dir: str | Path | None = None,
+               style_dir: str | Path | None = None, pairs_file: str | Path | None = None) -> list[Pair]:
+    """The pairs from one source: a ``pairs_file``, a ``pairs_dir`` holding ``content/`` and
+    ``style/``, or ``content_dir`` with ``style_dir`` (paired by number)."""
+    if pairs_file:
+        return read_pairs_file(pairs_file)
+    if pairs_dir:
+        root = Path(pairs_dir)
+        if not root.is_dir():
+            raise UserError(f"--pairs_dir {root} is not a folder")
+        return pairs_by_number(root / "content", root / "style")
+    return pairs_by_number(content_dir, style_dir)
+
+
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
@@ -138,11 +151,7 @@ def latest_checkpoints(folder: Path) -> tuple[Path, Path, str]:
     """The decoder and transform of the last iteration saved in a training folder, and the kind."""
     if not folder.is_dir():
         raise UserError(f"model folder not found: {folder} (give NAME=DECODER,TRANSFORM[,lct|sct] or NAME=FOLDER)")
-    found: dict[int, dict[str, Path]] = {}
-    for path in folder.iterdir():
-        match = CHECKPOINT.match(path.name)
-        if match:
-            found.setdefault(int(match.group(2)), {})[match.group(1)] = path
+    found = checkpoints_by_iteration(folder)
     complete = [n for n, files in found.items() if "decoder" in files and ("lct" in files or "sct" in files)]
     if not complete:
         raise UserError(f"no decoder_iter_N.pth.tar with a matching lct_/sct_iter_N.pth.tar in {folder}")
@@ -177,25 +186,17 @@ def parse_model(text: str) -> ModelSpec:
     return ModelSpec(name, decoder, transform, kind)
 
 
+def shipped_model_spec() -> ModelSpec:
+    """The shipped photo model, the default ``--model``."""
+    decoder, transform = shipped_model()
+    return ModelSpec(SHIPPED_NAME, decoder, transform, "lct")
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------
 
-def read_resized(path: str | Path, size: int) -> torch.Tensor:
-    """An image as ``(3, H, W)`` in [0, 1], its shorter side resized to ``size`` (0 keeps it)."""
-    image = read_image_or_fail(path)
-    steps = [transforms.Resize(size)] if size else []
-    return transforms.Compose(steps + [transforms.ToTensor()])(image)
-
-
-def thumbnail(image: torch.Tensor, height: int = THUMB_HEIGHT) -> torch.Tensor:
-    """A copy ``height`` px tall (contact sheets and previews need not hold full-size images)."""
-    width = max(1, round(image.shape[-1] * height / image.shape[-2]))
-    return F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True,
-                         align_corners=False)[0].clamp(0, 1)
-
-
-def evaluate(pairs: list[Pair], models: list[ModelSpec], vgg: str | Path, output: str | Path,
+def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, vgg: str | Path | None = None,
              mode: str = "photo", device: torch.device | str = "cpu", content_size: int = 512,
              style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
              figure_height: int = 256, amp_dtype: torch.dtype | None = None) -> list[Row]:
@@ -205,6 +206,7 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], vgg: str | Path, output
     Each model is loaded once. Every new combination of image sizes is stylised once untimed
     first, so the time per image leaves out one-off costs (cuDNN picks its algorithms per size).
     ``metrics.csv`` is rewritten after every pair, so an interrupted run keeps its numbers.
+    ``vgg`` left out is the mode's encoder in ``models/``.
     """
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -213,8 +215,10 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], vgg: str | Path, output
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} exists and is not a folder")
     spec = parse_mode(mode)
+    vgg = default_vgg(spec) if vgg is None else vgg
     distance = StyleDistance(load_encoder(vgg, spec).to(device), spec)
-    stylizers = {m.name: Stylizer(vgg, str(m.decoder), str(m.transform), spec.name, m.kind, device, amp_dtype)
+    stylizers = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
+                                                   kind=m.kind, device=device, amp_dtype=amp_dtype)
                  for m in models}
     for name in names:
         (output / "results" / name).mkdir(parents=True, exist_ok=True)
@@ -224,7 +228,7 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], vgg: str | Path, output
     sheet: list[tuple[str, list[torch.Tensor]]] = []
     sizes_seen: set[tuple[torch.Size, torch.Size]] = set()
     for pair in tqdm(pairs, desc="evaluate", dynamic_ncols=True):
-        content, style = read_resized(pair.content, content_size), read_resized(pair.style, style_size)
+        content, style = read_image(pair.content, content_size), read_image(pair.style, style_size)
         style_feats = distance.features(style)
         results: dict[str, torch.Tensor] = {}
         new_sizes = (content.shape, style.shape) not in sizes_seen
@@ -242,7 +246,7 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], vgg: str | Path, output
             results[name] = result
         comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
         sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
-        write_csv(rows, output / "metrics.csv")
+        write_metrics_csv(rows, output / "metrics.csv")
     contact_sheet(sheet, ["content", "style", *names]).save(output / "contact_sheet.png")
     return rows
 
@@ -264,40 +268,33 @@ def average_rows(rows: list[Row]) -> list[Row]:
     return averages
 
 
-def write_csv(rows: list[Row], path: str | Path) -> None:
+def write_metrics_csv(rows: list[Row], path: str | Path) -> None:
     """Rows as CSV with full precision, one line per pair and model."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Row)])
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+    write_csv(path, [f.name for f in fields(Row)], map(astuple, rows))
 
 
-def markdown_table(rows: list[Row], label_headers: tuple[str, ...] = ("model",),
-                   labels: list[list[str]] | None = None) -> str:
+def metrics_table(rows: list[Row], label_headers: tuple[str, ...] = ("model",),
+                  labels: list[list[str]] | None = None) -> str:
     """A Markdown table of ``rows``: label columns (by default the rows' fields named in
     ``label_headers``; ``labels`` gives other values, one list per row), then the metrics."""
     if labels is None:
         labels = [[str(getattr(r, h)) for h in label_headers] for r in rows]
-    header = "| " + " | ".join((*label_headers, *(METRIC_HEADERS[m] for m in METRICS))) + " |"
-    rule = "| " + " | ".join("---" for _ in (*label_headers, *METRICS)) + " |"
-    lines = [header, rule]
-    for r, row_labels in zip(rows, labels):
-        cells = [*row_labels, *(format(getattr(r, m), METRIC_FORMATS[m]) for m in METRICS)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table([*label_headers, *(METRIC_HEADERS[m] for m in METRICS)],
+                          ([*row_labels, *(format(getattr(r, m), METRIC_FORMATS[m]) for m in METRICS)]
+                           for r, row_labels in zip(rows, labels)))
 
 
 def report(rows: list[Row]) -> str:
     """The Markdown report: averages per model, then every pair."""
     pairs = len(dict.fromkeys(r.pair for r in rows))
-    return (f"### Average over {pairs} pair(s)\n\n{markdown_table(average_rows(rows))}\n\n"
-            f"### Per pair\n\n{markdown_table(rows, ('pair', 'model'))}\n")
+    return (f"### Average over {pairs} pair(s)\n\n{metrics_table(average_rows(rows))}\n\n"
+            f"### Per pair\n\n{metrics_table(rows, ('pair', 'model'))}\n")
 
 
 def write_tables(rows: list[Row], output: str | Path) -> str:
     """Write ``metrics.csv`` (per pair, then averages) and ``metrics.md``; return the Markdown."""
     output = Path(output)
-    write_csv(rows + average_rows(rows), output / "metrics.csv")
+    write_metrics_csv(rows + average_rows(rows), output / "metrics.csv")
     text = report(rows)
     (output / "metrics.md").write_text(text)
     return text

@@ -6,6 +6,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from glfa.images import to_pil
+
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
 INSET_OUTLINE = (255, 40, 40)
@@ -20,12 +22,6 @@ def font(size: int = 14) -> ImageFont.ImageFont:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: only the fixed bitmap font
         return ImageFont.load_default()
-
-
-def to_pil(image: Tensor) -> Image.Image:
-    """A ``(3, H, W)`` tensor in [0, 1] as an 8-bit RGB image."""
-    array = (image.detach().cpu().float().clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(array, "RGB")
 
 
 def resize_to_height(image: Image.Image, height: int) -> Image.Image:

@@ -1,4 +1,5 @@
-"""Stylising images with a trained model: the model is loaded once, then applied per pair.
+"""Stylising images with a trained model: the model is loaded once, then applied per pair
+(``Stylizer``, also the Python API and the ``torch.hub`` entry point).
 
 Large photos are stylised in tiles so that memory stays bounded and no seam appears. The
 transform needs the content feature's global per-channel mean and std, so inference runs in
@@ -17,11 +18,14 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
-from checkpoint import load_decoder, load_encoder, load_transform
-from cli import UserError, configure_backends
 from function import calc_mean_std, coral, full_precision
+from glfa.checkpoint import load_decoder, load_encoder, load_transform
+from glfa.cli import UserError, autocast, configure_backends, resolve_device
+from glfa.images import as_tensor, to_pil
+from glfa.paths import default_vgg, model_files
 from net import SCT, ModeSpec, parse_mode
 
 # Automatic tiles: at most this side (px), and small enough for half the free memory at
@@ -122,34 +126,20 @@ class Stylizer:
     """Encoder, transform and decoder for inference, with the options of the CCPL family:
     ``alpha`` blending, interpolation between styles, and colour preservation.
 
+    ``Stylizer.from_checkpoints()`` loads the shipped photo model; called with a content and a
+    style image (PIL images or tensors) it returns the stylised content at its own size.
+
     ``tile_size`` (image pixels): 0 picks tiles automatically (images that fit one tile are
     processed whole); a positive size tiles every image larger than it. ``amp_dtype`` runs
     the convolutions in bf16/fp16 while statistics stay fp32; ``channels_last`` and
-    ``compile`` are the other GPU speed options.
+    ``compile`` are the other GPU speed options. ``device`` None is CUDA when present.
     """
 
-    def __init__(self, vgg: str, decoder: str, transform: str, mode: str = "photo", kind: str = "lct",
-                 device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: SCT, mode: str | ModeSpec = "photo", *,
+                 device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
                  tile_size: int = 0, channels_last: bool = False, compile: bool = False):
-        spec = parse_mode(mode)
-        self._setup(load_encoder(vgg, spec), load_decoder(decoder, spec), load_transform(transform, spec, kind),
-                    spec, device, amp_dtype, tile_size, channels_last, compile)
-
-    @classmethod
-    def from_modules(cls, encoder: nn.Module, decoder: nn.Module, transform: SCT, mode: str = "photo",
-                     device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
-                     tile_size: int = 0, channels_last: bool = False, compile: bool = False) -> "Stylizer":
-        """A Stylizer around modules already built (tests, benchmarks)."""
-        stylizer = cls.__new__(cls)
-        stylizer._setup(encoder, decoder, transform, parse_mode(mode), device, amp_dtype, tile_size,
-                        channels_last, compile)
-        return stylizer
-
-    def _setup(self, encoder: nn.Module, decoder: nn.Module, transform: SCT, spec: ModeSpec,
-               device: torch.device | str, amp_dtype: torch.dtype | None, tile_size: int,
-               channels_last: bool, compile: bool) -> None:
-        self.spec = spec
-        self.device = torch.device(device)
+        self.spec = parse_mode(mode)
+        self.device = resolve_device(device)
         self.amp_dtype = amp_dtype
         self.tile_size = tile_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -157,20 +147,36 @@ class Stylizer:
         self.transform = transform.to(self.device).eval()
         encoder = encoder.to(self.device, memory_format=self.memory_format).eval()
         decoder = decoder.to(self.device, memory_format=self.memory_format).eval()
-        multiple = spec.downscale
+        multiple = self.spec.downscale
         self.encoder_halo = math.ceil(reach(encoder) / multiple) * multiple
         self.decoder_halo = math.ceil(reach(decoder))          # in feature pixels
         self.encoder = torch.compile(encoder) if compile else encoder
         self.decoder = torch.compile(decoder) if compile else decoder
+
+    @classmethod
+    def from_checkpoints(cls, decoder: str | os.PathLike | None = None, transform: str | os.PathLike | None = None,
+                         *, vgg: str | os.PathLike | None = None, mode: str | ModeSpec = "photo", kind: str = "lct",
+                         **options) -> "Stylizer":
+        """A Stylizer from checkpoint files; ``decoder``/``transform`` left out are the shipped
+        model's (``paths.shipped_model``), ``vgg`` left out is the mode's encoder in ``models/``.
+        ``kind`` applies the transform as ``lct`` or ``sct``; ``options`` go to ``__init__``."""
+        spec = parse_mode(mode)
+        decoder, transform = model_files(decoder, transform, spec)
+        encoder = load_encoder(default_vgg(spec) if vgg is None else vgg, spec)
+        return cls(encoder, load_decoder(decoder, spec), load_transform(transform, spec, kind), spec, **options)
+
+    def __call__(self, content: Image.Image | Tensor, style: Image.Image | Tensor, *, alpha: float = 1.0,
+                 preserve_color: bool = False) -> Image.Image | Tensor:
+        """Stylise ``content`` with ``style``, at the content's size: PIL images (any mode) give a
+        PIL image, ``(3, H, W)`` tensors in [0, 1] a tensor."""
+        result = self.stylize(as_tensor(content), [as_tensor(style)], alpha=alpha, preserve_color=preserve_color)
+        return to_pil(result) if isinstance(content, Image.Image) else result
 
     def check_size(self, image: Tensor, what: str) -> None:
         """Images smaller than the mode's minimum cannot be encoded deep enough."""
         if min(image.shape[-2:]) < self.spec.min_side:
             raise UserError(f"{what} is {image.shape[-1]}×{image.shape[-2]} px; {self.spec.name} mode needs "
                             f"at least {self.spec.min_side} px on each side")
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def _tile_for(self, height: int, width: int, tile_size: int | None) -> int:
         """The tile side for an image (a multiple of the downscale), or 0 to process it whole."""
@@ -182,7 +188,7 @@ class Stylizer:
         return 0 if max(height, width) <= tile else tile
 
     def _encode(self, image: Tensor) -> Tensor:
-        with self._autocast():
+        with autocast(self.device, self.amp_dtype):
             return self.encoder(image.to(self.device).contiguous(memory_format=self.memory_format))
 
     def _encode_tiled(self, image: Tensor, tile: int) -> Tensor:
@@ -212,14 +218,14 @@ class Stylizer:
 
     def _style_stats(self, style_feat: Tensor, tile: int) -> tuple[Tensor, Tensor, Tensor]:
         """The style's compressed covariance, channel means and channel stds."""
-        with self._autocast():
+        with autocast(self.device, self.amp_dtype):
             style_cov, style_mean = self.transform.style_matrix(style_feat)
         return style_cov, style_mean.float(), self._mean_std(style_feat, tile)[1]
 
     def _transform(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
                    style_stats: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         """SCT or LCT of a (tile of a) content feature from global statistics, in fp32."""
-        with self._autocast():
+        with autocast(self.device, self.amp_dtype):
             return self.transform.apply(feat, *content_stats, *style_stats).float()
 
     @torch.no_grad()
@@ -254,14 +260,8 @@ class Stylizer:
 
     def _stylize_whole(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float) -> Tensor:
         content_feat = self._encode(padded)
-        feat = torch.zeros_like(content_feat, dtype=torch.float32)
-        for style, weight in zip(styles, weights):
-            style_feat = self._encode(style[None])
-            with self._autocast():
-                feat = feat + weight * self.transform(content_feat, style_feat).float()
-        feat = alpha * feat + (1 - alpha) * content_feat.float()
-        with self._autocast():
-            return self.decoder(feat.contiguous(memory_format=self.memory_format))
+        style_stats = [self._style_stats(self._encode(style[None]), 0) for style in styles]
+        return self._blend_and_decode(content_feat, calc_mean_std(content_feat), style_stats, weights, alpha)
 
     def _stylize_tiled(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float,
                        tile: int, tile_size: int | None) -> Tensor:
@@ -279,12 +279,18 @@ class Stylizer:
         result = torch.empty(1, 3, height * ds, width * ds, device=self.device)
         for y0, y1, hy0, hy1 in spans(height, feat_tile, halo):
             for x0, x1, hx0, hx1 in spans(width, feat_tile, halo):
-                part = content_feat[..., hy0:hy1, hx0:hx1]
-                mixed = sum(weight * self._transform(part, content_stats, stats)
-                            for weight, stats in zip(weights, style_stats))
-                mixed = alpha * mixed + (1 - alpha) * full_precision(part)
-                with self._autocast():
-                    decoded = self.decoder(mixed.contiguous(memory_format=self.memory_format))
+                decoded = self._blend_and_decode(content_feat[..., hy0:hy1, hx0:hx1], content_stats, style_stats,
+                                                 weights, alpha)
                 result[..., y0 * ds:y1 * ds, x0 * ds:x1 * ds] = \
                     decoded[..., (y0 - hy0) * ds:(y1 - hy0) * ds, (x0 - hx0) * ds:(x1 - hx0) * ds]
         return result
+
+    def _blend_and_decode(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
+                          style_stats: list[tuple[Tensor, Tensor, Tensor]], weights: list[float],
+                          alpha: float) -> Tensor:
+        """Decode a (tile of the) content feature transformed towards each style, the results
+        mixed with ``weights`` and blended with the content feature by ``alpha``."""
+        mixed = sum(weight * self._transform(feat, content_stats, stats) for weight, stats in zip(weights, style_stats))
+        mixed = alpha * mixed + (1 - alpha) * full_precision(feat)
+        with autocast(self.device, self.amp_dtype):
+            return self.decoder(mixed.contiguous(memory_format=self.memory_format))

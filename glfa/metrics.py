@@ -63,12 +63,12 @@ def gram_matrix(feat: Tensor) -> Tensor:
 class StyleDistance:
     """Gram-matrix and mean/std losses between images on the encoder's layers.
 
-    ``encoder`` is the frozen VGG of ``mode`` (e.g. from ``checkpoint.load_encoder``); it is
+    ``encoder`` is the frozen VGG of ``mode`` (e.g. from ``glfa.checkpoint.load_encoder``); it is
     cut at relu1_1, relu2_1, relu3_1[, relu4_1] like the training network.
     """
 
     def __init__(self, encoder: nn.Sequential, mode: str | ModeSpec = "photo"):
-        spec = mode if isinstance(mode, ModeSpec) else parse_mode(mode)
+        spec = parse_mode(mode)
         bounds = (0,) + spec.stage_ends
         self.stages = [encoder[start:end] for start, end in zip(bounds, bounds[1:])]
         self.device = next(encoder.parameters()).device

@@ -17,7 +17,6 @@ line per iteration to ``DIR/samples_rank<R>.txt``: the iteration, then the conte
 style dataset indexes of its batch.
 """
 import argparse
-import contextlib
 import math
 import os
 import random
@@ -38,9 +37,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from checkpoint import load_encoder, load_training_state, save_state_dict, save_training_state
-from cli import UserError, configure_backends, resolve_device
-from data import ImageFolderDataset, training_transform
+from glfa.checkpoint import load_encoder, load_training_state, save_state_dict, save_training_state
+from glfa.cli import UserError, autocast, autocast_dtype, configure_backends, resolve_device
+from glfa.data import ImageFolderDataset, training_transform
 from net import LossWeights, StyleTransferNet, build_network, parse_mode, total_loss
 from sampler import ITERATION_STREAM, InfiniteSampler, SeededSampler, mixed_seed
 
@@ -57,7 +56,7 @@ class TrainingDiverged(UserError):
 
 
 # --------------------------------------------------------------------------------------------
-# Schedule, losses, precision, seeds
+# Schedule, losses, seeds
 # --------------------------------------------------------------------------------------------
 
 def learning_rate(base_lr: float, lr_decay: float, iteration: int) -> float:
@@ -68,20 +67,6 @@ def learning_rate(base_lr: float, lr_decay: float, iteration: int) -> float:
 def loss_weights(args: argparse.Namespace) -> LossWeights:
     """The objective's weights from ``--content_weight``, ``--style_weight``, ``--wce_weight``, ``--kl_weight``."""
     return LossWeights(args.content_weight, args.style_weight, args.wce_weight, args.kl_weight)
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """``--amp``: ``auto`` is bf16 on GPUs that support it and off elsewhere."""
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Mixed precision for the convolutions; the statistics and losses cast to fp32 themselves."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,16 +1,12 @@
-"""Stylise a folder of video frames with one style and measure temporal consistency.
+"""What ``video.py`` does: stylise a folder of video frames with one style and measure temporal
+consistency.
 
 Consistency is the mean absolute difference between consecutive stylised frames, set against
-that of the content frames (a stylisation that flickers raises it). With ``--flow tvl1``
-(scikit-image's TV-L1 optical flow, no learned weights: torchvision's RAFT needs weights that
-are not shipped) it also reports the warped error: the previous frame warped along the content's
+that of the content frames (a stylisation that flickers raises it). With optical flow
+(scikit-image's TV-L1, no learned weights: torchvision's RAFT needs weights that are not
+shipped) it also reports the warped error: the previous frame warped along the content's
 motion, compared with the current one, for the stylised and for the content frames.
-
-Example: python video.py --frames_dir=frames/ --style=test/style/tar7.png \
-             --decoder=experiments/decoder_iter_160000.pth.tar --LCT=experiments/lct_iter_160000.pth.tar
 """
-import argparse
-import csv
 import re
 from pathlib import Path
 
@@ -23,12 +19,13 @@ from torch import Tensor
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from cli import UserError, mode_name, non_negative_int, positive_float, positive_int, resolve_device, run_main, unit_float
-from data import list_images
-from evaluation import read_resized, thumbnail
-from figures import image_rows, line_chart, save_gif, to_pil
-from inference import Stylizer
-from metrics import luminance
+from glfa.cli import UserError
+from glfa.data import list_images
+from glfa.figures import image_rows, line_chart, save_gif
+from glfa.images import read_image, thumbnail, to_pil
+from glfa.inference import Stylizer
+from glfa.metrics import luminance
+from glfa.tables import markdown_table, write_csv
 
 STRIP_FRAMES = 6
 
@@ -135,17 +132,14 @@ def summary(series: dict[str, Tensor]) -> dict[str, float]:
 
 def write_series_csv(series: dict[str, Tensor], path: Path) -> None:
     """One line per step ``t-1 → t``."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["step", *series])
-        for step, values in enumerate(zip(*(s.tolist() for s in series.values())), 1):
-            writer.writerow([step, *values])
+    write_csv(path, ["step", *series],
+              ([step, *values] for step, values in enumerate(zip(*(s.tolist() for s in series.values())), 1)))
 
 
 def summary_markdown(means: dict[str, float], frames: int) -> str:
-    lines = [f"### Temporal consistency over {frames} frames", "", "| measure | value |", "| --- | --- |"]
-    lines += [f"| {name} | {value:.5g} |" for name, value in means.items()]
-    return "\n".join(lines) + "\n"
+    """The summary as a Markdown table under a heading."""
+    table = markdown_table(["measure", "value"], ([name, f"{value:.5g}"] for name, value in means.items()))
+    return f"### Temporal consistency over {frames} frames\n\n{table}\n"
 
 
 def consistency_figures(content: Tensor, stylised: Tensor, series: dict[str, Tensor], output: Path) -> None:
@@ -159,9 +153,9 @@ def consistency_figures(content: Tensor, stylised: Tensor, series: dict[str, Ten
                 ("stylised |diff| x4", list(differences))]).save(output / "consistency_strip.png")
 
 
-def process_video(stylizer: Stylizer, frame_paths: list[Path], style: Tensor, output: Path, content_size: int = 512,
-                  alpha: float = 1.0, preserve_color: bool = False, flow: bool = True, fps: float = 10.0,
-                  preview_height: int = 256) -> dict[str, float]:
+def process_video(stylizer: Stylizer, frame_paths: list[Path], style: Tensor, output: Path, *,
+                  content_size: int = 512, alpha: float = 1.0, preserve_color: bool = False, flow: bool = True,
+                  fps: float = 10.0, preview_height: int = 256) -> dict[str, float]:
     """Stylise the frames one by one, writing each as it is done, and measure every step
     against the previous frame; then write a side-by-side GIF, the per-step CSV, the summary
     and the consistency figures under ``output``. Returns the summary.
@@ -176,8 +170,8 @@ def process_video(stylizer: Stylizer, frame_paths: list[Path], style: Tensor, ou
     preview: list[Image.Image] = []
     previous: tuple[Tensor, Tensor] | None = None
     for path in tqdm(frame_paths, desc="stylise", dynamic_ncols=True):
-        content = read_resized(path, content_size)
-        stylised = stylizer.stylize(content, [style], None, alpha, preserve_color)
+        content = read_image(path, content_size)
+        stylised = stylizer.stylize(content, [style], alpha=alpha, preserve_color=preserve_color)
         save_image(stylised, output / "frames" / f"{path.stem}.png")
         if previous is not None:
             contents, results = torch.stack((previous[0], content)), torch.stack((previous[1], stylised))
@@ -194,58 +188,3 @@ def process_video(stylizer: Stylizer, frame_paths: list[Path], style: Tensor, ou
     (output / "temporal.md").write_text(summary_markdown(means, len(frame_paths)))
     consistency_figures(torch.stack([c for c, _ in strip]), torch.stack([s for _, s in strip]), series, output)
     return means
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames_dir", required=True, help="folder of frames (sorted naturally: 2 before 10)")
-    parser.add_argument("--style", required=True, help="the style image")
-    parser.add_argument("--vgg", default="models/vgg_normalised.pth")
-    parser.add_argument("--decoder", default="experiments/decoder_iter_160000.pth.tar")
-    parser.add_argument("--LCT", "--SCT", dest="transform_path", default="experiments/lct_iter_160000.pth.tar",
-                        help="transform checkpoint (LCT and SCT files are interchangeable)")
-    parser.add_argument("--transform", choices=("lct", "sct"), default="lct")
-    parser.add_argument("--testing_mode", type=mode_name, default="photo", help="photo or art")
-    parser.add_argument("--content_size", type=non_negative_int, default=512,
-                        help="shorter side of the frames (0 keeps the original size)")
-    parser.add_argument("--style_size", type=non_negative_int, default=512,
-                        help="shorter side of the style image (0 keeps the original size)")
-    parser.add_argument("--alpha", type=unit_float, default=1.0)
-    parser.add_argument("--preserve_color", action="store_true")
-    parser.add_argument("--flow", choices=("tvl1", "none"), default="tvl1",
-                        help="optical flow for the warped error (tvl1: scikit-image, slow on large frames)")
-    parser.add_argument("--fps", type=positive_float, default=10.0, help="frame rate of preview.gif")
-    parser.add_argument("--preview_height", type=positive_int, default=256,
-                        help="preview.gif frames are shrunk to at most this height")
-    parser.add_argument("--output", default="output/video")
-    parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when present)")
-    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="off",
-                        help="mixed precision: off is fp32; bf16/fp16 are the fast GPU path")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from training import autocast_dtype
-
-    args = parse_args(argv)
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output} exists and is not a folder")
-    frame_paths = list_frames(args.frames_dir)
-    style = read_resized(args.style, args.style_size)
-    device = resolve_device(args.device)
-    stylizer = Stylizer(args.vgg, args.decoder, args.transform_path, args.testing_mode, args.transform,
-                        device, autocast_dtype(args.amp, device))
-    means = process_video(stylizer, frame_paths, style, output, args.content_size, args.alpha,
-                          args.preserve_color, args.flow == "tvl1", args.fps, args.preview_height)
-    print(summary_markdown(means, len(frame_paths)))
-    print(f"wrote {len(frame_paths)} frames to {output / 'frames'}, preview.gif, temporal.csv, temporal.md, "
-          "consistency_plot.png and consistency_strip.png")
-
-
-if __name__ == "__main__":
-    run_main(main)

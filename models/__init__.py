@@ -1,1 +1,2 @@
-"""Pretrained weights live in this folder (ignored by git); ``python -m models.download`` fetches the encoder."""
+"""Pretrained weights: the shipped photo-mode encoder, and the full encoder that
+``python -m models.download`` fetches (ignored by git)."""

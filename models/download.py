@@ -3,42 +3,49 @@
 Usage (from the repository root):
     python -m models.download [--url URL] [--output models/vgg_normalised.pth] [--mode photo|art]
 
-The file is streamed into a temporary file beside the output, checked to load as the encoder
-through ``checkpoint.load_encoder``, and only then renamed into place, so an interrupted or bad
-download never leaves a broken file where ``train.py`` and ``test.py`` look for it.
+The file is downloaded with ``torch.hub.download_url_to_file`` into a temporary folder beside the
+output (checked against ``--sha256`` when given), checked to load as the encoder through
+``glfa.checkpoint.load_encoder``, and only then moved into place, so an interrupted or bad download
+never leaves a broken file where ``train.py`` and ``test.py`` look for it.
 """
 import argparse
+import contextlib
 import http.client
 import os
+import socket
 import sys
+import tempfile
 import urllib.error
-import urllib.request
 from pathlib import Path
+from typing import Iterator
 
-from tqdm import tqdm
+from torch.hub import download_url_to_file
 
-from checkpoint import CheckpointError, load_encoder
-from cli import UserError, positive_float, run_main
+from glfa.checkpoint import CheckpointError, load_encoder
+from glfa.cli import UserError, add_mode_flag, command_parser, positive_float, run_main
 
 DEFAULT_URL = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/vgg_normalised.pth"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "vgg_normalised.pth"
 MODE_LAYERS = {"photo": "relu3_1", "art": "relu4_1"}
-CHUNK_BYTES = 1 << 20
 
 
-def download(url: str, destination: Path, timeout: float) -> int:
-    """Stream ``url`` into ``destination``; returns the bytes written. Network failures are user errors."""
+@contextlib.contextmanager
+def socket_timeout(seconds: float) -> Iterator[None]:
+    """A default socket timeout for the block (``download_url_to_file`` takes none of its own)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "python-urllib (models.download)"})
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(destination, "wb") as file:
-            expected = int(response.headers.get("Content-Length") or 0) or None
-            written = 0
-            with tqdm(total=expected, unit="B", unit_scale=True, desc="download",
-                      file=sys.stdout, disable=None) as bar:
-                while chunk := response.read(CHUNK_BYTES):
-                    file.write(chunk)
-                    written += len(chunk)
-                    bar.update(len(chunk))
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def download(url: str, destination: Path, timeout: float, sha256: str | None = None) -> int:
+    """Download ``url`` to ``destination`` (checking its SHA-256 when given); returns its size in
+    bytes. Network failures and a wrong hash are user errors."""
+    try:
+        with socket_timeout(timeout):
+            download_url_to_file(url, str(destination), hash_prefix=sha256, progress=sys.stderr.isatty())
     except urllib.error.HTTPError as err:
         raise UserError(f"{url} answered HTTP {err.code} {err.reason}; check --url") from None
     except urllib.error.URLError as err:
@@ -48,9 +55,9 @@ def download(url: str, destination: Path, timeout: float) -> int:
         raise UserError(f"download from {url} failed ({type(err).__name__}: {err}); try again") from None
     except ValueError as err:
         raise UserError(f"--url {url!r} is not a URL that can be fetched ({err})") from None
-    if expected is not None and written != expected:
-        raise UserError(f"download from {url} was cut short ({written} of {expected} bytes); try again")
-    return written
+    except RuntimeError as err:
+        raise UserError(f"the file from {url} does not match --sha256: {err}") from None
+    return destination.stat().st_size
 
 
 def modes_covered(path: Path, required: str, label: str) -> list[str]:
@@ -73,31 +80,33 @@ def describe(covered: list[str]) -> str:
     return text + (f"; not {', '.join(missing)} mode" if missing else "")
 
 
-def fetch_encoder(url: str, output: Path, mode: str = "photo", timeout: float = 60.0) -> list[str]:
+def fetch_encoder(url: str, output: Path, mode: str = "photo", timeout: float = 60.0,
+                  sha256: str | None = None) -> list[str]:
     """Download ``url`` to ``output`` atomically once it loads as the ``mode`` encoder; returns the modes it covers."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.part{os.getpid()}")
-    try:
-        size = download(url, partial, timeout)
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as folder:
+        partial = Path(folder) / output.name
+        size = download(url, partial, timeout, sha256)
         print(f"downloaded {size / 1e6:.1f} MB from {url}")
         covered = modes_covered(partial, mode, f"the file from {url}")
         os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
     return covered
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m models.download", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"where to fetch the file (default: {DEFAULT_URL})")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="where to write it (default: models/vgg_normalised.pth)")
-    parser.add_argument("--mode", choices=tuple(MODE_LAYERS), default="photo",
-                        help="the mode the file must serve (default: photo)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(__doc__, prog="python -m models.download")
+    parser.add_argument("--url", default=DEFAULT_URL, help="where to fetch the file")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write it")
+    add_mode_flag(parser, "--mode")
+    parser.add_argument("--sha256", metavar="HEX",
+                        help="expected SHA-256 of the file (or its first digits); checked when given")
     parser.add_argument("--timeout", type=positive_float, default=60.0, help="network timeout in seconds")
     parser.add_argument("--force", action="store_true", help="download even if the output file exists")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"{err}; rerun with --force to download it again") from None
         print(f"{args.output} is already there and loads as the encoder for {describe(covered)}")
         return
-    covered = fetch_encoder(args.url, args.output, args.mode, args.timeout)
+    covered = fetch_encoder(args.url, args.output, args.mode, args.timeout, args.sha256)
     print(f"saved {args.output}: loads as the encoder for {describe(covered)}")
 
 

@@ -1,4 +1,4 @@
-"""The paper's ablations: train LCT/SCT × WCE/CCPL with the same data, seed and iteration
+r"""The paper's ablations: train LCT/SCT × WCE/CCPL with the same data, seed and iteration
 budget (one ``train.py`` run each), evaluate all four on the same pairs, write one table.
 
 A variant whose final checkpoints are already there is not trained again (use --retrain), so
@@ -10,7 +10,6 @@ Tiny CPU run:  python scripts/ablation.py --content_dir=../shared/data/bsds500/t
                    --image_size=64 --crop_size=32 --content_size=64 --device=cpu --output=output/ablation
 """
 import argparse
-import csv
 import shlex
 import subprocess
 import sys
@@ -21,9 +20,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cli import UserError, mode_name, non_negative_int, positive_int, resolve_device, run_main  # noqa: E402
-from evaluation import (METRICS, ModelSpec, Row, average_rows, evaluate, markdown_table,  # noqa: E402
-                        pairs_by_number, read_pairs_file, write_tables)
+from glfa.cli import (UserError, add_device_flag, add_mode_flag, add_vgg_flag, command_parser,  # noqa: E402
+                      non_negative_int, positive_int, resolve_device, run_main)
+from glfa.eval import (METRICS, ModelSpec, Row, average_rows, evaluate, find_pairs, metrics_table,  # noqa: E402
+                       write_tables)
+from glfa.paths import default_vgg  # noqa: E402
+from glfa.tables import write_csv  # noqa: E402
 
 VARIANTS = ("lct_wce", "lct_ccpl", "sct_wce", "sct_ccpl")
 
@@ -40,42 +42,56 @@ class Variant:
         return f"{self.transform}_{self.contrastive}"
 
 
-def variant(text: str) -> Variant:
-    if text not in VARIANTS:
+def variant_list(text: str) -> list[Variant]:
+    """argparse type: comma-separated variant names."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown variant {text!r}: choose from {', '.join(VARIANTS)}")
-    return Variant(*text.split("_"))
+    return [Variant(*name.split("_")) for name in names]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(__doc__)
     train = parser.add_argument_group("training (the same for every variant)")
     train.add_argument("--content_dir", required=True, help="training content images")
     train.add_argument("--style_dir", required=True, help="training style images")
-    train.add_argument("--vgg", default="models/vgg_normalised.pth")
-    train.add_argument("--training_mode", type=mode_name, default="photo", help="photo or art")
+    add_vgg_flag(train)
+    add_mode_flag(train, "--training_mode")
     train.add_argument("--max_iter", type=positive_int, default=160000, help="iteration budget of every variant")
-    train.add_argument("--batch_size", type=positive_int, default=8)
-    train.add_argument("--image_size", type=positive_int, default=512)
-    train.add_argument("--crop_size", type=positive_int, default=256)
-    train.add_argument("--save_model_interval", type=positive_int, default=None, help="default: --max_iter")
+    train.add_argument("--batch_size", type=positive_int, default=8, help="images per GPU (per process)")
+    train.add_argument("--image_size", type=positive_int, default=512, help="images are resized to this square")
+    train.add_argument("--crop_size", type=positive_int, default=256, help="random crop taken after resizing")
+    train.add_argument("--save_model_interval", type=positive_int,
+                       help="iterations between saves (default: --max_iter)")
     train.add_argument("--n_threads", type=non_negative_int, default=8, help="data loader workers")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="the seed of every variant's training run")
     train.add_argument("--train_args", default="", help="more train.py flags for every variant, e.g. '--lr 2e-4'")
-    train.add_argument("--variants", type=variant, nargs="+", default=[variant(v) for v in VARIANTS],
-                       help=f"which variants to run (default: all of {', '.join(VARIANTS)})")
+    train.add_argument("--variants", type=variant_list, nargs="+", metavar="VARIANT[,VARIANT]",
+                       help=f"which variants to run, comma- or space-separated (default: all of {', '.join(VARIANTS)})")
     train.add_argument("--retrain", action="store_true", help="train again even where checkpoints exist")
     evaluation = parser.add_argument_group("evaluation (eval.py's pairs, one of)")
     evaluation.add_argument("--pairs_dir", help="folder with content/ and style/ images paired by number")
     evaluation.add_argument("--pairs", help="text file, one 'content style' pair a line")
-    evaluation.add_argument("--content_size", type=non_negative_int, default=512)
-    evaluation.add_argument("--style_size", type=non_negative_int, default=None, help="default: --content_size")
-    parser.add_argument("--output", default="experiments/ablation", help="checkpoints, logs, evaluation, table")
-    parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when present)")
+    evaluation.add_argument("--content_size", type=non_negative_int, default=512,
+                            help="shorter side of the content images (0 keeps the original size)")
+    evaluation.add_argument("--style_size", type=non_negative_int,
+                            help="shorter side of the style images (default: --content_size)")
+    parser.add_argument("--output", default=str(REPO / "experiments" / "ablation"),
+                        help="checkpoints, logs, evaluation, table")
+    add_device_flag(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if bool(args.pairs_dir) == bool(args.pairs):
         parser.error("give exactly one of --pairs_dir and --pairs")
+    args.variants = [v for group in args.variants for v in group] if args.variants else variant_list(",".join(VARIANTS))
     if len(set(args.variants)) != len(args.variants):
         parser.error("--variants lists a variant twice")
+    args.vgg = str(args.vgg or default_vgg(args.training_mode))
     args.save_model_interval = args.save_model_interval or args.max_iter
     args.style_size = args.content_size if args.style_size is None else args.style_size
     return args
@@ -125,11 +141,9 @@ def ablation_tables(averages: list[Row], variants: list[Variant], output: Path) 
     loss and its metrics averaged over the pairs. Returns the Markdown table."""
     by_name = {v.name: v for v in variants}
     labels = [[r.model, by_name[r.model].transform.upper(), by_name[r.model].contrastive.upper()] for r in averages]
-    with open(output / "ablation.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["variant", "transform", "contrastive", *METRICS])
-        writer.writerows([*row_labels, *(getattr(r, m) for m in METRICS)] for r, row_labels in zip(averages, labels))
-    table = markdown_table(averages, ("variant", "transform", "contrastive"), labels)
+    write_csv(output / "ablation.csv", ["variant", "transform", "contrastive", *METRICS],
+              ([*row_labels, *(getattr(r, m) for m in METRICS)] for r, row_labels in zip(averages, labels)))
+    table = metrics_table(averages, ("variant", "transform", "contrastive"), labels)
     (output / "ablation.md").write_text(table + "\n")
     return table
 
@@ -140,17 +154,11 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} exists and is not a folder")
-    if args.pairs:
-        pairs = read_pairs_file(args.pairs)
-    else:
-        root = Path(args.pairs_dir)
-        if not root.is_dir():
-            raise UserError(f"--pairs_dir {root} is not a folder")
-        pairs = pairs_by_number(root / "content", root / "style")
+    pairs = find_pairs(pairs_dir=args.pairs_dir, pairs_file=args.pairs)
 
     models = [train_variant(args, v, output / v.name) for v in args.variants]
-    rows = evaluate(pairs, models, args.vgg, output / "eval", args.training_mode, device,
-                    args.content_size, args.style_size)
+    rows = evaluate(pairs, models, output / "eval", vgg=args.vgg, mode=args.training_mode, device=device,
+                    content_size=args.content_size, style_size=args.style_size)
     write_tables(rows, output / "eval")
     table = ablation_tables(average_rows(rows), args.variants, output)
     print(f"### Ablation: {args.max_iter} iterations, batch {args.batch_size}, seed {args.seed}, "

@@ -3,10 +3,11 @@ none), WCE's share of a step against a per-anchor reference, the loader's images
 and inference time and peak memory per image size and precision.
 
 GPU (defaults: batch 8, 256 crops, 512-4096 px, fp32/bf16/fp16):
-    python scripts/benchmark.py --vgg models/vgg_normalised.pth
+    python scripts/benchmark.py
 CPU (defaults: batch 2, 128 crops, 256 and 512 px, fp32/bf16, WCE share at batch 8, 256 crops):
-    python scripts/benchmark.py --device cpu --vgg ../shared/models/vgg_normalised_conv3_1.pth
+    python scripts/benchmark.py --device cpu
 A missing --vgg file means random encoder weights: the figures are about speed, not quality.
+The measurements themselves are in glfa/benchmark.py.
 """
 import argparse
 import os
@@ -19,49 +20,37 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-import benchmarking as bench  # noqa: E402
-from checkpoint import load_encoder  # noqa: E402
-from cli import UserError, non_negative_int, positive_int, resolve_device, run_main  # noqa: E402
-from inference import Stylizer  # noqa: E402
+import glfa.benchmark as bench  # noqa: E402
+from glfa.checkpoint import load_encoder  # noqa: E402
+from glfa.cli import (UserError, add_device_flag, add_mode_flag, add_vgg_flag, choice_list,  # noqa: E402
+                      command_parser, non_negative_int, positive_int, positive_int_list, resolve_device, run_main)
+from glfa.inference import Stylizer  # noqa: E402
+from glfa.paths import default_vgg  # noqa: E402
+from glfa.tables import markdown_table  # noqa: E402
 from net import build_decoder, build_encoder, build_network, build_transform, parse_mode  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-GPU_DEFAULTS = dict(batch_size=8, crop=256, sizes="512,1024,2048,4096", style_size=512, warmup=5, repeats=20,
-                    train_precisions="fp32,bf16", infer_precisions="fp32,bf16,fp16", loader_batches=40)
-CPU_DEFAULTS = dict(batch_size=2, crop=128, sizes="256,512", style_size=256, warmup=1, repeats=3,
-                    train_precisions="fp32", infer_precisions="fp32,bf16", loader_batches=10)
+SECTIONS = ("train", "share", "loader", "inference")
+GPU_DEFAULTS = dict(batch_size=8, crop_size=256, sizes=[512, 1024, 2048, 4096], style_size=512, warmup=5, repeats=20,
+                    train_precisions=["fp32", "bf16"], infer_precisions=["fp32", "bf16", "fp16"], loader_batches=40)
+CPU_DEFAULTS = dict(batch_size=2, crop_size=128, sizes=[256, 512], style_size=256, warmup=1, repeats=3,
+                    train_precisions=["fp32"], infer_precisions=["fp32", "bf16"], loader_batches=10)
 
 
-def int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError("sizes must be positive")
-    return values
-
-
-def precision_list(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [n for n in names if n not in PRECISIONS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"precisions are fp32, bf16 and fp16, got {text!r}")
-    return names
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda when present)")
-    parser.add_argument("--vgg", default="models/vgg_normalised.pth", help="encoder weights (random if missing)")
-    parser.add_argument("--mode", default="photo", help="photo or art")
-    parser.add_argument("--transform", choices=("lct", "sct"), default="lct")
-    parser.add_argument("--contrastive", default="wce,ccpl,none", help="losses to time, comma-separated")
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(__doc__)
+    add_device_flag(parser)
+    add_vgg_flag(parser)
+    add_mode_flag(parser, "--mode")
+    parser.add_argument("--transform", choices=("lct", "sct"), default="lct", help="the transform to time")
+    parser.add_argument("--contrastive", type=choice_list("wce", "ccpl", "none"), default="wce,ccpl,none",
+                        help="losses to time, comma-separated")
     parser.add_argument("--batch_size", type=positive_int, help="training batch (GPU 8, CPU 2)")
-    parser.add_argument("--crop", type=positive_int, help="training crop (GPU 256, CPU 128)")
-    parser.add_argument("--train_precisions", type=precision_list, help="GPU fp32,bf16; CPU fp32")
-    parser.add_argument("--infer_precisions", type=precision_list, help="GPU fp32,bf16,fp16; CPU fp32,bf16")
-    parser.add_argument("--sizes", type=int_list, help="inference sizes (GPU 512,1024,2048,4096; CPU 256,512)")
+    parser.add_argument("--crop_size", "--crop", dest="crop_size", type=positive_int,
+                        help="training crop in pixels (GPU 256, CPU 128)")
+    parser.add_argument("--train_precisions", type=choice_list(*PRECISIONS), help="GPU fp32,bf16; CPU fp32")
+    parser.add_argument("--infer_precisions", type=choice_list(*PRECISIONS), help="GPU fp32,bf16,fp16; CPU fp32,bf16")
+    parser.add_argument("--sizes", type=positive_int_list, help="inference sizes (GPU 512,1024,2048,4096; CPU 256,512)")
     parser.add_argument("--style_size", type=positive_int, help="inference style size (GPU 512, CPU 256)")
     parser.add_argument("--tile_size", type=non_negative_int, default=0, help="inference tiles (0: automatic)")
     parser.add_argument("--warmup", type=non_negative_int, help="untimed calls first (GPU 5, CPU 1)")
@@ -74,21 +63,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share_crop", type=positive_int, default=256, help="crop for WCE's share of a step")
     parser.add_argument("--loader_dir", default=str(REPO.parent / "shared" / "data" / "bsds500" / "train"),
                         help="image folder for the loader (skipped when missing)")
-    parser.add_argument("--loader_workers", type=non_negative_int, default=None, help="default: up to 8 cores")
+    parser.add_argument("--loader_workers", type=non_negative_int, help="loader workers (default: up to 8 cores)")
     parser.add_argument("--loader_batches", type=positive_int, help="batches timed (GPU 40, CPU 10)")
     parser.add_argument("--large_photos", type=non_negative_int, default=16,
                         help="synthetic 2048×1536 JPEGs for the draft-decoding loader rows (0 skips)")
     parser.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (0: PyTorch's default)")
-    parser.add_argument("--skip", default="", help="sections to skip: train,share,loader,inference")
-    args = parser.parse_args(argv)
-    try:
-        args.mode = parse_mode(args.mode).name
-    except ValueError as err:
-        parser.error(str(err))
-    args.contrastive = [c.strip() for c in args.contrastive.split(",") if c.strip()]
-    if any(c not in ("wce", "ccpl", "none") for c in args.contrastive):
-        parser.error("--contrastive takes wce, ccpl and none")
-    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    parser.add_argument("--skip", type=choice_list(*SECTIONS), default="",
+                        help=f"sections to skip, comma-separated: {','.join(SECTIONS)}")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.vgg = str(args.vgg or default_vgg(args.mode))
     return args
 
 
@@ -96,9 +83,7 @@ def fill_defaults(args: argparse.Namespace, device: torch.device) -> None:
     defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
     for name, value in defaults.items():
         if getattr(args, name) is None:
-            parser_type = {"sizes": int_list, "train_precisions": precision_list,
-                           "infer_precisions": precision_list}.get(name)
-            setattr(args, name, parser_type(value) if parser_type else value)
+            setattr(args, name, value)
     if args.loader_workers is None:
         args.loader_workers = min(8, len(os.sched_getaffinity(0)))
     if device.type != "cuda" and "fp16" in args.infer_precisions + args.train_precisions:
@@ -113,11 +98,6 @@ def mib(size: float | None) -> str:
     return "n/a" if size is None else f"{size / 2 ** 20:.0f}"
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 class Bench:
     """The benchmark's settings and the modules it times."""
 
@@ -129,7 +109,7 @@ class Bench:
         self.memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 
     def timer(self, fn) -> float:
-        return bench.time_call(fn, self.device, self.args.warmup, self.args.repeats)
+        return bench.time_call(fn, self.args.warmup, self.args.repeats)
 
     def network(self, contrastive: str) -> torch.nn.Module:
         torch.manual_seed(0)
@@ -150,7 +130,7 @@ class Bench:
 
     def training_table(self) -> str:
         args = self.args
-        content, style = self.images(args.batch_size, args.crop)
+        content, style = self.images(args.batch_size, args.crop_size)
         parts = ["encoder", "transform", "decoder", "content", "style", "nce", "kl", "optimizer"]
         rows = []
         for contrastive in args.contrastive:
@@ -165,8 +145,9 @@ class Bench:
                             + [ms(total)])
                 print(f"  timed training: {contrastive} {precision}", file=sys.stderr)
         header = ["loss", "precision", "step", *parts, "sum of parts"]
-        return (f"### Training step, ms (batch {args.batch_size}, {args.crop}×{args.crop}, {args.mode}, "
-                f"{args.transform.upper()}; each part forward + backward, timed alone)\n\n" + table(header, rows))
+        return (f"### Training step, ms (batch {args.batch_size}, {args.crop_size}×{args.crop_size}, {args.mode}, "
+                f"{args.transform.upper()}; each part forward + backward, timed alone)\n\n"
+                + markdown_table(header, rows))
 
     def share_table(self) -> str:
         args = self.args
@@ -185,7 +166,7 @@ class Bench:
         return (f"### WCE forward + backward as a share of a training step, ms (batch {args.share_batch}, "
                 f"{args.share_crop}×{args.share_crop}, {precision}; the reference's step is the measured step "
                 f"with its WCE swapped in; both give the same loss, largest difference {difference:.1e})\n\n"
-                + table(["WCE implementation", "WCE fwd+bwd", "step", "share"], rows))
+                + markdown_table(["WCE implementation", "WCE fwd+bwd", "step", "share"], rows))
 
     def loader_table(self) -> str:
         args = self.args
@@ -194,18 +175,18 @@ class Bench:
         common = dict(batch_size=args.batch_size, workers=args.loader_workers, batches=args.loader_batches,
                       pin_memory=pin)
         if Path(args.loader_dir).is_dir():
-            rate = bench.loader_images_per_second(args.loader_dir, 512, args.crop, draft=True, **common)
+            rate = bench.loader_images_per_second(args.loader_dir, 512, args.crop_size, draft=True, **common)
             rows.append([f"{Path(args.loader_dir).name} ({Path(args.loader_dir).parent.name})", "yes",
                          f"{rate:.0f}"])
         if args.large_photos:
             with tempfile.TemporaryDirectory(prefix="benchmark_") as folder:
                 bench.synthetic_photos(Path(folder), args.large_photos, 2048, 1536)
                 for draft in (True, False):
-                    rate = bench.loader_images_per_second(folder, 512, args.crop, draft=draft, **common)
+                    rate = bench.loader_images_per_second(folder, 512, args.crop_size, draft=draft, **common)
                     rows.append(["synthetic 2048×1536 JPEGs", "yes" if draft else "no", f"{rate:.0f}"])
-        return (f"### Loader alone, images/s (resize to 512×512, random {args.crop} crop, batch {args.batch_size}, "
-                f"{args.loader_workers} workers, pinned memory {'on' if pin else 'off'})\n\n"
-                + table(["images", "draft decoding", "images/s"], rows))
+        return (f"### Loader alone, images/s (resize to 512×512, random {args.crop_size} crop, "
+                f"batch {args.batch_size}, {args.loader_workers} workers, pinned memory {'on' if pin else 'off'})\n\n"
+                + markdown_table(["images", "draft decoding", "images/s"], rows))
 
     def inference_table(self) -> str:
         args = self.args
@@ -215,8 +196,9 @@ class Bench:
         transform = build_transform(args.transform, self.spec)
         rows = []
         for precision in args.infer_precisions:
-            stylizer = Stylizer.from_modules(encoder, decoder, transform, self.spec.name, self.device,
-                                             PRECISIONS[precision], args.tile_size, args.channels_last, args.compile)
+            stylizer = Stylizer(encoder, decoder, transform, self.spec, device=self.device,
+                                amp_dtype=PRECISIONS[precision], tile_size=args.tile_size,
+                                channels_last=args.channels_last, compile=args.compile)
             for size in args.sizes:
                 seconds, peak = bench.inference_cost(stylizer, size, args.style_size, args.warmup, args.repeats)
                 tile = stylizer._tile_for(size, size, None)
@@ -225,7 +207,7 @@ class Bench:
         memory = "allocator peak" if self.device.type == "cuda" else "growth of resident memory"
         return (f"### Inference, one content image with a {args.style_size}×{args.style_size} style "
                 f"({args.mode}, {args.transform.upper()}; peak memory = {memory})\n\n"
-                + table(["content", "precision", "tiles", "time (ms)", "peak memory (MiB)"], rows))
+                + markdown_table(["content", "precision", "tiles", "time (ms)", "peak memory (MiB)"], rows))
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def training_vgg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if real.is_file():
         return real
     import torch
-    from checkpoint import save_state_dict
+    from glfa.checkpoint import save_state_dict
     from net import build_encoder
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("vgg") / "vgg_random_relu3_1.pth"

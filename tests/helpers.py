@@ -1,5 +1,13 @@
 """Small helpers shared by several test files."""
+import shutil
+from pathlib import Path
+
+import torch
 from torch import nn
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CODE = ("train.py", "test.py", "eval.py", "video.py", "net.py", "function.py", "sampler.py", "hubconf.py",
+        "README.md", "glfa", "test")
 
 
 def lively(module: nn.Module) -> nn.Module:
@@ -10,3 +18,39 @@ def lively(module: nn.Module) -> nn.Module:
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
             nn.init.uniform_(layer.bias, -0.1, 0.1)
     return module
+
+
+def copy_repository(destination: Path) -> Path:
+    """The code, the shipped encoder and the test photos copied to ``destination``, with an empty
+    ``experiments/photo/``: a clone whose shipped model a test controls, leaving this one alone."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in CODE:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=ignore)
+        else:
+            shutil.copy2(source, destination / name)
+    (destination / "models").mkdir()
+    for path in (*(REPO_ROOT / "models").glob("*.py"), REPO_ROOT / "models" / "vgg_normalised_conv3_1.pth"):
+        shutil.copy2(path, destination / "models" / path.name)
+    (destination / "experiments" / "photo").mkdir(parents=True)
+    return destination
+
+
+def write_model(folder: Path, iteration: int, seed: int = 0) -> tuple[Path, Path]:
+    """A random photo-mode decoder and LCT as ``decoder_iter_N.pth.tar`` and ``lct_iter_N.pth.tar``,
+    the decoder's output scaled to sit around 0.5."""
+    from glfa.checkpoint import save_state_dict
+    from net import build_decoder, build_transform
+
+    torch.manual_seed(seed)
+    decoder = lively(build_decoder("photo"))
+    with torch.no_grad():
+        decoder[-1].weight.mul_(0.3)
+        decoder[-1].bias.fill_(0.5)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / f"decoder_iter_{iteration}.pth.tar", folder / f"lct_iter_{iteration}.pth.tar"
+    save_state_dict(decoder, paths[0])
+    save_state_dict(lively(build_transform("lct")), paths[1])
+    return paths

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import run_main
+from glfa.cli import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 

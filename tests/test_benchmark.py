@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarking import reference_wce
+from glfa.benchmark import reference_wce
 from net import WCE, sample_anchors
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from checkpoint import (CheckpointError, load_decoder, load_encoder, load_state_dict, load_transform,
+from glfa.checkpoint import (CheckpointError, load_decoder, load_encoder, load_state_dict, load_transform,
                         save_state_dict)
-from cli import UserError
+from glfa.cli import UserError
 from net import SCT, build_decoder, build_transform, decoder_layout, vgg_layout
 
 
@@ -206,13 +206,14 @@ def test_full_vgg_file_loads_in_both_modes(tmp_path):
 
 @pytest.mark.parametrize("kind", ["lct", "sct"])
 def test_stylizer_from_reference_layout_checkpoints(tmp_path, vgg_relu3_1, kind):
-    from inference import Stylizer
+    from glfa.inference import Stylizer
 
     decoder = OrderedDict((k, v * 0.5) for k, v in full_decoder_state(seed=7).items())
     torch.save(decoder, tmp_path / "decoder_iter_160000.pth.tar")
     torch.save(transform_state("photo", seed=8), tmp_path / f"{kind}_iter_160000.pth.tar")
-    stylizer = Stylizer(str(vgg_relu3_1), str(tmp_path / "decoder_iter_160000.pth.tar"),
-                        str(tmp_path / f"{kind}_iter_160000.pth.tar"), mode="photo", kind=kind)
+    stylizer = Stylizer.from_checkpoints(decoder=tmp_path / "decoder_iter_160000.pth.tar",
+                                         transform=tmp_path / f"{kind}_iter_160000.pth.tar",
+                                         vgg=vgg_relu3_1, mode="photo", kind=kind, device="cpu")
     gen = torch.Generator().manual_seed(9)
     style = torch.rand(3, 40, 48, generator=gen)
     for height, width in [(32, 48), (37, 53), (13, 17)]:

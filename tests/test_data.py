@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cli import UserError
-from data import (ImageFolderDataset, UnreadableImage, list_images, load_rgb, read_image_or_fail, to_rgb,
+from glfa.cli import UserError
+from glfa.data import (ImageFolderDataset, UnreadableImage, list_images, load_rgb, read_image_or_fail, to_rgb,
                   training_transform)
 
 

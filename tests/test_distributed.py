@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from checkpoint import load_training_state
-from data import list_images
+from glfa.checkpoint import load_training_state
+from glfa.data import list_images
 from sampler import InfiniteSampler
 
 REPO = Path(__file__).resolve().parents[1]

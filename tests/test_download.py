@@ -1,5 +1,6 @@
 """The encoder download helper against a local HTTP server on 127.0.0.1: a good file, junk, a 404,
 an unreachable address."""
+import hashlib
 import io
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from checkpoint import load_encoder
+from glfa.checkpoint import load_encoder
 from models import download
 from net import vgg_layout
 
@@ -85,6 +86,15 @@ def test_fetches_a_valid_encoder_and_checks_it_loads(server, tmp_path, capsys):
     assert torch.equal(encoder[0].weight, first_conv)
 
 
+def test_a_matching_sha256_is_accepted(server, tmp_path, capsys):
+    url, files = server
+    output = tmp_path / "vgg.pth"
+    digest = hashlib.sha256(files["/photo.pth"]).hexdigest()
+    code, _, err = run_download(["--url", f"{url}/photo.pth", "--output", str(output), "--sha256", digest], capsys)
+    assert code == 0, err
+    assert output.read_bytes() == files["/photo.pth"]
+
+
 def test_an_art_mode_file_covers_both_modes(server, tmp_path, capsys):
     url, _ = server
     output = tmp_path / "vgg.pth"
@@ -98,7 +108,8 @@ def test_an_art_mode_file_covers_both_modes(server, tmp_path, capsys):
     ("photo.pth", ["--mode", "art"], ("not a usable VGG encoder for art mode", "missing layers")),
     ("junk.pth", [], ("not a usable VGG encoder", "not a readable PyTorch checkpoint")),
     ("missing.pth", [], ("HTTP 404",)),
-], ids=["photo-only file for art mode", "junk bytes", "404"])
+    ("photo.pth", ["--sha256", "00ff"], ("does not match --sha256",)),
+], ids=["photo-only file for art mode", "junk bytes", "404", "wrong SHA-256"])
 def test_a_bad_download_is_one_clear_error_and_nothing_is_written(served, extra, fragments, server, tmp_path,
                                                                    capsys):
     url, _ = server

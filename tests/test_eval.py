@@ -1,4 +1,4 @@
-"""eval.py and evaluation.py: pairing, model flags, and a real run on ../shared/data/photo_pairs."""
+"""eval.py and glfa/eval.py: pairing, model flags, and a real run on ../shared/data/photo_pairs."""
 import csv
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 import eval as eval_cli
-from cli import UserError, run_main
-from evaluation import latest_checkpoints, pairs_by_number, parse_model, read_pairs_file
+from glfa.cli import UserError, run_main
+from glfa.eval import latest_checkpoints, pairs_by_number, parse_model, read_pairs_file
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from function import calc_mean_std
-from inference import Stylizer, chunked_mean_std, combine_mean_std, reach, read_ahead, spans
+from glfa.inference import Stylizer, chunked_mean_std, combine_mean_std, reach, read_ahead, spans
 from helpers import lively
 from net import build_decoder, build_encoder, build_transform
 
@@ -20,7 +20,7 @@ def random_stylizer(mode: str, kind: str, seed: int = 0) -> Stylizer:
     with torch.no_grad():
         last.weight.mul_(0.3 if mode == "photo" else 0.15)
         last.bias.fill_(0.5)
-    return Stylizer.from_modules(lively(build_encoder(mode)), decoder, lively(build_transform(kind, mode)), mode)
+    return Stylizer(lively(build_encoder(mode)), decoder, lively(build_transform(kind, mode)), mode, device="cpu")
 
 
 def images(height: int, width: int, seed: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -16,7 +16,7 @@ PHOTO_ANCHORS = [torch.tensor([[1, 1], [2, 5], [5, 3], [6, 6]])] * 3     # insid
 
 
 def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``content + 10·style + 5·(nce + kl)``, written out here independently of training.py."""
+    """``content + 10·style + 5·(nce + kl)``, written out here independently of glfa/train.py."""
     return sum(LOSS_WEIGHTS[name] * value for name, value in losses.items())
 
 
@@ -418,7 +418,7 @@ def test_total_loss_uses_every_weight():
 
 def test_train_flags_reach_the_loss_weights():
     from train import parse_args
-    from training import loss_weights
+    from glfa.train import loss_weights
     args = parse_args(["--content_dir", "c", "--style_dir", "s", "--content_weight", "0.5", "--style_weight", "3",
                        "--wce_weight", "2", "--kl_weight", "0.125"])
     assert loss_weights(args) == net.LossWeights(content=0.5, style=3.0, contrastive=2.0, kl=0.125)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from metrics import (StyleDistance, edge_map, edge_ssim, gram_matrix, luminance, luminance_ssim, ssim)
+from glfa.metrics import (StyleDistance, edge_map, edge_ssim, gram_matrix, luminance, luminance_ssim, ssim)
 from net import build_encoder
 
 

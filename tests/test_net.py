@@ -76,6 +76,11 @@ def test_parse_mode_accepts_reference_spellings(name, expected):
     assert parse_mode(name).name == expected
 
 
+def test_parse_mode_returns_a_mode_spec_unchanged():
+    for spec in MODES.values():
+        assert parse_mode(spec) is spec
+
+
 @pytest.mark.parametrize("name", ["junk", "", "photos", "ar", "relu3_1", None])
 def test_parse_mode_rejects_junk(name):
     with pytest.raises(ValueError, match="unknown mode"):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from function import calc_cov, calc_mean_std, mean_norm
-from inference import Stylizer
+from glfa.inference import Stylizer
 from helpers import lively
 from net import (build_decoder, build_encoder, build_network, build_transform, info_nce, neighbourhood_kl,
                  sample_anchors, sinkhorn_weights)
@@ -84,7 +84,7 @@ def test_bf16_stylizer_agrees_with_fp32(mode):
     with torch.no_grad():
         decoder[-1].weight.mul_(0.3 if mode == "photo" else 0.15)
         decoder[-1].bias.fill_(0.5)
-    stylizer = Stylizer.from_modules(lively(build_encoder(mode)), decoder, lively(build_transform("lct", mode)), mode)
+    stylizer = Stylizer(lively(build_encoder(mode)), decoder, lively(build_transform("lct", mode)), mode, device="cpu")
     generator = torch.Generator().manual_seed(1)
     content, style = torch.rand(3, 100, 123, generator=generator), torch.rand(3, 90, 77, generator=generator)
     full = stylizer.stylize(content, [style])

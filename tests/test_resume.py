@@ -12,10 +12,10 @@ import pytest
 import torch
 from tensorboardX.proto.event_pb2 import Event
 
-import checkpoint
-import training
-from checkpoint import load_training_state
-from cli import UserError
+import glfa.checkpoint as checkpoint
+import glfa.train as training
+from glfa.checkpoint import load_training_state
+from glfa.cli import UserError
 from train import parse_args
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from checkpoint import load_decoder, load_encoder, load_transform, save_state_dict
+from glfa.checkpoint import load_decoder, load_encoder, load_transform, save_state_dict
 from helpers import lively
 from net import build_decoder, build_encoder, build_transform
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import training
-from checkpoint import CheckpointError, load_state_dict, load_training_state, save_state_dict
-from cli import UserError
+import glfa.train as training
+from glfa.checkpoint import CheckpointError, load_state_dict, load_training_state, save_state_dict
+from glfa.cli import UserError
 from net import StyleTransferNet
 from sampler import InfiniteSampler, SeededSampler, draw_seed
 from train import parse_args

@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-import video
-from checkpoint import save_state_dict
-from cli import UserError, run_main
-from evaluation import read_resized
+import glfa.video as video
+import video as video_cli
+from glfa.checkpoint import save_state_dict
+from glfa.cli import UserError, run_main
+from glfa.images import read_image
 from net import build_decoder, build_encoder, build_transform
 
 
@@ -88,9 +89,10 @@ def test_video_command_writes_frames_gif_tables_and_figures(tmp_path: Path, rand
         Image.fromarray((frame.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(frames_dir / f"f{t}.png")
     Image.fromarray((smooth_texture(24, 24, seed=5).permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(tmp_path / "style.png")
 
-    video.main(["--frames_dir", str(frames_dir), "--style", str(tmp_path / "style.png"), "--vgg", str(random_model["vgg"]),
-                "--decoder", str(random_model["decoder"]), "--LCT", str(random_model["lct"]), "--content_size", "0",
-                "--style_size", "0", "--output", str(output), "--device", "cpu"])
+    video_cli.main(["--frames_dir", str(frames_dir), "--style", str(tmp_path / "style.png"),
+                    "--vgg", str(random_model["vgg"]), "--decoder", str(random_model["decoder"]),
+                    "--LCT", str(random_model["lct"]), "--content_size", "0", "--style_size", "0",
+                    "--output", str(output), "--device", "cpu"])
 
     printed = capsys.readouterr().out
     assert "stylised_diff" in printed and "warped_ratio" in printed
@@ -103,7 +105,7 @@ def test_video_command_writes_frames_gif_tables_and_figures(tmp_path: Path, rand
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and set(rows[0]) == {"step", "content_diff", "stylised_diff", "content_warped",
                                                "stylised_warped"}
-    saved = torch.stack([read_resized(path, 0) for path in video.list_frames(frames_dir)])
+    saved = torch.stack([read_image(path, 0) for path in video.list_frames(frames_dir)])
     content_diff = video.consecutive_difference(saved)
     np.testing.assert_allclose([float(r["content_diff"]) for r in rows], content_diff.numpy(), rtol=1e-5)
     for figure in ("consistency_plot.png", "consistency_strip.png"):
@@ -115,9 +117,9 @@ def test_video_command_writes_frames_gif_tables_and_figures(tmp_path: Path, rand
 def test_video_command_errors_in_one_line(tmp_path: Path, random_model: dict[str, Path], capsys: pytest.CaptureFixture):
     Image.new("RGB", (16, 16)).save(tmp_path / "only.png")
     with pytest.raises(SystemExit) as exit_info:
-        run_main(lambda: video.main(["--frames_dir", str(tmp_path), "--style", str(tmp_path / "only.png"),
-                                     "--vgg", str(random_model["vgg"]), "--decoder", str(random_model["decoder"]),
-                                     "--LCT", str(random_model["lct"]), "--device", "cpu"]))
+        run_main(lambda: video_cli.main(["--frames_dir", str(tmp_path), "--style", str(tmp_path / "only.png"),
+                                         "--vgg", str(random_model["vgg"]), "--decoder", str(random_model["decoder"]),
+                                         "--LCT", str(random_model["lct"]), "--device", "cpu"]))
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [f"error: {tmp_path} holds 1 frame(s); temporal consistency needs at least 2"]
