@@ -2,7 +2,7 @@
 frame-to-frame differences of the stylised frames against the content's and, with optical flow,
 the warped error. Writes the frames, a preview GIF, the per-step CSV, a summary and figures.
 
-Example: python video.py --frames_dir=frames/ --style=test/style/coffee.jpg --output=output/video
+Example: python video.py --frames_dir=frames/ --style=test/style/sunset_boats.jpg --output=output/video
          (the shipped photo model; --decoder and --LCT name other checkpoints)
 """
 import argparse

@@ -102,12 +102,12 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
 
 def test_test_py_runs_from_another_folder_with_the_encoder_from_the_repository(tmp_path: Path):
     decoder, transform = write_model(tmp_path / "model", 1)
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "test.py"), "--content", str(PHOTOS / "content/chelsea.jpg"),
-                           "--style", str(PHOTOS / "style/rocket.jpg"), "--decoder", str(decoder), "--LCT",
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "test.py"), "--content", str(PHOTOS / "content/coast_dune.jpg"),
+                           "--style", str(PHOTOS / "style/night_lake.jpg"), "--decoder", str(decoder), "--LCT",
                            str(transform), "--content_size", "32", "--style_size", "32", "--device", "cpu",
                            "--output", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "out" / "chelsea_stylized_rocket.jpg").is_file()
+    assert (tmp_path / "out" / "coast_dune_stylized_night_lake.jpg").is_file()
 
 
 def test_commands_use_the_shipped_model_and_say_so_when_it_is_missing(tmp_path: Path):
@@ -115,9 +115,9 @@ def test_commands_use_the_shipped_model_and_say_so_when_it_is_missing(tmp_path: 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     pairs = elsewhere / "pairs.txt"
-    pairs.write_text(f"{clone / 'test/content/chelsea.jpg'} {clone / 'test/style/coffee.jpg'}\n")
+    pairs.write_text(f"{clone / 'test/content/coast_dune.jpg'} {clone / 'test/style/sunset_boats.jpg'}\n")
     stylise = [sys.executable, str(clone / "test.py"), "--content_dir", str(clone / "test/content"), "--style",
-               str(clone / "test/style/coffee.jpg"), "--content_size", "32", "--style_size", "32", "--device", "cpu",
+               str(clone / "test/style/sunset_boats.jpg"), "--content_size", "32", "--style_size", "32", "--device", "cpu",
                "--output", "stylised"]
     evaluate = [sys.executable, str(clone / "eval.py"), "--pairs", str(pairs), "--content_size", "32",
                 "--figure_height", "32", "--device", "cpu", "--output", "evaluated"]
@@ -131,5 +131,5 @@ def test_commands_use_the_shipped_model_and_say_so_when_it_is_missing(tmp_path: 
     for argv in (stylise, evaluate):
         done = subprocess.run(argv, cwd=elsewhere, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-    assert len(list((elsewhere / "stylised").glob("*_stylized_coffee.jpg"))) == 3
+    assert len(list((elsewhere / "stylised").glob("*_stylized_sunset_boats.jpg"))) == 3
     assert "| shipped |" in (elsewhere / "evaluated" / "metrics.md").read_text()

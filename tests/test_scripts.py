@@ -32,13 +32,13 @@ def photo(name: str, size: tuple[int, int]) -> Image.Image:
 
 
 def write_16_bit(path: Path, size: tuple[int, int]) -> None:
-    grey = np.asarray(photo("content/chelsea.jpg", size).convert("L"), dtype=np.uint16) * 257
+    grey = np.asarray(photo("content/coast_dune.jpg", size).convert("L"), dtype=np.uint16) * 257
     Image.fromarray(grey).save(path)
 
 
 def write_truncated(path: Path) -> None:
     buffer = io.BytesIO()
-    photo("content/astronaut.jpg", (64, 64)).save(buffer, "JPEG")
+    photo("content/forest_path.jpg", (64, 64)).save(buffer, "JPEG")
     path.write_bytes(buffer.getvalue()[:300])
 
 
@@ -49,17 +49,17 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     content, style = root / "content", root / "style"
     (content / "sub").mkdir(parents=True)
     style.mkdir()
-    photo("content/astronaut.jpg", (45, 37)).save(content / "rgb_odd.jpg", quality=95)
-    photo("content/chelsea.jpg", (33, 41)).convert("L").save(content / "grey.png")
-    rgba = photo("content/camera.jpg", (40, 40)).convert("RGBA")
+    photo("content/forest_path.jpg", (45, 37)).save(content / "rgb_odd.jpg", quality=95)
+    photo("content/coast_dune.jpg", (33, 41)).convert("L").save(content / "grey.png")
+    rgba = photo("content/storm_road.jpg", (40, 40)).convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize((40, 40)))
     rgba.save(content / "sub" / "rgba.png")
-    photo("content/astronaut.jpg", (48, 36)).convert("CMYK").save(content / "cmyk.jpg", quality=95)
+    photo("content/forest_path.jpg", (48, 36)).convert("CMYK").save(content / "cmyk.jpg", quality=95)
     write_16_bit(content / "sub" / "grey16.png", (36, 50))
-    photo("content/chelsea.jpg", (5, 5)).save(content / "tiny.png")
+    photo("content/coast_dune.jpg", (5, 5)).save(content / "tiny.png")
     (content / "notes.txt").write_text("not an image, ignored")
-    photo("style/coffee.jpg", (48, 32)).save(style / "coffee.jpg", quality=95)
-    photo("style/rocket.jpg", (48, 32)).quantize(64).save(style / "rocket.png")      # palette image
+    photo("style/sunset_boats.jpg", (48, 32)).save(style / "coffee.jpg", quality=95)
+    photo("style/night_lake.jpg", (48, 32)).quantize(64).save(style / "rocket.png")      # palette image
     return {"content": content, "style": style, "root": root}
 
 
@@ -178,12 +178,12 @@ def test_test_py_stylises_every_pair_at_the_content_size(trained, folders, tmp_p
 
 @pytest.mark.parametrize("size", [(37, 29), (45, 37), (64, 48)])
 def test_original_size_is_kept_for_odd_sizes(trained, tmp_path, capsys, size):
-    photo("content/chelsea.jpg", size).save(tmp_path / "c.png")
-    code, _, err = run_script("test.py", ["--content", tmp_path / "c.png", "--style", PHOTOS / "style/rocket.jpg",
+    photo("content/coast_dune.jpg", size).save(tmp_path / "c.png")
+    code, _, err = run_script("test.py", ["--content", tmp_path / "c.png", "--style", PHOTOS / "style/night_lake.jpg",
                                           "--content_size", 0, "--style_size", 32,
                                           *stylise_args(trained, tmp_path / "out")], capsys)
     assert code == 0, err
-    assert Image.open(tmp_path / "out" / "c_stylized_rocket.png").size == size
+    assert Image.open(tmp_path / "out" / "c_stylized_night_lake.png").size == size
 
 
 def read(path: Path) -> np.ndarray:
@@ -192,9 +192,9 @@ def read(path: Path) -> np.ndarray:
 
 def test_single_files_interpolation_alpha_and_preserve_color(vivid, tmp_path, capsys):
     content, style_a, style_b = tmp_path / "c.png", tmp_path / "a.png", tmp_path / "b.png"
-    photo("content/astronaut.jpg", (40, 32)).save(content)
-    photo("style/coffee.jpg", (36, 24)).save(style_a)
-    photo("style/retina.jpg", (32, 32)).save(style_b)
+    photo("content/forest_path.jpg", (40, 32)).save(content)
+    photo("style/sunset_boats.jpg", (36, 24)).save(style_a)
+    photo("style/dusk_lake.jpg", (32, 32)).save(style_b)
     output = tmp_path / "out"
     base = ["--content", content, "--content_size", 0, "--style_size", 0]
 
@@ -229,8 +229,8 @@ def test_single_files_interpolation_alpha_and_preserve_color(vivid, tmp_path, ca
 def test_sct_flag_names_the_transform_file_and_applies_sct(vivid, tmp_path, capsys):
     """CCPL's ``--SCT`` takes the same file as ``--LCT`` but applies it without the AdaIN skip."""
     content, style = tmp_path / "c.png", tmp_path / "s.png"
-    photo("content/astronaut.jpg", (40, 32)).save(content)
-    photo("style/coffee.jpg", (36, 24)).save(style)
+    photo("content/forest_path.jpg", (40, 32)).save(content)
+    photo("style/sunset_boats.jpg", (36, 24)).save(style)
     common = ["--content", content, "--style", style, "--content_size", 0, "--style_size", 0,
               "--vgg", vivid["vgg"], "--decoder", vivid["decoder"], "--device", "cpu", "--save_ext", ".png"]
     results = {}
@@ -249,8 +249,8 @@ def test_messy_training_folder_skips_unreadable_files_and_counts_them(folders, v
     messy.mkdir()
     (messy / "a_text.jpg").write_text("not a jpeg")
     write_truncated(messy / "b_cut.jpg")
-    photo("content/chelsea.jpg", (40, 40)).save(messy / "c_good.png")
-    photo("content/camera.jpg", (40, 40)).save(messy / "d_good.png")
+    photo("content/coast_dune.jpg", (40, 40)).save(messy / "c_good.png")
+    photo("content/storm_road.jpg", (40, 40)).save(messy / "d_good.png")
     code, out, err = run_script("train.py", [
         "--content_dir", messy, "--style_dir", folders["style"], "--vgg", vgg, "--max_iter", 2,
         "--save_model_interval", 2, "--batch_size", 2, "--device", "cpu", "--image_size", 40, "--crop_size", 32,
@@ -308,7 +308,7 @@ def bad_files(tmp_path) -> dict[str, Path]:
     write_truncated(unreadable / "b.jpg")
     (tmp_path / "notes.txt").write_text("hello")
     write_truncated(tmp_path / "cut.jpg")
-    photo("content/chelsea.jpg", (5, 5)).save(tmp_path / "tiny.png")
+    photo("content/coast_dune.jpg", (5, 5)).save(tmp_path / "tiny.png")
     save_state_dict(build_transform("lct", "art"), tmp_path / "art_lct.pth.tar")
     return {"empty": tmp_path / "empty", "unreadable": unreadable, "text": tmp_path / "notes.txt",
             "cut": tmp_path / "cut.jpg", "tiny": tmp_path / "tiny.png", "art_lct": tmp_path / "art_lct.pth.tar",
@@ -346,8 +346,8 @@ def test_train_bad_input(case, folders, vgg, bad_files, tmp_path, capsys):
 def test_cuda_asked_for_without_a_gpu(folders, vgg, trained, tmp_path, capsys):
     code, _, err = run_script("train.py", train_args(folders, vgg, tmp_path, device="cuda"), capsys)
     assert_one_error_line(code, err, "no CUDA GPU")
-    code, _, err = run_script("test.py", ["--content", PHOTOS / "content/chelsea.jpg",
-                                          "--style", PHOTOS / "style/rocket.jpg",
+    code, _, err = run_script("test.py", ["--content", PHOTOS / "content/coast_dune.jpg",
+                                          "--style", PHOTOS / "style/night_lake.jpg",
                                           *stylise_args(trained, tmp_path / "out"), "--device", "cuda"], capsys)
     assert_one_error_line(code, err, "no CUDA GPU")
 
@@ -372,7 +372,7 @@ TEST_CASES = {
     "alpha 2": ({"alpha": 2}, "--alpha"),
     "testing_mode xyz": ({"testing_mode": "xyz"}, "--testing_mode"),
     "weights do not match styles": ({"style_interpolation_weights": "1,2,3"}, "3 interpolation weights"),
-    "several styles without weights": ({"style": f"{PHOTOS / 'style/rocket.jpg'},{PHOTOS / 'style/coffee.jpg'}"},
+    "several styles without weights": ({"style": f"{PHOTOS / 'style/night_lake.jpg'},{PHOTOS / 'style/sunset_boats.jpg'}"},
                                        "--style_interpolation_weights"),
     "save_ext unknown": ({"save_ext": ".xyz"}, "--save_ext"),
     "output is a file": ({"output": "text"}, "notes.txt"),
@@ -386,7 +386,7 @@ def test_test_py_bad_input(case, trained, bad_files, tmp_path, capsys):
     state["11.weight"] = torch.zeros(8, 8, 3, 3)
     torch.save(state, tmp_path / "misshapen.pth")
     known = {**bad_files, "lct": trained["lct"], "decoder": trained["decoder"], "misshapen": tmp_path / "misshapen.pth"}
-    flags = {"content": PHOTOS / "content/chelsea.jpg", "style": PHOTOS / "style/rocket.jpg", "vgg": trained["vgg"],
+    flags = {"content": PHOTOS / "content/coast_dune.jpg", "style": PHOTOS / "style/night_lake.jpg", "vgg": trained["vgg"],
              "decoder": trained["decoder"], "LCT": trained["lct"], "device": "cpu", "output": tmp_path / "out",
              "content_size": 32, "style_size": 32}
     for key, value in changes.items():
@@ -400,20 +400,20 @@ def test_test_py_bad_input(case, trained, bad_files, tmp_path, capsys):
 def test_test_py_folder_with_an_unreadable_file_keeps_the_good_results(trained, bad_files, tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
-    photo("content/chelsea.jpg", (40, 32)).save(folder / "good.png")
+    photo("content/coast_dune.jpg", (40, 32)).save(folder / "good.png")
     (folder / "bad.jpg").write_text("text")
-    code, _, err = run_script("test.py", ["--content_dir", folder, "--style", PHOTOS / "style/rocket.jpg",
+    code, _, err = run_script("test.py", ["--content_dir", folder, "--style", PHOTOS / "style/night_lake.jpg",
                                           "--content_size", 0, "--style_size", 32,
                                           *stylise_args(trained, tmp_path / "out")], capsys)
     assert_one_error_line(code, err, "1 image(s) could not be read")
     assert "warning: skipping unreadable image" in err and "bad.jpg" in err
-    assert Image.open(tmp_path / "out" / "good_stylized_rocket.png").size == (40, 32)
+    assert Image.open(tmp_path / "out" / "good_stylized_night_lake.png").size == (40, 32)
 
 
 def test_bad_input_in_a_real_process(trained, bad_files, tmp_path):
     """The one-line contract holds for a real process too (exit status and all of stderr); the demo
     test above checks a failing train.py process the same way."""
-    command = ["test.py", "--content", PHOTOS / "content/chelsea.jpg", "--style", PHOTOS / "style/rocket.jpg",
+    command = ["test.py", "--content", PHOTOS / "content/coast_dune.jpg", "--style", PHOTOS / "style/night_lake.jpg",
                *stylise_args(trained, tmp_path / "out"), "--decoder", bad_files["text"]]
     result = subprocess.run([sys.executable, *map(str, command)], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=300)
