@@ -3,15 +3,24 @@ losses, time per image; a CSV, a Markdown table, comparison figures and a contac
 
 Example: python eval.py --pairs_dir=../shared/data/photo_pairs \
              --model lct_wce=experiments/decoder_iter_160000.pth.tar,experiments/lct_iter_160000.pth.tar \
-             --model sct_ccpl=experiments/sct_ccpl --output=output/eval
+             --model sct_ccpl=experiments/sct_ccpl --baselines reinhard,adain --output=output/eval
+Every pair of two folders, with the shipped model: python eval.py --content_dir test/content \
+             --style_dir test/style --every_pair
 """
 import argparse
 from pathlib import Path
 
 from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_vgg_flag, autocast_dtype, command_parser,
                       non_negative_int, positive_int, resolve_device, run_main, zoom_box)
-from glfa.eval import evaluate, find_pairs, parse_model, shipped_model_spec, write_tables
+from glfa.eval import baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, write_tables
 from glfa.paths import REPO_ROOT
+
+
+def baseline_type(text: str) -> list[str]:
+    try:
+        return baseline_list(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,11 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--content_dir", help="content images, paired by number with --style_dir")
     pairs.add_argument("--style_dir", help="style images, paired by number with --content_dir")
     pairs.add_argument("--pairs", help="text file, one 'content style' pair of image paths a line")
+    pairs.add_argument("--every_pair", "--all_pairs", action="store_true",
+                       help="pair every content image with every style image instead of by number "
+                            "(e.g. --content_dir test/content --style_dir test/style)")
     models = parser.add_argument_group("models")
     models.add_argument("--model", action="append", metavar="NAME=DECODER,TRANSFORM[,lct|sct]",
                         help="a model to evaluate (repeat for several); NAME=FOLDER takes the folder's latest "
                              "decoder_iter_N/lct_iter_N (or sct_iter_N) checkpoints (default: the shipped photo "
                              "model, named shipped)")
+    models.add_argument("--baselines", type=baseline_type, default=None,
+                        help="also evaluate these, comma-separated: reinhard (colour transfer, no network), "
+                             "adain (AdaIN decoded by the first model's decoder)")
     add_vgg_flag(models)
     add_mode_flag(models, "--testing_mode")
     parser.add_argument("--content_size", type=non_negative_int, default=512,
@@ -50,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give exactly one of --pairs_dir, --content_dir with --style_dir, or --pairs")
     if bool(args.content_dir) != bool(args.style_dir):
         parser.error("--content_dir and --style_dir go together")
+    if args.every_pair and args.pairs:
+        parser.error("--every_pair pairs folders; it does not apply to --pairs")
     if args.style_size is None:
         args.style_size = args.content_size
     return args
@@ -58,11 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     models = [parse_model(text) for text in args.model] if args.model else [shipped_model_spec()]
-    pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, args.pairs)
+    pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, args.pairs, args.every_pair)
     device = resolve_device(args.device)
     rows = evaluate(pairs, models, args.output, vgg=args.vgg, mode=args.testing_mode, device=device,
                     content_size=args.content_size, style_size=args.style_size, zoom=args.zoom,
-                    figure_height=args.figure_height, amp_dtype=autocast_dtype(args.amp, device))
+                    figure_height=args.figure_height, amp_dtype=autocast_dtype(args.amp, device),
+                    baselines=tuple(args.baselines or ()))
     print(write_tables(rows, args.output))
     print(f"wrote {Path(args.output) / 'metrics.csv'}, metrics.md, figures/ and contact_sheet.png")
 

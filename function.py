@@ -80,3 +80,32 @@ def coral(source: Tensor, target: Tensor) -> Tensor:
     tgt_cov = tgt_c @ tgt_c.T / tgt_c.shape[1] + EPS * eye
     matched = _matrix_sqrt(tgt_cov) @ _matrix_sqrt(src_cov, inverse=True) @ src_c + tgt_mean
     return matched.reshape(source.shape).to(source.dtype).clamp(0, 1)
+
+
+# Reinhard et al. 2001, "Color Transfer between Images": RGB → LMS cone space → log10 → lαβ, whose
+# three channels are nearly decorrelated for natural images, so matching them one by one works.
+_RGB_TO_LMS = torch.tensor([[0.3811, 0.5783, 0.0402], [0.1967, 0.7244, 0.0782], [0.0241, 0.1288, 0.8444]],
+                           dtype=torch.float64)
+_LOG_LMS_TO_LAB = torch.diag(torch.tensor([3 ** -0.5, 6 ** -0.5, 2 ** -0.5], dtype=torch.float64)) @ torch.tensor(
+    [[1.0, 1.0, 1.0], [1.0, 1.0, -2.0], [1.0, -1.0, 0.0]], dtype=torch.float64)
+
+
+def rgb_to_lab(image: Tensor) -> Tensor:
+    """``(3, H, W)`` RGB in [0, 1] to Reinhard's lαβ, flattened to ``(3, H·W)`` (float64)."""
+    lms = _RGB_TO_LMS.to(image.device) @ image.reshape(3, -1).double()
+    return _LOG_LMS_TO_LAB.to(image.device) @ lms.clamp_min(1e-4).log10()
+
+
+def lab_to_rgb(lab: Tensor) -> Tensor:
+    """Inverse of ``rgb_to_lab`` on ``(3, N)`` values."""
+    lms = 10 ** torch.linalg.solve(_LOG_LMS_TO_LAB.to(lab.device), lab)
+    return torch.linalg.solve(_RGB_TO_LMS.to(lab.device), lms)
+
+
+def reinhard(content: Tensor, style: Tensor) -> Tensor:
+    """Reinhard colour transfer, the classic baseline that needs no network: give ``content`` the
+    per-channel mean and std of ``style`` in lαβ. ``(3, H, W)`` images in [0, 1]."""
+    source, target = rgb_to_lab(content), rgb_to_lab(style)
+    matched = ((source - source.mean(1, keepdim=True)) / source.std(1, keepdim=True).clamp_min(1e-8)
+               * target.std(1, keepdim=True) + target.mean(1, keepdim=True))
+    return lab_to_rgb(matched).reshape(content.shape).to(content.dtype).clamp(0, 1)

@@ -1,5 +1,6 @@
 """What ``eval.py`` does: evaluate trained models on content/style pairs (pairing, stylising,
 metrics, tables and figures). ``scripts/ablation.py`` calls ``evaluate`` directly."""
+import math
 import re
 import sys
 import time
@@ -7,6 +8,7 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import torch
+from torch import nn
 from torchvision.utils import save_image
 from tqdm import tqdm
 
@@ -19,6 +21,7 @@ from glfa.inference import Stylizer
 from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim
 from glfa.paths import default_vgg, shipped_model
 from glfa.tables import markdown_table, write_csv
+from function import adain_from_stats, calc_mean_std, reinhard
 from net import parse_mode
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -129,18 +132,30 @@ def read_pairs_file(path: str | Path) -> list[Pair]:
             for i, p in enumerate(pairs, 1)]
 
 
+def all_pairs(content_dir: str | Path, style_dir: str | Path) -> list[Pair]:
+    """Every content image with every style image (for folders like ``test/`` whose names are
+    not numbered pairs), content-major."""
+    contents, styles = list_images(content_dir), list_images(style_dir)
+    for images, folder, what in ((contents, content_dir, "content"), (styles, style_dir, "style")):
+        if not images:
+            raise UserError(f"no {what} images in {folder}")
+    return [Pair(f"{c.stem}_{s.stem}", c, s) for c in contents for s in styles]
+
+
 def find_pairs(pairs_dir: str | Path | None = None, content_dir: str | Path | None = None,
-               style_dir: str | Path | None = None, pairs_file: str | Path | None = None) -> list[Pair]:
+               style_dir: str | Path | None = None, pairs_file: str | Path | None = None,
+               every_pair: bool = False) -> list[Pair]:
     """The pairs from one source: a ``pairs_file``, a ``pairs_dir`` holding ``content/`` and
-    ``style/``, or ``content_dir`` with ``style_dir`` (paired by number)."""
+    ``style/``, or ``content_dir`` with ``style_dir``; folders are paired by number, or every
+    content with every style when ``every_pair``."""
     if pairs_file:
         return read_pairs_file(pairs_file)
     if pairs_dir:
         root = Path(pairs_dir)
         if not root.is_dir():
             raise UserError(f"--pairs_dir {root} is not a folder")
-        return pairs_by_number(root / "content", root / "style")
-    return pairs_by_number(content_dir, style_dir)
+        content_dir, style_dir = root / "content", root / "style"
+    return all_pairs(content_dir, style_dir) if every_pair else pairs_by_number(content_dir, style_dir)
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +201,37 @@ def parse_model(text: str) -> ModelSpec:
     return ModelSpec(name, decoder, transform, kind)
 
 
+class AdaINTransform(nn.Module):
+    """AdaIN alone (LCT's skip connection without SCT), shaped like ``net.SCT`` for ``Stylizer``:
+    the AdaIN baseline, decoded by a trained decoder. It has no parameters and needs no matrix."""
+
+    def style_matrix(self, style_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return style_feat.new_zeros(0), calc_mean_std(style_feat)[0]
+
+    def apply(self, content_feat: torch.Tensor, content_mean: torch.Tensor, content_std: torch.Tensor,
+              style_cov: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
+        return adain_from_stats(content_feat, content_mean, content_std, style_mean, style_std)
+
+
+class Reinhard:
+    """Reinhard colour transfer as an evaluated "model" (no network)."""
+
+    def stylize(self, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
+        return reinhard(content, styles[0])
+
+
+BASELINES = ("reinhard", "adain")
+
+
+def baseline_list(text: str) -> list[str]:
+    """``--baselines reinhard,adain``: known names, comma-separated."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown or not names:
+        raise ValueError(f"unknown baseline(s) {', '.join(unknown) or text!r}: choose from {', '.join(BASELINES)}")
+    return names
+
+
 def shipped_model_spec() -> ModelSpec:
     """The shipped photo model, the default ``--model``."""
     decoder, transform = shipped_model()
@@ -199,16 +245,20 @@ def shipped_model_spec() -> ModelSpec:
 def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, vgg: str | Path | None = None,
              mode: str = "photo", device: torch.device | str = "cpu", content_size: int = 512,
              style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
-             figure_height: int = 256, amp_dtype: torch.dtype | None = None) -> list[Row]:
+             figure_height: int = 256, amp_dtype: torch.dtype | None = None,
+             baselines: tuple[str, ...] = ()) -> list[Row]:
     """Stylise every pair with every model and measure it; write the results, a comparison
     figure per pair and a contact sheet under ``output``. Returns one row per pair and model.
+
+    ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
+    by the first model's decoder) as further rows. A non-finite metric is an error for that model.
 
     Each model is loaded once. Every new combination of image sizes is stylised once untimed
     first, so the time per image leaves out one-off costs (cuDNN picks its algorithms per size).
     ``metrics.csv`` is rewritten after every pair, so an interrupted run keeps its numbers.
     ``vgg`` left out is the mode's encoder in ``models/``.
     """
-    names = [m.name for m in models]
+    names = [m.name for m in models] + list(baselines)
     if len(set(names)) != len(names):
         raise UserError(f"model names must differ, got {', '.join(names)}")
     output = Path(output)
@@ -220,6 +270,13 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, 
     stylizers = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
                                                    kind=m.kind, device=device, amp_dtype=amp_dtype)
                  for m in models}
+    if "adain" in baselines:
+        first = stylizers[models[0].name]
+        stylizers["adain"] = Stylizer(first.encoder, first.decoder, AdaINTransform(), spec, device=device,
+                                      amp_dtype=amp_dtype)
+    if "reinhard" in baselines:
+        stylizers["reinhard"] = Reinhard()
+    stylizers = {name: stylizers[name] for name in names}
     for name in names:
         (output / "results" / name).mkdir(parents=True, exist_ok=True)
     (output / "figures").mkdir(parents=True, exist_ok=True)
@@ -248,7 +305,18 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, 
         sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
         write_metrics_csv(rows, output / "metrics.csv")
     contact_sheet(sheet, ["content", "style", *names]).save(output / "contact_sheet.png")
+    check_finite(rows)
     return rows
+
+
+def check_finite(rows: list[Row]) -> None:
+    """A NaN or infinite metric means a broken model (or image): an error naming where, not a number."""
+    broken = [f"{r.model} on {r.pair} ({m} = {getattr(r, m)})" for r in rows for m in METRICS
+              if not math.isfinite(getattr(r, m))]
+    if broken:
+        raise UserError(f"non-finite metric(s) for {'; '.join(broken[:3])}"
+                        f"{f' and {len(broken) - 3} more' if len(broken) > 3 else ''}; "
+                        "the per-pair numbers are in metrics.csv")
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import eval as eval_cli
@@ -130,3 +132,49 @@ def test_eval_bad_input_is_one_error_line(tmp_path: Path, capsys: pytest.Capture
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: checkpoint not found: {tmp_path / 'vgg.pth'}"]
     assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def test_every_pair_pairs_all_contents_with_all_styles(tmp_path: Path):
+    from glfa.eval import find_pairs
+    touch_images(tmp_path / "content", ["forest.jpg", "dune.png"])
+    touch_images(tmp_path / "style", ["night.jpg", "fog.jpg", "dusk.png"])
+    pairs = find_pairs(content_dir=tmp_path / "content", style_dir=tmp_path / "style", every_pair=True)
+    assert [p.name for p in pairs] == ["dune_dusk", "dune_fog", "dune_night", "forest_dusk", "forest_fog",
+                                       "forest_night"]
+    assert pairs[0].content == tmp_path / "content" / "dune.png" and pairs[0].style == tmp_path / "style" / "dusk.png"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no style images"):
+        find_pairs(content_dir=tmp_path / "content", style_dir=tmp_path / "empty", every_pair=True)
+
+
+def test_baselines_run_beside_the_model_and_reinhard_matches_the_function(
+        training_vgg: Path, trained_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """``--baselines reinhard,adain`` add two rows per pair; Reinhard's result is exactly
+    ``function.reinhard`` of the pair, AdaIN's differs from the LCT model's."""
+    from function import reinhard
+    from glfa.images import read_image
+    photos = REPO / "test"
+    eval_cli.main(["--content_dir", str(photos / "content"), "--style_dir", str(photos / "style"), "--every_pair",
+                   "--vgg", str(training_vgg), "--model", f"lct={trained_model}", "--baselines", "reinhard,adain",
+                   "--content_size", "32", "--figure_height", "48", "--output", str(tmp_path), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert "| reinhard |" in printed and "| adain |" in printed
+    with open(tmp_path / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["model"] for r in rows} == {"lct", "reinhard", "adain"} and len(rows) == 3 * 12 + 3
+    pair = "coast_dune_night_lake"
+    content = read_image(photos / "content" / "coast_dune.jpg", 32)
+    style = read_image(photos / "style" / "night_lake.jpg", 32)
+    with Image.open(tmp_path / "results" / "reinhard" / f"{pair}.png") as saved:
+        saved = torch.from_numpy(np.asarray(saved, dtype=np.float32) / 255).permute(2, 0, 1)
+    assert (saved - reinhard(content, style)).abs().max() <= 1 / 255 + 1e-6
+    with Image.open(tmp_path / "results" / "adain" / f"{pair}.png") as adain, \
+            Image.open(tmp_path / "results" / "lct" / f"{pair}.png") as lct:
+        assert np.abs(np.asarray(adain, dtype=np.float32) - np.asarray(lct, dtype=np.float32)).mean() > 0.1
+
+
+def test_non_finite_metrics_are_an_error(tmp_path: Path):
+    from glfa.eval import Row, check_finite
+    check_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2)])
+    with pytest.raises(UserError, match=r"non-finite metric\(s\) for broken on a_b \(ssim = nan\)"):
+        check_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2), Row("a_b", "broken", float("nan"), 0.4, 1e-3, 0.1, 0.2)])

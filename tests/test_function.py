@@ -119,3 +119,21 @@ def test_coral_clamps_to_unit_range():
     out = coral(source, target)
     assert out.shape == (3, 8, 8)
     assert out.min() >= 0 and out.max() <= 1
+
+
+def test_reinhard_gives_the_style_lab_statistics():
+    """In lαβ the result has the style's per-channel mean and std (by construction, up to the
+    clamp to [0, 1], which these mid-range images avoid), and an image matched to itself is unchanged."""
+    from function import reinhard, rgb_to_lab
+    gen = torch.Generator().manual_seed(3)
+    content = 0.3 + 0.4 * torch.rand(3, 20, 30, generator=gen)
+    style = (0.2 + 0.3 * torch.rand(3, 16, 16, generator=gen)) * torch.tensor([1.0, 0.8, 0.6])[:, None, None] + 0.2
+    result = reinhard(content, style)
+    assert result.shape == content.shape and 0 < result.min() and result.max() < 1
+    got, want = rgb_to_lab(result), rgb_to_lab(style)
+    torch.testing.assert_close(got.mean(1), want.mean(1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(got.std(1), want.std(1), atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(reinhard(content, content), content, atol=1e-5, rtol=0)
+    # the white point maps to equal LMS responses, so grey stays grey in lαβ (α = β = 0)
+    grey = rgb_to_lab(torch.full((3, 1, 1), 0.5))
+    assert abs(grey[1].item()) < 1e-3 and abs(grey[2].item()) < 1e-3
