@@ -111,8 +111,9 @@ def contact_sheet(rows: list[tuple[str, list[Tensor]]], column_labels: list[str]
 
 
 def line_chart(series: dict[str, list[float]], title: str, x_label: str, y_label: str,
-               size: tuple[int, int] = (640, 360)) -> Image.Image:
-    """A plain line chart of one or more equally long series against their index."""
+               size: tuple[int, int] = (640, 360), x: list[float] | None = None) -> Image.Image:
+    """A plain line chart of one or more equally long series against ``x`` (default: their
+    1-based index)."""
     width, height = size
     margin_left, margin_right, margin_top, margin_bottom = 70, 20, 40, 50
     plot = (margin_left, margin_top, width - margin_right, height - margin_bottom)
@@ -120,6 +121,8 @@ def line_chart(series: dict[str, list[float]], title: str, x_label: str, y_label
     low, high = 0.0, float(values.max()) if values.size else 1.0
     high = high * 1.05 if high > 0 else 1.0
     count = max(len(vs) for vs in series.values())
+    x = list(range(1, count + 1)) if x is None else x
+    x_low, x_high = min(x), max(x) if max(x) > min(x) else min(x) + 1
 
     canvas = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
@@ -130,18 +133,18 @@ def line_chart(series: dict[str, list[float]], title: str, x_label: str, y_label
     draw.rectangle(plot, outline=TEXT)
 
     def to_xy(index: int, value: float) -> tuple[float, float]:
-        x = plot[0] + (index / max(count - 1, 1)) * (plot[2] - plot[0])
-        y = plot[3] - (value - low) / (high - low) * (plot[3] - plot[1])
-        return x, y
+        across = plot[0] + (x[index] - x_low) / (x_high - x_low) * (plot[2] - plot[0])
+        return across, plot[3] - (value - low) / (high - low) * (plot[3] - plot[1])
 
     for tick in np.linspace(low, high, 5):
         _, y = to_xy(0, tick)
         draw.line((plot[0] - 4, y, plot[0], y), fill=TEXT)
         draw.text((plot[0] - 6, y), f"{tick:.3g}", fill=TEXT, font=small, anchor="rm")
     for index in sorted({0, count - 1, (count - 1) // 2}):
-        x, _ = to_xy(index, low)
-        draw.line((x, plot[3], x, plot[3] + 4), fill=TEXT)
-        draw.text((x, plot[3] + 6), str(index + 1), fill=TEXT, font=small, anchor="mt")
+        across, _ = to_xy(index, low)
+        draw.line((across, plot[3], across, plot[3] + 4), fill=TEXT)
+        label = str(int(x[index])) if float(x[index]).is_integer() else f"{x[index]:.3g}"
+        draw.text((across, plot[3] + 6), label, fill=TEXT, font=small, anchor="mt")
     for row, (name, vs) in enumerate(series.items()):
         colour = SERIES_COLOURS[row % len(SERIES_COLOURS)]
         points = [to_xy(i, v) for i, v in enumerate(vs)]

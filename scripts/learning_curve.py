@@ -1,0 +1,123 @@
+r"""The learning curve of a training run: evaluate every saved checkpoint (or every --every-th
+iteration) on content/style pairs and tabulate SSIM and Gram loss against iterations and training
+hours; a CSV, a Markdown table and a plot.
+
+Training hours come from the run's TensorBoard events (the wall-clock time between logged
+iterations, pauses of more than --max_gap seconds, e.g. between a stop and its resume, left out).
+
+Example: python scripts/learning_curve.py --run_dir experiments/photo_run \
+             --pairs_dir ../shared/data/photo_pairs --content_size 0 --output experiments/photo/curve
+"""
+import argparse
+import struct
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from PIL import Image  # noqa: E402
+from tensorboardX.proto.event_pb2 import Event  # noqa: E402
+
+from glfa.checkpoint import checkpoints_by_iteration  # noqa: E402
+from glfa.cli import (UserError, add_device_flag, add_vgg_flag, command_parser, non_negative_int,  # noqa: E402
+                      positive_float, positive_int, resolve_device, run_main)
+from glfa.eval import ModelSpec, average_rows, evaluate, find_pairs  # noqa: E402
+from glfa.figures import line_chart  # noqa: E402
+from glfa.tables import markdown_table, write_csv  # noqa: E402
+
+
+def read_events(path: Path) -> list[tuple[int, float]]:
+    """``(step, wall_time)`` of every scalar event in a TensorBoard event file (TFRecord framing:
+    length, its CRC, the record, its CRC; the CRCs are not checked)."""
+    steps: list[tuple[int, float]] = []
+    data = path.read_bytes()
+    offset = 0
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        record = data[offset + 12: offset + 12 + length]
+        offset += 12 + length + 4
+        if len(record) < length:
+            break                               # a file still being written ends mid-record
+        event = Event.FromString(record)
+        if event.HasField("summary"):
+            steps.append((event.step, event.wall_time))
+    return steps
+
+
+def training_hours(log_dir: Path, max_gap: float) -> dict[int, float]:
+    """Hours of training up to each logged iteration: the sum of the gaps between consecutive
+    iterations, leaving out gaps longer than ``max_gap`` seconds (the run was stopped)."""
+    first_time: dict[int, float] = {}
+    for path in sorted(log_dir.rglob("events.out.tfevents.*")):
+        for step, wall in read_events(path):
+            first_time[step] = min(wall, first_time.get(step, wall))
+    hours, total, previous = {}, 0.0, None
+    for step in sorted(first_time):
+        if previous is not None:
+            gap = first_time[step] - previous
+            total += gap if 0 <= gap <= max_gap else 0.0
+        previous = first_time[step]
+        hours[step] = total / 3600
+    return hours
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(__doc__)
+    parser.add_argument("--run_dir", required=True, help="the training run's --save_dir (decoder_iter_N, lct_iter_N)")
+    parser.add_argument("--log_dir", help="its TensorBoard --log_dir (default: RUN_DIR/logs)")
+    parser.add_argument("--pairs_dir", help="folder with content/ and style/ images paired by number")
+    parser.add_argument("--content_dir", help="content images (with --style_dir)")
+    parser.add_argument("--style_dir", help="style images (with --content_dir)")
+    parser.add_argument("--every_pair", action="store_true", help="pair every content with every style image")
+    parser.add_argument("--every", type=positive_int, default=1,
+                        help="evaluate only iterations that are multiples of this (and the last one)")
+    parser.add_argument("--content_size", type=non_negative_int, default=0,
+                        help="shorter side of the content images (0 keeps the original size)")
+    parser.add_argument("--max_gap", type=positive_float, default=300.0,
+                        help="longer pauses between logged iterations (seconds) do not count as training time")
+    parser.add_argument("--output", required=True, help="folder for curve.csv, curve.md, curve.png and the results")
+    add_vgg_flag(parser)
+    add_device_flag(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run_dir, output = Path(args.run_dir), Path(args.output)
+    found = checkpoints_by_iteration(run_dir) if run_dir.is_dir() else {}
+    complete = sorted(n for n, files in found.items() if {"decoder", "lct"} <= files.keys())
+    if not complete:
+        raise UserError(f"no decoder_iter_N.pth.tar with a matching lct_iter_N.pth.tar in {run_dir}")
+    chosen = [n for n in complete if n % args.every == 0 or n == complete[-1]]
+    hours = training_hours(Path(args.log_dir) if args.log_dir else run_dir / "logs", args.max_gap)
+    pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, every_pair=args.every_pair)
+    device = resolve_device(args.device)
+
+    table = []
+    for iteration in chosen:
+        model = ModelSpec(f"iter_{iteration}", found[iteration]["decoder"], found[iteration]["lct"], "lct")
+        rows = evaluate(pairs, [model], output / model.name, vgg=args.vgg, device=device,
+                        content_size=args.content_size, style_size=args.content_size, zoom=None)
+        average = average_rows(rows)[0]
+        table.append((iteration, round(hours.get(iteration, float("nan")), 3), round(average.ssim, 4),
+                      float(f"{average.gram_loss:.4g}")))
+        print(f"iteration {iteration}: SSIM {average.ssim:.4f}, Gram loss {average.gram_loss:.4g}", flush=True)
+
+    header = ["iteration", "training hours", "SSIM ↑", "Gram loss ↓"]
+    write_csv(output / "curve.csv", ["iteration", "hours", "ssim", "gram_loss"], table)
+    text = markdown_table(header, table)
+    (output / "curve.md").write_text(text + "\n")
+    iterations, spent, ssim, gram = (list(column) for column in zip(*table))
+    panels = [line_chart({"SSIM": ssim}, "SSIM (luminance, vs content)", "iteration", "SSIM", x=iterations),
+              line_chart({"Gram loss": gram}, "Gram loss (vs style)", "iteration", "Gram", x=iterations)]
+    canvas = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
+    for index, panel in enumerate(panels):
+        canvas.paste(panel, (index * panels[0].width, 0))
+    canvas.save(output / "curve.png")
+    print(text)
+    print(f"wrote {output / 'curve.csv'}, curve.md and curve.png")
+
+
+if __name__ == "__main__":
+    run_main(main)
