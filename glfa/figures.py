@@ -150,8 +150,8 @@ def line_chart(series: dict[str, list[float]], title: str, x_label: str, y_label
         points = [to_xy(i, v) for i, v in enumerate(vs)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
-        for x, y in points:
-            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+        for px, py in points:
+            draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
         legend_y = plot[1] + 8 + row * 16
         draw.line((plot[0] + 10, legend_y, plot[0] + 30, legend_y), fill=colour, width=3)
         draw.text((plot[0] + 36, legend_y), name, fill=TEXT, font=small, anchor="lm")
