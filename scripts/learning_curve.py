@@ -100,13 +100,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = evaluate(pairs, [model], output / model.name, vgg=args.vgg, device=device,
                         content_size=args.content_size, style_size=args.content_size, zoom=None)
         average = average_rows(rows)[0]
-        table.append((iteration, round(hours.get(iteration, float("nan")), 3), round(average.ssim, 4),
-                      float(f"{average.gram_loss:.4g}")))
+        table.append((iteration, hours.get(iteration, float("nan")), average.ssim, average.gram_loss))
         print(f"iteration {iteration}: SSIM {average.ssim:.4f}, Gram loss {average.gram_loss:.4g}", flush=True)
 
     header = ["iteration", "training hours", "SSIM ↑", "Gram loss ↓"]
     write_csv(output / "curve.csv", ["iteration", "hours", "ssim", "gram_loss"], table)
-    text = markdown_table(header, table)
+    text = markdown_table(header, [(n, f"{h:.2f}", f"{q:.4f}", f"{g:.4g}") for n, h, q, g in table])
     (output / "curve.md").write_text(text + "\n")
     iterations, spent, ssim, gram = (list(column) for column in zip(*table))
     panels = [line_chart({"SSIM": ssim}, "SSIM (luminance, vs content)", "iteration", "SSIM", x=iterations),
