@@ -2,6 +2,7 @@ r"""The learning curve of a training run: evaluate every saved checkpoint (or ev
 iteration) on content/style pairs and tabulate SSIM and Gram loss against iterations and training
 hours; a CSV, a Markdown table and a plot.
 
+Checkpoints already evaluated on the same pairs in --output are read back, not evaluated again.
 Training hours come from the run's TensorBoard events (the wall-clock time between logged
 iterations, pauses of more than --max_gap seconds, e.g. between a stop and its resume, left out).
 
@@ -9,6 +10,7 @@ Example: python scripts/learning_curve.py --run_dir experiments/photo_run \
              --pairs_dir ../shared/data/photo_pairs --content_size 0 --output experiments/photo/curve
 """
 import argparse
+import csv
 import struct
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from tensorboardX.proto.event_pb2 import Event  # noqa: E402
 from glfa.checkpoint import checkpoints_by_iteration  # noqa: E402
 from glfa.cli import (UserError, add_device_flag, add_vgg_flag, command_parser, non_negative_int,  # noqa: E402
                       positive_float, positive_int, resolve_device, run_main)
-from glfa.eval import ModelSpec, average_rows, evaluate, find_pairs  # noqa: E402
+from glfa.eval import METRICS, ModelSpec, Pair, Row, average_rows, evaluate, find_pairs  # noqa: E402
 from glfa.figures import line_chart  # noqa: E402
 from glfa.tables import markdown_table, write_csv  # noqa: E402
 
@@ -62,6 +64,16 @@ def training_hours(log_dir: Path, max_gap: float) -> dict[int, float]:
     return hours
 
 
+def earlier_rows(path: Path, pairs: list[Pair]) -> list[Row] | None:
+    """The rows an earlier run of this script wrote for a checkpoint, if it covered exactly
+    ``pairs``: a curve grows as training goes on without evaluating old checkpoints again."""
+    if not path.is_file():
+        return None
+    with open(path) as handle:
+        rows = [Row(r["pair"], r["model"], *(float(r[m]) for m in METRICS)) for r in csv.DictReader(handle)]
+    return rows if sorted(r.pair for r in rows) == sorted(p.name for p in pairs) else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(__doc__)
     parser.add_argument("--run_dir", required=True, help="the training run's --save_dir (decoder_iter_N, lct_iter_N)")
@@ -97,8 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     table = []
     for iteration in chosen:
         model = ModelSpec(f"iter_{iteration}", found[iteration]["decoder"], found[iteration]["lct"], "lct")
-        rows = evaluate(pairs, [model], output / model.name, vgg=args.vgg, device=device,
-                        content_size=args.content_size, style_size=args.content_size, zoom=None)
+        rows = earlier_rows(output / model.name / "metrics.csv", pairs) or evaluate(
+            pairs, [model], output / model.name, vgg=args.vgg, device=device, content_size=args.content_size,
+            style_size=args.content_size, zoom=None)
         average = average_rows(rows)[0]
         table.append((iteration, hours.get(iteration, float("nan")), average.ssim, average.gram_loss))
         print(f"iteration {iteration}: SSIM {average.ssim:.4f}, Gram loss {average.gram_loss:.4g}", flush=True)
