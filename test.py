@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style_size", type=non_negative_int, default=512,
                         help="shorter side of the style image (0 keeps the original size)")
     parser.add_argument("--crop", action="store_true", help="centre-crop to a square of --content_size/--style_size")
+    parser.add_argument("--max_size", type=non_negative_int, default=4096,
+                        help="longest side of a resized image: longer ones are scaled down to it, with a note "
+                             "(0: no limit)")
     parser.add_argument("--save_ext", default=".jpg",
                         help=f"extension of the output images: {', '.join(SAVE_EXTENSIONS)}")
     parser.add_argument("--output", default=str(REPO_ROOT / "output"), help="folder for the results")
@@ -72,11 +75,12 @@ def main(argv: list[str] | None = None) -> None:
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
                                          amp_dtype=autocast_dtype(args.amp, device), tile_size=args.tile_size,
-                                         channels_last=args.channels_last, compile=args.compile)
+                                         channels_last=args.channels_last, compile=args.compile, progress=True)
     stylize_all(stylizer, content_paths, style_paths, Path(args.output), content_size=args.content_size,
-                style_size=args.style_size, crop=args.crop, named_contents=bool(args.content),
-                named_styles=bool(args.style), weights=args.style_interpolation_weights, alpha=args.alpha,
-                preserve_color=args.preserve_color, save_ext=args.save_ext)
+                style_size=args.style_size, crop=args.crop, max_size=args.max_size,
+                content_root=Path(args.content_dir) if args.content_dir else None,
+                style_root=Path(args.style_dir) if args.style_dir else None, weights=args.style_interpolation_weights,
+                alpha=args.alpha, preserve_color=args.preserve_color, save_ext=args.save_ext)
 
 
 if __name__ == "__main__":

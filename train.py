@@ -2,7 +2,7 @@
 
 Example: python train.py --content_dir=datasets/COCO2017 --style_dir=datasets/photos
 Several GPUs: torchrun --standalone --nproc_per_node=4 train.py --content_dir=... --style_dir=...
-Continue a stopped run: add --resume auto (the newest training state in --save_dir).
+Continue a stopped run: add --resume auto (the training state written last in --save_dir).
 """
 import argparse
 import sys
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="channels-last memory layout")
     run.add_argument("--compile", action="store_true", help="torch.compile the network")
     run.add_argument("--resume", metavar="PATH|auto",
-                     help="continue from a training state; auto: the newest in --save_dir (none: start fresh)")
+                     help="continue from a training state; auto: the one written last in --save_dir (none: start "
+                          "fresh)")
     run.add_argument("--max_nonfinite", type=positive_int, default=10,
                      help="stop, saving a training state, after this many non-finite losses in a row")
     return parser

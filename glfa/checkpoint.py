@@ -6,6 +6,7 @@ file from the reference code may hold all 29 children; photo mode takes ``[10:]`
 transform's keys are ``cnet.*``, ``snet.*``, ``uncompress.*`` for SCT and LCT alike. An
 encoder file may hold more layers than the mode needs, never fewer.
 """
+import json
 import os
 import pickle
 import re
@@ -13,6 +14,7 @@ import struct
 import warnings
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +24,7 @@ from net import ModeSpec, build_decoder, build_encoder, build_transform, parse_m
 
 
 CHECKPOINT_NAME = re.compile(r"^(decoder|lct|sct)_iter_(\d+)\.pth\.tar$")
+TEMPORARY_NAME = re.compile(r"^\..+\.tmp\d+$")  # ``atomic_write``'s temporary files
 
 
 class CheckpointError(UserError):
@@ -39,9 +42,12 @@ def checkpoints_by_iteration(folder: Path) -> dict[int, dict[str, Path]]:
     return found
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a file of tensors safely (``weights_only``), stripping DataParallel's ``module.``."""
+def load_state_dict(path: str | os.PathLike, what: str = "state dict of weights") -> dict[str, Tensor]:
+    """Read a file of tensors safely (``weights_only``), stripping DataParallel's ``module.``;
+    ``what`` names the expected content in errors."""
     state = _safe_load(path)
+    if isinstance(state, dict) and state.get("format") == TRAINING_STATE_FORMAT:
+        raise CheckpointError(f"{path} is a training state (train.py --resume takes it), not a {what}")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
@@ -58,21 +64,50 @@ def save_state_dict(module: nn.Module | dict[str, Tensor], path: str | os.PathLi
 
 def atomic_save(obj: object, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    atomic_write(path, lambda file: torch.save(obj, file))
+
+
+def save_json(obj: object, path: str | os.PathLike) -> None:
+    """``obj`` as indented JSON, written like ``atomic_write``."""
+    atomic_write(path, lambda file: file.write(json.dumps(obj, indent=2).encode() + b"\n"))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place. When that
+    fails (a full disk…), the temporary file is removed, ``path`` is left as it was, and the
+    failure is a ``CheckpointError``; an interruption also removes the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as file:
-        torch.save(obj, file)
-        file.flush()
-        os.fsync(file.fileno())  # on disk before the rename, so a power cut cannot leave an empty file
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())  # on disk before the rename, so a power cut cannot leave an empty file
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, (OSError, RuntimeError)):  # torch.save reports a failed write as a RuntimeError
+            cause = err if isinstance(err, OSError) else err.__context__
+            reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(err)
+            raise CheckpointError(f"could not write {path}: {reason}; it was left as it was") from None
+        raise
+
+
+def remove_temporary_files(folder: Path) -> int:
+    """Delete the temporary files that runs killed while saving left in ``folder``; returns how many.
+    Only call it while no other process writes there (train.py holds the folder's lock)."""
+    orphans = [path for path in folder.iterdir() if TEMPORARY_NAME.match(path.name)] if folder.is_dir() else []
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    return len(orphans)
 
 
 def _safe_load(path: str | os.PathLike) -> object:
     """``torch.load(weights_only=True)`` on CPU; a missing or unreadable file is a ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}{_missing_file_hint(path)}")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols in junk files
             warnings.simplefilter("ignore")
@@ -86,7 +121,24 @@ def _safe_load(path: str | os.PathLike) -> object:
                               "PyTorch file)") from None
 
 
+def _missing_file_hint(path: Path) -> str:
+    """What to do about a missing file where the defaults and the README look: ``models/`` and
+    ``experiments/`` of this repository."""
+    from glfa.paths import MODELS_DIR, REPO_ROOT  # glfa.paths imports this module
+    where = path.resolve()
+    if where.is_relative_to(MODELS_DIR):
+        return ("; python -m models.download fetches models/vgg_normalised.pth, the encoder of art mode (it "
+                "serves photo mode too, given with --vgg)")
+    if where.is_relative_to(REPO_ROOT / "experiments") and CHECKPOINT_NAME.match(where.name):
+        return ("; train.py writes decoder_iter_N.pth.tar and lct_iter_N.pth.tar into its --save_dir, and "
+                "without --decoder and --LCT the shipped photo model in experiments/photo/ is used")
+    return ""
+
+
 TRAINING_STATE_FORMAT = "glfa-training-state-1"
+# The entries of a training state and their types (``metadata``, the record of what produced it, is optional).
+TRAINING_STATE_ENTRIES = {"iteration": int, "draws": int, "world_size": int, "decoder": dict, "transform": dict,
+                          "heads": dict, "optimizer": dict, "scaler": dict, "args": dict}
 
 
 def save_training_state(state: dict, path: str | os.PathLike) -> None:
@@ -105,9 +157,31 @@ def load_training_state(path: str | os.PathLike) -> dict:
     return state
 
 
-def _fit(module: nn.Module, state: dict[str, Tensor], path: str | os.PathLike, what: str,
-         hint: str = "") -> None:
-    """Copy the keys ``module`` needs from ``state``, with a clear error for missing or misshapen ones."""
+def check_training_state(state: dict, path: str | os.PathLike) -> None:
+    """A training state to resume must hold every entry with its type (a damaged file otherwise);
+    the weights' shapes and values are checked as they are loaded (``fit_weights``)."""
+    for key, kind in TRAINING_STATE_ENTRIES.items():
+        if key not in state:
+            raise CheckpointError(f"{path} is damaged: it has no {key!r}")
+        value = state[key]
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
+            expected = "a non-negative integer" if kind is int else "a dict"
+            raise CheckpointError(f"{path} is damaged: its {key!r} is {value!r:.40}, expected {expected}")
+    for key in ("decoder", "transform", "heads"):
+        wrong = [name for name, value in state[key].items() if not isinstance(value, Tensor)]
+        if wrong:
+            raise CheckpointError(f"{path} is damaged: its {key} weight {wrong[0]!r} is not a tensor")
+    optimizer = state["optimizer"]
+    if not (isinstance(optimizer.get("state"), dict) and isinstance(optimizer.get("param_groups"), list)):
+        raise CheckpointError(f"{path} is damaged: its optimizer state has no 'state' and 'param_groups'")
+    if not isinstance(state.get("metadata", {}), dict):
+        raise CheckpointError(f"{path} is damaged: its 'metadata' is not a dict")
+
+
+def fit_weights(module: nn.Module, state: dict[str, Tensor], path: str | os.PathLike, what: str,
+                hint: str = "") -> None:
+    """Copy the keys ``module`` needs from ``state``, with a clear error for missing, misshapen or
+    non-finite (NaN, inf: a damaged file) ones."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     if missing:
@@ -118,7 +192,19 @@ def _fit(module: nn.Module, state: dict[str, Tensor], path: str | os.PathLike, w
         if state[key].shape != value.shape:
             raise CheckpointError(f"{path} does not fit the {what}: {key} has shape "
                                   f"{tuple(state[key].shape)}, expected {tuple(value.shape)}{hint}")
+        check_finite(state[key], path, f"{what} weight {key}")
     module.load_state_dict({k: state[k] for k in expected})
+
+
+def check_finite(tensor: Tensor, path: str | os.PathLike, what: str) -> None:
+    """A floating-point tensor read from ``path`` must hold no NaN or inf (bit rot, a diverged run)."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise CheckpointError(f"{path} is damaged: its {what} holds non-finite values (NaN or inf)")
+
+
+def _fits(module: nn.Module, state: dict[str, Tensor]) -> bool:
+    """Whether ``state`` holds every weight of ``module`` with its shape."""
+    return all(k in state and state[k].shape == v.shape for k, v in module.state_dict().items())
 
 
 def load_encoder(path: str | os.PathLike, mode: str | ModeSpec) -> nn.Sequential:
@@ -126,7 +212,8 @@ def load_encoder(path: str | os.PathLike, mode: str | ModeSpec) -> nn.Sequential
     spec = parse_mode(mode)
     encoder = build_encoder(spec)
     needs = "relu4_1 (art mode)" if spec.name == "art" else "relu3_1"
-    _fit(encoder, load_state_dict(path), path, f"VGG encoder reaching {needs}")
+    state = load_state_dict(path, "VGG encoder (--vgg takes models/vgg_normalised_conv3_1.pth or vgg_normalised.pth)")
+    fit_weights(encoder, state, path, f"VGG encoder reaching {needs}")
     return encoder
 
 
@@ -134,8 +221,14 @@ def load_decoder(path: str | os.PathLike, mode: str | ModeSpec) -> nn.Sequential
     """A decoder for ``mode``; a full 29-child file also serves photo mode."""
     spec = parse_mode(mode)
     decoder = build_decoder(spec)
-    hint = " (is it a photo-mode decoder? use --training_mode/--testing_mode photo)" if spec.name == "art" else ""
-    _fit(decoder, load_state_dict(path), path, f"{spec.name}-mode decoder", hint)
+    state = load_state_dict(path, "decoder: use the decoder_iter_N.pth.tar written beside it")
+    if transform_mode(_transform_names(state)) is not None:
+        hint = "; it holds a transform (LCT/SCT): are --decoder and --LCT swapped?"
+    elif spec.name == "art":
+        hint = " (is it a photo-mode decoder? use --training_mode/--testing_mode photo)"
+    else:
+        hint = ""
+    fit_weights(decoder, state, path, f"{spec.name}-mode decoder", hint)
     return decoder
 
 
@@ -155,13 +248,19 @@ def load_transform(path: str | os.PathLike, mode: str | ModeSpec, kind: str = "l
     """An LCT or SCT for ``mode`` from a ``cnet/snet/uncompress`` state dict (either kind's file,
     or the GLFA code's ``cConv/sConv/uncompress`` names)."""
     spec = parse_mode(mode)
-    state = {_GLFA_TRANSFORM_PREFIXES.get(k.split(".", 1)[0], k.split(".", 1)[0]) + k[k.find("."):]: v
-             for k, v in load_state_dict(path).items()}
+    state = _transform_names(load_state_dict(path, "transform: use the lct_iter_N.pth.tar written beside it"))
     found = transform_mode(state)
     if found is None:
-        raise CheckpointError(f"{path} is not an LCT/SCT checkpoint (no cnet.0.weight)")
+        swapped = "; it holds a decoder: are --decoder and --LCT swapped?" if _fits(build_decoder(spec), state) else ""
+        raise CheckpointError(f"{path} is not an LCT/SCT checkpoint (no cnet.0.weight){swapped}")
     if found != spec.name:
         raise CheckpointError(f"{path} holds a {found}-mode transform, but the mode is {spec.name}")
     transform = build_transform(kind, spec)
-    _fit(transform, state, path, f"{spec.name}-mode {kind.upper()}")
+    fit_weights(transform, state, path, f"{spec.name}-mode {kind.upper()}")
     return transform
+
+
+def _transform_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A transform state dict with the GLFA code's branch names renamed to this code's."""
+    return {_GLFA_TRANSFORM_PREFIXES.get(k.split(".", 1)[0], k.split(".", 1)[0]) + k[k.find("."):]: v
+            for k, v in state.items()}

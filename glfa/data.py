@@ -31,7 +31,8 @@ def list_images(root: str | os.PathLike) -> list[Path]:
 
     One ``os.scandir`` walk, so a hundred thousand files list in well under a second. Linked
     folders are followed, each real folder once (a link loop cannot recurse forever); a
-    sub-folder that cannot be opened is reported and left out.
+    sub-folder that cannot be opened, or an entry that cannot be examined (a link to itself), is
+    reported and left out.
     """
     root = Path(root)
     if not root.exists():
@@ -46,7 +47,11 @@ def list_images(root: str | os.PathLike) -> list[Path]:
         try:
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda entry: entry.name)  # the same folder wins every run
-            for entry in entries:
+        except OSError as err:
+            print(f"warning: skipping folder {folder}: {err.strerror or err}", file=sys.stderr)
+            continue
+        for entry in entries:
+            try:
                 if entry.is_dir(follow_symlinks=True):
                     folder_id = _folder_id(entry.stat(follow_symlinks=True))
                     if folder_id not in seen:
@@ -54,8 +59,8 @@ def list_images(root: str | os.PathLike) -> list[Path]:
                         pending.append(entry.path)
                 elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
                     found.append(entry.path)
-        except OSError as err:
-            print(f"warning: skipping folder {folder}: {err.strerror or err}", file=sys.stderr)
+            except OSError as err:  # a link to itself, or an entry removed meanwhile
+                print(f"warning: skipping {entry.path}: {err.strerror or err}", file=sys.stderr)
     return [Path(p) for p in sorted(found)]
 
 
@@ -96,6 +101,8 @@ def load_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Im
 
 def read_image_or_fail(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
     """``load_rgb`` for files the user named: an unreadable one is a user error."""
+    if Path(path).is_dir():
+        raise UserError(f"{path} is a folder, not an image")
     if not Path(path).is_file():
         raise UserError(f"image not found: {path}")
     try:

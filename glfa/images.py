@@ -10,15 +10,28 @@ from torchvision import transforms
 from glfa.data import read_image_or_fail, to_rgb
 
 
-def resize_to_tensor(image: Image.Image, size: int = 0, crop: bool = False) -> Tensor:
+def resize_to_tensor(image: Image.Image, size: int = 0, crop: bool = False, max_size: int = 0) -> Tensor:
     """An RGB image as a tensor, its shorter side resized to ``size`` (0 keeps it) and, with
-    ``crop``, centre-cropped to a ``size`` square."""
+    ``crop``, centre-cropped to a ``size`` square. Without ``crop``, ``max_size`` (0: none) caps
+    the longer side of the resized image, which then keeps its aspect ratio with a shorter
+    side below ``size``."""
     steps = []
     if size:
-        steps.append(transforms.Resize(size))
+        width, height = resized_size(image, size)
+        if max_size and not crop and max(width, height) > max_size:
+            scale = max_size / max(width, height)
+            steps.append(transforms.Resize((max(1, round(height * scale)), max(1, round(width * scale)))))
+        else:
+            steps.append(transforms.Resize(size))
         if crop:
             steps.append(transforms.CenterCrop(size))
     return transforms.Compose(steps + [transforms.ToTensor()])(image)
+
+
+def resized_size(image: Image.Image, size: int) -> tuple[int, int]:
+    """``(width, height)`` of ``image`` once its shorter side is ``size`` (torchvision's rounding)."""
+    width, height = image.size
+    return (size, int(size * height / width)) if width <= height else (int(size * width / height), size)
 
 
 def read_image(path: str | os.PathLike, size: int = 0, crop: bool = False, draft: bool = False) -> Tensor:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from function import calc_mean_std, coral, full_precision
 from glfa.checkpoint import load_decoder, load_encoder, load_transform
@@ -133,12 +134,14 @@ class Stylizer:
     processed whole); a positive size tiles every image larger than it. ``amp_dtype`` runs
     the convolutions in bf16/fp16 while statistics stay fp32; ``channels_last`` and
     ``compile`` are the other GPU speed options. ``device`` None is CUDA when present.
+    ``progress`` shows a progress bar over the tiles of a tiled image (stderr).
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: SCT, mode: str | ModeSpec = "photo", *,
                  device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
-                 tile_size: int = 0, channels_last: bool = False, compile: bool = False):
+                 tile_size: int = 0, channels_last: bool = False, compile: bool = False, progress: bool = False):
         self.spec = parse_mode(mode)
+        self.progress = progress
         self.device = resolve_device(device)
         self.amp_dtype = amp_dtype
         self.tile_size = tile_size
@@ -191,10 +194,11 @@ class Stylizer:
         with autocast(self.device, self.amp_dtype):
             return self.encoder(image.to(self.device).contiguous(memory_format=self.memory_format))
 
-    def _encode_tiled(self, image: Tensor, tile: int) -> Tensor:
+    def _encode_tiled(self, image: Tensor, tile: int, progress: tqdm | None = None) -> Tensor:
         """The encoder's feature of a ``(1, 3, H, W)`` image computed tile by tile, equal to
         encoding it whole (``tile`` 0: whole). Tiles start on multiples of the downscale, so a
-        last tile ending on an odd size meets the same ceil-mode pooling as the whole image."""
+        last tile ending on an odd size meets the same ceil-mode pooling as the whole image.
+        ``progress`` counts the tiles."""
         if not tile:
             return self._encode(image)
         height, width = image.shape[-2:]
@@ -209,6 +213,8 @@ class Stylizer:
                     feat = part.new_empty(1, part.shape[1], -(-height // ds), -(-width // ds))
                 top, left = (y0 - hy0) // ds, (x0 - hx0) // ds
                 feat[..., rows, cols] = part[..., top:top + rows.stop - rows.start, left:left + cols.stop - cols.start]
+                if progress is not None:
+                    progress.update()
         return feat
 
     def _mean_std(self, feat: Tensor, tile: int) -> tuple[Tensor, Tensor]:
@@ -252,11 +258,20 @@ class Stylizer:
         styles = [coral(style.to(self.device), content) if preserve_color else style for style in styles]
         tile = self._tile_for(*padded.shape[-2:], tile_size)
         if tile:
-            result = self._stylize_tiled(padded, styles, weights, alpha, tile, tile_size)
+            with self._tile_progress(padded, tile) as progress:
+                result = self._stylize_tiled(padded, styles, weights, alpha, tile, tile_size, progress)
         else:
             result = self._stylize_whole(padded, styles, weights, alpha)
         result = result[0, :, :height, :width].float().clamp(0, 1)
         return result.cpu() if to_cpu else result
+
+    def _tile_progress(self, padded: Tensor, tile: int) -> tqdm:
+        """A progress bar over the content's tiles, encoded then decoded (hidden without ``progress``)."""
+        ds = self.spec.downscale
+        height, width = padded.shape[-2:]
+        tiles = len(spans(height, tile, 0, ds)) * len(spans(width, tile, 0, ds)) + \
+            len(spans(-(-height // ds), tile // ds, 0)) * len(spans(-(-width // ds), tile // ds, 0))
+        return tqdm(total=tiles, desc="tiles", unit="tile", leave=False, dynamic_ncols=True, disable=not self.progress)
 
     def _stylize_whole(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float) -> Tensor:
         content_feat = self._encode(padded)
@@ -264,8 +279,10 @@ class Stylizer:
         return self._blend_and_decode(content_feat, calc_mean_std(content_feat), style_stats, weights, alpha)
 
     def _stylize_tiled(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float,
-                       tile: int, tile_size: int | None) -> Tensor:
-        content_feat = self._encode_tiled(padded, tile)
+                       tile: int, tile_size: int | None, progress: tqdm) -> Tensor:
+        """Encode the content's tiles, take the statistics, then transform and decode tile by
+        tile; ``progress`` counts the tiles of both passes."""
+        content_feat = self._encode_tiled(padded, tile, progress)
         content_stats = self._mean_std(content_feat, tile)
         style_stats = []
         for style in styles:
@@ -283,6 +300,7 @@ class Stylizer:
                                                  weights, alpha)
                 result[..., y0 * ds:y1 * ds, x0 * ds:x1 * ds] = \
                     decoded[..., (y0 - hy0) * ds:(y1 - hy0) * ds, (x0 - hx0) * ds:(x1 - hx0) * ds]
+                progress.update()
         return result
 
     def _blend_and_decode(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],

@@ -1,15 +1,17 @@
 """What ``test.py`` does: stylise every content image with every style image (or with one
 weighted mix of the styles) and write the results, reading the next images in the background."""
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import torch
 from torchvision.utils import save_image
 from tqdm import tqdm
 
 from glfa.cli import UserError
-from glfa.data import UnreadableImage, list_images, load_rgb
-from glfa.images import read_image, resize_to_tensor
+from glfa.data import UnreadableImage, list_images, load_rgb, read_image_or_fail
+from glfa.images import resize_to_tensor, resized_size
 from glfa.inference import Stylizer, read_ahead
 
 SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -18,23 +20,57 @@ SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 def gather_inputs(single: str | None, folder: str | None, what: str) -> list[Path]:
     """The files named by ``--content``/``--style`` (comma-separated), else the images in the folder."""
     if single:
-        return [Path(p) for p in single.split(",")]
+        names = single.split(",")
+        if not all(name.strip() for name in names):
+            raise UserError(f"--{what} {single!r} holds an empty name (a stray comma?)")
+        folders = [name for name in names if Path(name).is_dir()]
+        if folders:
+            raise UserError(f"--{what} {folders[0]} is a folder: use --{what}_dir for a folder of images")
+        return [Path(name) for name in names]
     paths = list_images(folder)
     if not paths:
         raise UserError(f"no {what} images in {folder}")
     return paths
 
 
+def output_names(paths: list[Path], root: Path | None, separator: str = "/") -> list[str]:
+    """One name per input for the outputs made from it, no two alike (nor alike but for case): its
+    path relative to ``root`` (its file name when ``root`` is None) without the extension, the
+    folders joined by ``separator``; where several would share a name, the extension is kept
+    (``x_jpg``, ``x_png``), and a number is added to any still alike."""
+    relative = [p.relative_to(root) if root is not None and root.is_dir() else Path(p.name) for p in paths]
+    stems = [separator.join(r.with_suffix("").parts) for r in relative]
+    counts = Counter(stem.lower() for stem in stems)
+    stems = [f"{stem}_{p.suffix.lstrip('.')}" if counts[stem.lower()] > 1 else stem for stem, p in zip(stems, paths)]
+    return list(_numbered(stems))
+
+
+def _numbered(names: Iterable[str], taken: set[str] | None = None) -> Iterator[str]:
+    """``names`` with ``_2``, ``_3``… added to each repeat (case-insensitively) of an earlier one,
+    or of one already in ``taken`` (lower case; the names given out are added to it)."""
+    taken = set() if taken is None else taken
+    for name in names:
+        unique, count = name, 1
+        while unique.lower() in taken:
+            count += 1
+            unique = f"{name}_{count}"
+        taken.add(unique.lower())
+        yield unique
+
+
 def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list[Path], output: Path, *,
-                content_size: int = 512, style_size: int = 512, crop: bool = False, named_contents: bool = False,
-                named_styles: bool = False, weights: list[float] | None = None, alpha: float = 1.0,
-                preserve_color: bool = False, save_ext: str = ".jpg") -> None:
+                content_size: int = 512, style_size: int = 512, crop: bool = False, max_size: int = 0,
+                content_root: Path | None = None, style_root: Path | None = None,
+                weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
+                save_ext: str = ".jpg") -> None:
     """Write every content image stylised with every style image to ``output`` as
     ``<content>_stylized_<style><save_ext>``; with ``weights``, one mix of all the styles per
-    content image, ``<content>_interpolation<save_ext>`` (CCPL's name).
+    content image, ``<content>_interpolation<save_ext>`` (CCPL's name). Contents found under
+    ``content_root`` keep their sub-folders; ``output_names`` keeps every output's name its own.
 
-    Files the user named (``named_…``) must be readable. Images found in a folder that cannot be
-    read are skipped with a warning; once the others are written, a ``UserError`` counts them.
+    Files the user named (``…_root`` None) must be readable. Images found in a folder that cannot
+    be read are skipped with a warning; once the others are written, a ``UserError`` counts them.
+    Resized images longer than ``max_size`` (0: no limit) are scaled down to it, with a note.
     """
     if weights and len(weights) != len(style_paths):
         raise UserError(f"{len(weights)} interpolation weights for {len(style_paths)} style images")
@@ -42,34 +78,43 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     failures: list[Path] = []
 
     def read(path: Path, size: int, named: bool) -> torch.Tensor | None:
-        if named:
-            return read_image(path, size, crop, draft=True)
         try:
-            return resize_to_tensor(load_rgb(path, size or None), size, crop)
+            image = read_image_or_fail(path, size or None) if named else load_rgb(path, size or None)
         except UnreadableImage as err:
             print(f"warning: skipping unreadable image {err}", file=sys.stderr)
             failures.append(path)
             return None
+        width, height = resized_size(image, size) if size else image.size
+        if max_size and size and not crop and max(width, height) > max_size:
+            print(f"note: {path} would be {width}×{height} px at a shorter side of {size}; scaled down to fit "
+                  f"--max_size {max_size}")
+        return resize_to_tensor(image, size, crop, max_size)
 
-    styles = [(p, read(p, style_size, named_styles)) for p in style_paths]
-    styles = [(p, s) for p, s in styles if s is not None]
+    styles = [(p, name, read(p, style_size, style_root is None))
+              for p, name in zip(style_paths, output_names(style_paths, style_root, "_"))]
+    styles = [(p, name, s) for p, name, s in styles if s is not None]
     if not styles:
         raise UserError(f"none of the style images in {style_paths[0].parent} can be read")
     if weights:
         total = sum(weights)
-        jobs = [("_interpolation", [s for _, s in styles], [w / total for w in weights])]
+        jobs = [("_interpolation", [s for _, _, s in styles], [w / total for w in weights])]
     else:
-        jobs = [(f"_stylized_{p.stem}", [s], None) for p, s in styles]
+        jobs = [(f"_stylized_{name}", [s], None) for _, name, s in styles]
 
-    contents = read_ahead(content_paths, lambda path: read(path, content_size, named_contents))
+    named_contents = list(zip(content_paths, output_names(content_paths, content_root)))
+    contents = read_ahead(named_contents, lambda item: read(item[0], content_size, content_root is None))
+    written: set[str] = set()  # a last guard: no output of this run overwrites another
     with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
-        for content_path, content in contents:
+        for (_, content_name), content in contents:
             if content is None:
                 progress.update(len(jobs))
                 continue
             for suffix, style_images, style_weights in jobs:
                 result = stylizer.stylize(content, style_images, style_weights, alpha, preserve_color)
-                save_image(result, output / f"{content_path.stem}{suffix}{save_ext}")
+                name = next(_numbered([f"{content_name}{suffix}"], written))
+                path = output / f"{name}{save_ext}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_image(result, path)
                 progress.update()
     if failures:
         raise UserError(f"{len(failures)} image(s) could not be read and were skipped (see warnings above)")

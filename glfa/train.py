@@ -5,10 +5,12 @@ network is wrapped in DistributedDataParallel (gradients averaged over ranks), e
 its own share of every pass over the images, the logged losses are averaged over ranks, and
 rank 0 alone writes logs, grids and checkpoints.
 
-Every ``--save_model_interval`` iterations, at the end, on Ctrl-C or SIGTERM, and when the loss
-stays non-finite, rank 0 writes a training state ``training_state_iter_N.pth`` (weights,
-optimiser, grad scaler, iteration, sampler position, arguments) next to the reference-format
-weights; ``--resume`` continues from it exactly. No RNG state needs saving: the data order is a
+Rank 0 holds ``train.lock`` in ``--save_dir`` while the run lasts, so a second run there is
+refused. Every ``--save_model_interval`` iterations, at the end, on Ctrl-C or SIGTERM, and when
+the loss stays non-finite, rank 0 writes a training state ``training_state_iter_N.pth``
+(weights, optimiser, grad scaler, iteration, sampler position, arguments, and the record of what
+produced it, also written as ``iter_N.json``) next to the reference-format weights; ``--resume``
+continues from it exactly. No RNG state needs saving: the data order is a
 function of (seed, pass), each crop of (seed, rank, draw) and the contrastive anchors of
 (seed, rank, iteration), so a resumed run makes the same random choices as an uninterrupted one.
 
@@ -17,19 +19,29 @@ line per iteration to ``DIR/samples_rank<R>.txt``: the iteration, then the conte
 style dataset indexes of its batch.
 """
 import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
 import math
 import os
+import platform
 import random
 import re
 import signal
+import socket
+import subprocess
 import sys
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torchvision
 from tensorboardX import SummaryWriter
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -37,9 +49,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from glfa.checkpoint import load_encoder, load_training_state, save_state_dict, save_training_state
+from glfa.checkpoint import (CheckpointError, atomic_write, check_finite, check_training_state, fit_weights,
+                             load_encoder, load_training_state, remove_temporary_files, save_json,
+                             save_state_dict, save_training_state)
 from glfa.cli import UserError, autocast, autocast_dtype, configure_backends, resolve_device
 from glfa.data import ImageFolderDataset, training_transform
+from glfa.paths import REPO_ROOT
 from net import LossWeights, StyleTransferNet, build_network, parse_mode, total_loss
 from sampler import ITERATION_STREAM, InfiniteSampler, SeededSampler, mixed_seed
 
@@ -51,8 +66,11 @@ RESUME_MAY_CHANGE = ("content_dir", "style_dir", "image_size", "crop_size", "lr"
                      "content_weight", "style_weight", "wce_weight", "kl_weight", "tau", "num_s", "seed", "amp")
 
 
+Result = TypeVar("Result")
+
+
 class TrainingDiverged(UserError):
-    """The loss stayed non-finite for ``--max_nonfinite`` iterations in a row."""
+    """The loss stayed non-finite for ``--max_nonfinite`` iterations in a row, or for every step of a run."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,6 +157,92 @@ def wait_for_all(process: Process) -> None:
     """Let ranks leave together, so the launcher does not stop rank 0 while it is saving."""
     if process.distributed:
         dist.barrier()
+
+
+def from_main(process: Process, work: Callable[[], Result]) -> Result:
+    """``work()`` on rank 0, its result sent to every rank (nodes need not share a disk); a
+    ``UserError`` there stops every rank with the same message."""
+    result, error = None, None
+    if process.is_main:
+        try:
+            result = work()
+        except UserError as err:
+            error = str(err)
+    if process.distributed:
+        box = [result, error]
+        dist.broadcast_object_list(box, src=0)
+        result, error = box
+    if error:
+        raise UserError(error)
+    return result
+
+
+class RunLock:
+    """``train.lock`` in ``--save_dir``: one training run per folder, so that no run prunes or
+    overwrites another's files. The lock is the kernel's (``flock``), so a run that dies in any
+    way releases it; the file names the holder's host and PID, for the message that refuses a
+    second run and for the warning when a dead run's file is taken over."""
+
+    NAME = "train.lock"
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / self.NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        """Hold the lock, or refuse with a ``UserError`` naming the run that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _describe_holder(os.read(fd, 4096))
+                os.close(fd)
+                raise UserError(f"--save_dir {self.path.parent} is in use by another training run ({holder}); "
+                                "wait for it to end, or choose another --save_dir") from None
+            if self._still_there(fd):  # not unlinked by a holder releasing it meanwhile
+                break
+            os.close(fd)
+        previous = os.read(fd, 4096)
+        if previous.strip():
+            print(f"warning: taking over {self.path}, left by a run that is gone ({_describe_holder(previous)})",
+                  file=sys.stderr)
+        os.ftruncate(fd, 0)
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        self.fd = fd
+
+    def _still_there(self, fd: int) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        """Remove the file and let go (nothing when not held)."""
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _describe_holder(content: bytes) -> str:
+    """``PID 123 on host h, started …`` from a lock file's content."""
+    try:
+        holder = json.loads(content)
+        started = f", started {holder['started']}" if holder.get("started") else ""
+        return f"PID {holder['pid']} on host {holder['host']}{started}"
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "its PID and host unknown"
+
+
+def claim_save_dir(lock: RunLock) -> None:
+    """Hold ``--save_dir``'s lock, then remove the temporary files of runs killed while saving."""
+    lock.acquire()
+    removed = remove_temporary_files(lock.path.parent)
+    if removed:
+        print(f"note: removed {removed} temporary file(s) left in {lock.path.parent} by a run killed while saving")
 
 
 class StopSignals:
@@ -267,7 +371,7 @@ def save_checkpoints(network: StyleTransferNet, save_dir: Path, transform: str, 
 def save_grid(content: Tensor, style: Tensor, result: Tensor, path: Path) -> None:
     """Rows of content, style and result images for a quick look at progress."""
     rows = torch.cat([content, style, result.float().clamp(0, 1)]).cpu()
-    save_image(rows, path, nrow=content.shape[0])
+    atomic_write(path, lambda file: save_image(rows, file, nrow=content.shape[0], format="png"))
 
 
 def training_states(save_dir: Path) -> list[tuple[int, Path]]:
@@ -287,8 +391,54 @@ def prune_training_states(save_dir: Path, keep_last: int, iteration: int) -> Non
             path.unlink(missing_ok=True)
 
 
+def last_written_state(save_dir: Path) -> tuple[Path, list[Path]] | None:
+    """``--resume auto``: the training state written last in ``save_dir`` (after resuming an older
+    state, that of the new run, not the abandoned run's higher-numbered ones), and those
+    higher-numbered ones; None when there is none."""
+    states = training_states(save_dir)
+    if not states:
+        return None
+    number, path = max(states, key=lambda state: (state[1].stat().st_mtime_ns, state[0]))
+    return path, [later for n, later in states if n > number]
+
+
 def _cpu(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The record of what produced a save
+# --------------------------------------------------------------------------------------------
+
+def git_commit(folder: Path = REPO_ROOT) -> str:
+    """The commit checked out in ``folder`` when it is the top of a git checkout, else ``"unknown"``."""
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel", "HEAD"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    lines = done.stdout.split("\n")
+    if done.returncode != 0 or len(lines) < 2 or Path(lines[0]).resolve() != Path(folder).resolve():
+        return "unknown"
+    return lines[1]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, hexadecimal."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_record(args: argparse.Namespace) -> dict:
+    """What produces this run's saves: the code's commit, the library versions, the arguments and
+    the encoder file's fingerprint (each save adds its iteration, files and elapsed time)."""
+    return {"git_commit": git_commit(),
+            "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
+                         "torchvision": str(torchvision.__version__)},  # plain str: torch's is a subclass
+            "args": dict(vars(args)), "vgg_sha256": file_sha256(args.vgg)}
 
 
 def check_resume_args(saved: dict, args: argparse.Namespace, path: Path) -> None:
@@ -303,8 +453,10 @@ def check_resume_args(saved: dict, args: argparse.Namespace, path: Path) -> None
             print(f"note: resuming with --{key} {getattr(args, key)} (the saved run used {saved[key]})")
 
 
-def read_resume_state(args: argparse.Namespace) -> dict | None:
-    """The training state ``--resume`` names (``auto``: the newest in ``--save_dir``, if any)."""
+def read_resume_state(args: argparse.Namespace) -> tuple[dict, str] | None:
+    """The training state ``--resume`` names (``auto``: the one written last in ``--save_dir``,
+    if any) and its path."""
+    how = ""
     if not args.resume:
         earlier = training_states(Path(args.save_dir))
         if earlier:
@@ -312,35 +464,45 @@ def read_resume_state(args: argparse.Namespace) -> dict | None:
                   f"{earlier[-1][0]}); this run starts afresh and overwrites them as it reaches them")
         return None
     if args.resume == "auto":
-        states = training_states(Path(args.save_dir))
-        if not states:
+        found = last_written_state(Path(args.save_dir))
+        if found is None:
             print(f"no training state in {args.save_dir}: starting from scratch")
             return None
-        path = states[-1][1]
+        path, abandoned = found
+        how = ", the training state written last"
+        if abandoned:
+            how += (f" ({', '.join(p.name for p in abandoned)}: numbered higher, from the run abandoned when an "
+                    "older state was resumed; left alone)")
     else:
         path = Path(args.resume)
     state = load_training_state(path)
+    check_training_state(state, path)
     check_resume_args(state["args"], args, path)
-    print(f"resuming from {path} at iteration {state['iteration']}")
-    return state
+    print(f"resuming from {path} at iteration {state['iteration']}{how}")
+    return state, str(path)
 
 
-def load_resume_state(args: argparse.Namespace, process: Process) -> dict | None:
-    """``read_resume_state`` on rank 0, sent to every rank (nodes need not share a disk);
-    an error stops every rank with the same message."""
-    state, error = None, None
-    if process.is_main:
-        try:
-            state = read_resume_state(args)
-        except UserError as err:
-            error = str(err)
-    if process.distributed:
-        box = [state, error]
-        dist.broadcast_object_list(box, src=0)
-        state, error = box
-    if error:
-        raise UserError(error)
-    return state
+def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, path: str) -> None:
+    """A saved Adam state must fit the parameters: groups of the same sizes, finite moments of their shapes."""
+    groups = saved["param_groups"]
+    sizes = [len(g.get("params", ())) if isinstance(g, dict) else -1 for g in groups]
+    expected = [len(g["params"]) for g in optimizer.param_groups]
+    if sizes != expected:
+        raise CheckpointError(f"{path} does not fit the network: its optimizer state covers parameter groups of "
+                              f"{sizes} parameters, the network has {expected}")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, param in zip((i for g in groups for i in g["params"]), params):
+        moments = saved["state"].get(index, {})
+        if not isinstance(moments, dict):
+            raise CheckpointError(f"{path} is damaged: its optimizer state of parameter {index} is not a dict")
+        for name, value in moments.items():
+            if name == "step":
+                continue
+            if not isinstance(value, Tensor) or value.shape != param.shape:
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise CheckpointError(f"{path} does not fit the network: optimizer {name} of parameter {index} "
+                                      f"has shape {shape}, expected {tuple(param.shape)}")
+            check_finite(value, path, f"optimizer {name} of parameter {index}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,17 +551,20 @@ class Trainer:
         self.args, self.process = args, process
         self.save_dir, device = Path(args.save_dir), process.device
         seed_everything(args.seed)
-        resumed = load_resume_state(args, process)
+        resumed = from_main(process, lambda: read_resume_state(args))
 
         self.network = build_training_network(args, device)
+        self.record = run_record(args) if process.is_main else {}
         self.network.train()
         self.optimizer = torch.optim.Adam(trainable_parameters(self.network), lr=args.lr)
         self.weights = loss_weights(args)
         self.amp_dtype = autocast_dtype(args.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.iteration, self.draws, self.saved_iteration = 0, 0, -1
+        self.elapsed_before = 0.0  # the training time of the runs this one continues
+        self.steps_taken = 0
         if resumed:
-            self.restore(resumed)
+            self.restore(*resumed)
         self.model = wrap_for_training(self.network, args, process)
 
         self.content_loader, self.content_images = make_loader(args.content_dir, args, process, args.seed, self.draws)
@@ -412,8 +577,9 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def state(self) -> dict:
-        """Everything a resumed run needs, as tensors and plain values (``weights_only``-safe)."""
+    def state(self, metadata: dict) -> dict:
+        """Everything a resumed run needs, as tensors and plain values (``weights_only``-safe),
+        with ``metadata``, the record of what produced it."""
         contrastive = self.network.contrastive
         return {
             "iteration": self.iteration,
@@ -425,37 +591,76 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "args": dict(vars(self.args)),
+            "metadata": metadata,
         }
 
-    def restore(self, state: dict) -> None:
-        self.network.decoder.load_state_dict(state["decoder"])
-        self.network.transform.load_state_dict(state["transform"])
+    def restore(self, state: dict, path: str) -> None:
+        """Continue from a training state, its weights and moments checked (shapes, finite values)."""
+        fit_weights(self.network.decoder, state["decoder"], path, "decoder")
+        fit_weights(self.network.transform, state["transform"], path, f"{self.args.transform.upper()} transform")
         if self.network.contrastive is not None:
-            self.network.contrastive.load_state_dict(state["heads"])
+            fit_weights(self.network.contrastive, state["heads"], path, "projection heads")
+        check_optimizer_state(self.optimizer, state["optimizer"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.draws = state["iteration"], state["draws"]
+        metadata = state.get("metadata", {})
+        self.elapsed_before = float(metadata.get("elapsed_seconds", 0.0))
         if state["world_size"] != self.process.world_size and self.process.is_main:
             print(f"note: resuming with {self.process.world_size} process(es) instead of {state['world_size']}: "
                   "the data order is not the one the saved run would have followed")
+        if self.process.is_main:
+            self.note_encoder_change(state)
 
-    def save_state(self) -> Path:
-        """Write this iteration's training state (rank 0, once) and prune old ones."""
+    def note_encoder_change(self, state: dict) -> None:
+        """Point out an encoder file other than the saved run's (its fingerprint, or its path in older states)."""
+        saved_vgg, metadata = state["args"].get("vgg"), state.get("metadata", {})
+        if "vgg_sha256" in metadata:
+            changed = metadata["vgg_sha256"] != self.record["vgg_sha256"]
+        else:
+            changed = saved_vgg != self.args.vgg
+        if changed:
+            print(f"note: resuming with --vgg {self.args.vgg}, another encoder than the saved run's ({saved_vgg}): "
+                  "the decoder was trained on other features")
+
+    def metadata(self, files: list[str]) -> dict:
+        """The record of this save: iteration, training time so far (all runs), files, and ``run_record``."""
+        elapsed = self.elapsed_before + time.monotonic() - self.started
+        return {"iteration": self.iteration, "elapsed_seconds": round(elapsed, 3), "files": files, **self.record}
+
+    @contextlib.contextmanager
+    def saving(self) -> Iterator[None]:
+        """A failed save (a full disk…) ends the run with one line saying how to continue."""
+        try:
+            yield
+        except CheckpointError as err:
+            raise UserError(f"{err}; once that is fixed, continue with --resume auto") from None
+
+    def save_state(self, written: tuple[str, ...] = ()) -> Path:
+        """Write this iteration's training state and ``iter_N.json``, the record of the save (which
+        also wrote the files ``written``), on rank 0, once; prune old states."""
         path = self.save_dir / f"training_state_iter_{self.iteration}.pth"
         if self.process.is_main and self.saved_iteration != self.iteration:
-            save_training_state(self.state(), path)
+            metadata = self.metadata([*written, path.name])
+            with self.saving():
+                save_training_state(self.state(metadata), path)
+                save_json(metadata, self.save_dir / f"iter_{self.iteration}.json")
             prune_training_states(self.save_dir, self.args.keep_last, self.iteration)
             self.saved_iteration = self.iteration
         return path
 
     def save(self, content: Tensor, style: Tensor, result: Tensor) -> None:
-        """Reference-format weights, a grid and a training state (rank 0)."""
+        """Reference-format weights, a grid, a training state and the record of the save (rank 0)."""
         if self.process.is_main:
-            save_checkpoints(self.network, self.save_dir, self.args.transform, self.iteration)
-            save_grid(content, style, result, self.save_dir / f"grid_iter_{self.iteration}.png")
-            path = self.save_state()
-            tqdm.write(f"iteration {self.iteration}: saved weights, grid and {path.name}")
+            grid = f"grid_iter_{self.iteration}.png"
+            with self.saving():
+                save_checkpoints(self.network, self.save_dir, self.args.transform, self.iteration)
+                save_grid(content, style, result, self.save_dir / grid)
+            path = self.save_state((f"decoder_iter_{self.iteration}.pth.tar",
+                                    f"{self.args.transform}_iter_{self.iteration}.pth.tar", grid))
+            tqdm.write(f"iteration {self.iteration}: saved weights, grid and {path.name} "
+                       f"(record: iter_{self.iteration}.json)")
 
     # -- loop ----------------------------------------------------------------------------------
 
@@ -472,6 +677,8 @@ class Trainer:
         progress = tqdm(initial=self.iteration, total=args.max_iter, desc="train", dynamic_ncols=True,
                         disable=not process.is_main)
         batches = zip(self.content_loader, self.style_loader)
+        first = self.iteration + 1
+        self.started = time.monotonic()
         try:
             with StopSignals() as signals:
                 for (content_index, content), (style_index, style) in batches:
@@ -479,7 +686,7 @@ class Trainer:
                     self.draws += args.batch_size
                     self.log_samples(content_index, style_index)
                     content, style = self.to_device(content), self.to_device(style)
-                    values, result, stop = self.step(content, style, bool(signals.received))
+                    values, result, stop = self.step(content, style, signals)
                     progress.update()
                     if writer is not None:
                         self.log(writer, progress, values)
@@ -493,25 +700,29 @@ class Trainer:
             progress.close()
             if writer is not None:
                 writer.close()
+        if self.steps_taken == 0:
+            raise TrainingDiverged(f"every step of this run was skipped (non-finite loss at iterations {first} to "
+                                   f"{self.iteration}): nothing was trained; lower --lr or check the data")
         self.report_skipped_images()
         wait_for_all(process)
         return 0
 
-    def step(self, content: Tensor, style: Tensor, stop_requested: bool) -> tuple[dict[str, float], Tensor, bool]:
+    def step(self, content: Tensor, style: Tensor, signals: StopSignals) -> tuple[dict[str, float], Tensor, bool]:
         """One iteration: schedule, seeded forward/backward, and the optimiser step unless a
         loss term is non-finite on some rank. Returns the rank-averaged terms, the stylised
-        batch and whether any rank was asked to stop."""
+        batch and whether any rank was asked to stop (up to the end of this iteration's backward)."""
         args = self.args
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(args.lr, args.lr_decay, self.iteration - 1)
         torch.manual_seed(iteration_seed(args.seed, self.process.rank, self.iteration))
         losses, result = train_step(self.model, self.optimizer, self.scaler, content, style, self.weights,
                                     self.amp_dtype)
-        values, stop = global_values(losses, stop_requested, self.process)
+        values, stop = global_values(losses, bool(signals.received), self.process)
         if all_finite(values):
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.nonfinite_in_row = 0
+            self.steps_taken += 1
         else:
             self.skip_nonfinite(values)
         return values, result, stop
@@ -576,8 +787,11 @@ def train(args: argparse.Namespace) -> int:
     """
     check_args(args)
     process = start_process(args.device)
+    lock = RunLock(args.save_dir)
     try:
         configure_backends(process.device)
+        from_main(process, lambda: claim_save_dir(lock))
         return Trainer(args, process).run()
     finally:
+        lock.release()
         end_process(process)

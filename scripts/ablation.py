@@ -1,8 +1,9 @@
 r"""The paper's ablations: train LCT/SCT × WCE/CCPL with the same data, seed and iteration
 budget (one ``train.py`` run each), evaluate all four on the same pairs, write one table.
 
-A variant whose final checkpoints are already there is not trained again (use --retrain), so
-an interrupted ablation picks up where it stopped.
+A variant whose final checkpoints are already there, trained with the same arguments (read from
+the ``iter_N.json`` record train.py writes beside them), is not trained again, so an interrupted
+ablation picks up where it stopped; checkpoints trained otherwise stop the run (use --retrain).
 
 Tiny CPU run:  python scripts/ablation.py --content_dir=../shared/data/bsds500/train \
                    --style_dir=../shared/data/photo_pairs/style --pairs_dir=../shared/data/photo_pairs \
@@ -10,6 +11,7 @@ Tiny CPU run:  python scripts/ablation.py --content_dir=../shared/data/bsds500/t
                    --image_size=64 --crop_size=32 --content_size=64 --device=cpu --output=output/ablation
 """
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -26,8 +28,12 @@ from glfa.eval import (METRICS, ModelSpec, Row, average_rows, evaluate, find_pai
                        write_tables)
 from glfa.paths import default_vgg  # noqa: E402
 from glfa.tables import write_csv  # noqa: E402
+from train import parse_args as parse_train_args  # noqa: E402
 
 VARIANTS = ("lct_wce", "lct_ccpl", "sct_wce", "sct_ccpl")
+# train.py arguments that say where and how fast a run goes, not what it trains.
+NOT_COMPARED = {"save_dir", "log_dir", "n_threads", "device", "resume", "keep_last", "save_model_interval",
+                "compile", "channels_last", "max_nonfinite"}
 
 
 @dataclass(frozen=True)
@@ -115,10 +121,29 @@ def train_command(args: argparse.Namespace, v: Variant, folder: Path) -> list[st
     return command + shlex.split(args.train_args)
 
 
+def check_reusable(args: argparse.Namespace, v: Variant, folder: Path) -> None:
+    """Checkpoints already in ``folder`` are reused only when the arguments recorded beside them
+    (``iter_N.json``) are those this ablation would train with; otherwise a ``UserError``."""
+    record = folder / f"iter_{args.max_iter}.json"
+    try:
+        saved = json.loads(record.read_text())["args"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{v.name}: {folder} holds checkpoints of iteration {args.max_iter}, but no readable "
+                        f"{record.name} says how they were trained; use --retrain to train again, or another "
+                        "--output") from None
+    wanted = vars(parse_train_args(train_command(args, v, folder)[2:]))
+    changed = [f"--{key} {saved.get(key)} (now {value})" for key, value in wanted.items()
+               if key not in NOT_COMPARED and saved.get(key) != value]
+    if changed:
+        raise UserError(f"{v.name}: the checkpoints in {folder} were trained with {', '.join(changed)}; "
+                        "use --retrain to train again, or another --output")
+
+
 def train_variant(args: argparse.Namespace, v: Variant, folder: Path) -> ModelSpec:
-    """Train one variant (unless its final checkpoints exist), its output going to ``train.log``."""
+    """Train one variant (unless its final checkpoints exist, trained alike), its output going to ``train.log``."""
     decoder, transform = checkpoints(folder, v, args.max_iter)
     if decoder.is_file() and transform.is_file() and not args.retrain:
+        check_reusable(args, v, folder)
         print(f"{v.name}: reusing {decoder.name} and {transform.name}")
         return ModelSpec(v.name, decoder, transform, v.transform)
     folder.mkdir(parents=True, exist_ok=True)

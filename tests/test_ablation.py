@@ -72,3 +72,25 @@ def test_failed_training_is_one_error_line(flags: list[str], capsys: pytest.Capt
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: training sct_wce failed (exit 2)")
     assert "--num_l 9 exceeds" in error[0] and "train.log" in error[0]
+
+
+def test_checkpoints_are_reused_only_when_trained_with_the_same_arguments(flags: list[str], tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    one = flags + ["--variants", "lct_wce"]
+    ablation.main(one)
+    ablation.main(one)
+    assert "lct_wce: reusing decoder_iter_2.pth.tar" in capsys.readouterr().out
+    for changed, difference in ((["--seed", "4"], "--seed 3 (now 4)"),
+                                (["--batch_size", "2"], "--batch_size 1 (now 2)"),
+                                (["--train_args", "--num_s 2"], "--num_s 4 (now 2)")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(lambda: ablation.main(one + changed))
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and difference in error[0] and "--retrain" in error[0], error
+    (tmp_path / "ablation" / "lct_wce" / "iter_2.json").unlink()     # trained by an older train.py: unknown
+    with pytest.raises(SystemExit):
+        run_main(lambda: ablation.main(one))
+    assert "--retrain" in capsys.readouterr().err
+    ablation.main(one + ["--seed", "4", "--retrain"])
+    assert "lct_wce: trained 2 iterations" in capsys.readouterr().out

@@ -73,7 +73,8 @@ def test_two_ranks_draw_different_images_and_rank0_alone_writes(training_flags: 
     assert len(list((tmp_path / "logs").glob("events.out.tfevents.*"))) == 1
     names = {p.name for p in (tmp_path / "exp").iterdir()}
     assert names == {f"{kind}_iter_{i}.{ext}" for i in (2, 3) for kind, ext in
-                     (("decoder", "pth.tar"), ("lct", "pth.tar"), ("grid", "png"), ("training_state", "pth"))}
+                     (("decoder", "pth.tar"), ("lct", "pth.tar"), ("grid", "png"), ("training_state", "pth"))} | \
+        {"iter_2.json", "iter_3.json"}
     assert rank_output(tmp_path, 0, "stdout").count("saved weights, grid and training_state") == 2
     assert "saved" not in rank_output(tmp_path, 1, "stdout")
     assert "train:" in rank_output(tmp_path, 0, "stderr") and "train:" not in rank_output(tmp_path, 1, "stderr")

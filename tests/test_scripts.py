@@ -165,10 +165,10 @@ def test_test_py_stylises_every_pair_at_the_content_size(trained, folders, tmp_p
     result = subprocess.run(list(map(str, command)), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    sources = {"rgb_odd": (45, 37), "grey": (33, 41), "rgba": (40, 40), "cmyk": (48, 36), "grey16": (36, 50),
-               "tiny": (5, 5)}
+    sources = {"rgb_odd": (45, 37), "grey": (33, 41), "sub/rgba": (40, 40), "cmyk": (48, 36),
+               "sub/grey16": (36, 50), "tiny": (5, 5)}                # sub-folders are kept in the output
     expected = {f"{c}_stylized_{s}.png" for c in sources for s in ("coffee", "rocket")}
-    assert {p.name for p in output.iterdir()} == expected
+    assert {p.relative_to(output).as_posix() for p in output.rglob("*.png")} == expected
     for content, (width, height) in sources.items():
         out_width, out_height = Image.open(output / f"{content}_stylized_coffee.png").size
         scale = 40 / min(width, height)                      # shorter side resized to --content_size
