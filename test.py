@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_ext", default=".jpg",
                         help=f"extension of the output images: {', '.join(SAVE_EXTENSIONS)}")
     parser.add_argument("--output", default=str(REPO_ROOT / "output"), help="folder for the results")
+    parser.add_argument("--contact_sheet", action="store_true",
+                        help="also write contact_sheet.png in --output: content, style and result side by side")
     add_blend_flags(parser)
     parser.add_argument("--style_interpolation_weights", type=weight_list,
                         help="e.g. 1,1,2: mix the --style images with these weights")
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
                 style_size=args.style_size, crop=args.crop, max_size=args.max_size,
                 content_root=Path(args.content_dir) if args.content_dir else None,
                 style_root=Path(args.style_dir) if args.style_dir else None, weights=args.style_interpolation_weights,
-                alpha=args.alpha, preserve_color=args.preserve_color, save_ext=args.save_ext)
+                alpha=args.alpha, preserve_color=args.preserve_color, save_ext=args.save_ext,
+                contact_sheet=args.contact_sheet)
 
 
 if __name__ == "__main__":

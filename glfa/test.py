@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from glfa.cli import UserError
 from glfa.data import UnreadableImage, list_images, load_rgb, read_image_or_fail
-from glfa.images import resize_to_tensor, resized_size
+from glfa.figures import contact_sheet as make_contact_sheet
+from glfa.images import resize_to_tensor, resized_size, thumbnail
 from glfa.inference import Stylizer, read_ahead
 
 SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -62,7 +63,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                 content_size: int = 512, style_size: int = 512, crop: bool = False, max_size: int = 0,
                 content_root: Path | None = None, style_root: Path | None = None,
                 weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
-                save_ext: str = ".jpg") -> None:
+                save_ext: str = ".jpg", contact_sheet: bool = False) -> None:
     """Write every content image stylised with every style image to ``output`` as
     ``<content>_stylized_<style><save_ext>``; with ``weights``, one mix of all the styles per
     content image, ``<content>_interpolation<save_ext>`` (CCPL's name). Contents found under
@@ -71,6 +72,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     Files the user named (``…_root`` None) must be readable. Images found in a folder that cannot
     be read are skipped with a warning; once the others are written, a ``UserError`` counts them.
     Resized images longer than ``max_size`` (0: no limit) are scaled down to it, with a note.
+    ``contact_sheet`` also writes ``contact_sheet.png``: one row per pair, content, style, result.
     """
     if weights and len(weights) != len(style_paths):
         raise UserError(f"{len(weights)} interpolation weights for {len(style_paths)} style images")
@@ -104,6 +106,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     named_contents = list(zip(content_paths, output_names(content_paths, content_root)))
     contents = read_ahead(named_contents, lambda item: read(item[0], content_size, content_root is None))
     written: set[str] = set()  # a last guard: no output of this run overwrites another
+    sheet: list[tuple[str, list[torch.Tensor]]] = []
     with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
         for (_, content_name), content in contents:
             if content is None:
@@ -115,6 +118,11 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                 path = output / f"{name}{save_ext}"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image(result, path)
+                if contact_sheet:
+                    sheet.append((name, [thumbnail(image) for image in (content, style_images[0], result)]))
                 progress.update()
+    if sheet:
+        labels = ["content", "style" if not weights else "first style", "result"]
+        make_contact_sheet(sheet, labels).save(output / "contact_sheet.png")
     if failures:
         raise UserError(f"{len(failures)} image(s) could not be read and were skipped (see warnings above)")

@@ -418,3 +418,14 @@ def test_bad_input_in_a_real_process(trained, bad_files, tmp_path):
     result = subprocess.run([sys.executable, *map(str, command)], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=300)
     assert_one_error_line(result.returncode, result.stderr, "not a readable PyTorch checkpoint")
+
+
+def test_contact_sheet_shows_every_pair(trained, tmp_path, capsys):
+    output = tmp_path / "out"
+    code, _, err = run_script("test.py", ["--content_dir", PHOTOS / "content", "--style", PHOTOS / "style/fog_pier.jpg",
+                                          "--content_size", 32, "--style_size", 32, "--contact_sheet",
+                                          *stylise_args(trained, output)], capsys)
+    assert code == 0, err
+    assert len(list(output.glob("*_stylized_fog_pier.png"))) == 3
+    with Image.open(output / "contact_sheet.png") as sheet:
+        assert sheet.height >= 3 * 128 and sheet.width > 3 * 32          # three rows of content, style, result
