@@ -5,10 +5,10 @@ A variant whose final checkpoints are already there, trained with the same argum
 the ``iter_N.json`` record train.py writes beside them), is not trained again, so an interrupted
 ablation picks up where it stopped; checkpoints trained otherwise stop the run (use --retrain).
 
-Tiny CPU run:  python scripts/ablation.py --content_dir=../shared/data/bsds500/train \
-                   --style_dir=../shared/data/photo_pairs/style --pairs_dir=../shared/data/photo_pairs \
-                   --vgg=../shared/models/vgg_normalised_conv3_1.pth --max_iter=3 --batch_size=1 \
-                   --image_size=64 --crop_size=32 --content_size=64 --device=cpu --output=output/ablation
+Tiny CPU run (a smoke test on the bundled photos):
+    python scripts/ablation.py --content_dir=test/content --style_dir=test/style --pairs_dir=test \
+        --every_pair --max_iter=3 --batch_size=1 --image_size=64 --crop_size=32 --n_threads=0 \
+        --content_size=64 --device=cpu --output=output/ablation_tiny
 """
 import argparse
 import json
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = parser.add_argument_group("evaluation (eval.py's pairs, one of)")
     evaluation.add_argument("--pairs_dir", help="folder with content/ and style/ images paired by number")
     evaluation.add_argument("--pairs", help="text file, one 'content style' pair a line")
+    evaluation.add_argument("--every_pair", "--all_pairs", action="store_true",
+                            help="with --pairs_dir: every content image with every style image, not by number")
     evaluation.add_argument("--content_size", type=non_negative_int, default=512,
                             help="shorter side of the content images (0 keeps the original size)")
     evaluation.add_argument("--style_size", type=non_negative_int,
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} exists and is not a folder")
-    pairs = find_pairs(pairs_dir=args.pairs_dir, pairs_file=args.pairs)
+    pairs = find_pairs(pairs_dir=args.pairs_dir, pairs_file=args.pairs, every_pair=args.every_pair)
 
     models = [train_variant(args, v, output / v.name) for v in args.variants]
     rows = evaluate(pairs, models, output / "eval", vgg=args.vgg, mode=args.training_mode, device=device,
