@@ -389,7 +389,19 @@ def test_ot_plan_gradient_flows_into_the_queries():
     assert (grad_full - grad_frozen).norm() > 0.05 * grad_full.norm()
 
 
-def test_wce_uses_fifty_sinkhorn_iterations_by_default(feats):
+def test_sinkhorn_runs_fifty_iterations_by_default(feats, monkeypatch):
+    """The default plan's columns balance to 1e-5 (one iteration leaves them 1e-2 off, three
+    4e-5), and WCE built with its defaults asks for eps 1 and 50 iterations on every layer."""
+    query, key = unit_rows((2, 12, 6), seed=5), unit_rows((2, 12, 6), seed=6)
+    assert (sinkhorn_weights(query, key).sum(1) / 11 - 1).abs().max() < 1e-5
+    calls, real = [], net.sinkhorn_weights
+    monkeypatch.setattr(net, "sinkhorn_weights",
+                        lambda q, k, eps, iters: calls.append((eps, iters)) or real(q, k, eps, iters))
+    WCE(CHANNELS, num_s=4, num_l=2)(feats, feats, ANCHORS)
+    assert calls == [(1.0, 50)] * len(ANCHORS)
+
+
+def test_wce_matches_infonce_with_a_numpy_sinkhorn_plan(feats):
     """WCE as built by default matches InfoNCE with a numpy 50-iteration Sinkhorn plan."""
     torch.manual_seed(40)
     wce = WCE(CHANNELS, num_s=4, num_l=2)
