@@ -170,44 +170,37 @@ def mode_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _bounded(text: str, kind: type, fits: Callable[[float], bool], requirement: str):
+    """``text`` as a ``kind`` number, or an argparse error stating ``requirement``."""
+    value = _number(text, kind)
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    return _bounded(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer ≥ 0."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
-    return value
+    return _bounded(text, int, lambda v: v >= 0, "zero or more")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return _bounded(text, float, lambda v: v > 0, "a positive number")
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number ≥ 0."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
-    return value
+    return _bounded(text, float, lambda v: v >= 0, "zero or more")
 
 
 def unit_float(text: str) -> float:
     """argparse type: a number in [0, 1]."""
-    value = _number(text, float)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+    return _bounded(text, float, lambda v: 0 <= v <= 1, "between 0 and 1")
 
 
 def positive_int_list(text: str) -> list[int]:
