@@ -10,8 +10,9 @@ Every pair of two folders, with the shipped model: python eval.py --content_dir 
 import argparse
 from pathlib import Path
 
-from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_vgg_flag, autocast_dtype, command_parser,
-                      non_negative_int, positive_int, resolve_device, run_main, zoom_box)
+from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_smoothing_flags, add_vgg_flag, autocast_dtype,
+                      command_parser, non_negative_int, positive_int, resolve_device, run_main, smoothing_choice,
+                      zoom_box)
 from glfa.eval import baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, write_tables
 from glfa.paths import REPO_ROOT
 
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--baselines", type=baseline_type, default=None,
                         help="also evaluate these, comma-separated: reinhard (colour transfer, no network), "
                              "adain (AdaIN decoded by the first model's decoder)")
+    add_smoothing_flags(models, "also evaluate every --model smoothed (as NAME+smooth; the baselines stay "
+                                "unsmoothed)")
     add_vgg_flag(models)
     add_mode_flag(models, "--testing_mode")
     parser.add_argument("--content_size", type=non_negative_int, default=512,
@@ -69,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--every_pair pairs folders; it does not apply to --pairs")
     if args.style_size is None:
         args.style_size = args.content_size
+    args.smoothing = smoothing_choice(args, parser)
     return args
 
 
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = evaluate(pairs, models, args.output, vgg=args.vgg, mode=args.testing_mode, device=device,
                     content_size=args.content_size, style_size=args.style_size, zoom=args.zoom,
                     figure_height=args.figure_height, amp_dtype=autocast_dtype(args.amp, device),
-                    baselines=tuple(args.baselines or ()))
+                    baselines=tuple(args.baselines or ()), smoothing=args.smoothing)
     print(write_tables(rows, args.output))
     print(f"wrote {Path(args.output) / 'metrics.csv'}, metrics.md, figures/ and contact_sheet.png")
 

@@ -1,9 +1,11 @@
-"""Small statistics helpers shared by the model, the losses and inference.
+"""Small statistics helpers shared by the model, the losses and inference, and the guided filter
+of ``--smooth``.
 
 Every feature tensor here is ``(N, C, H, W)``; statistics are taken per sample and per
 channel over the spatial positions.
 """
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 EPS = 1e-5
@@ -109,3 +111,65 @@ def reinhard(content: Tensor, style: Tensor) -> Tensor:
     matched = ((source - source.mean(1, keepdim=True)) / source.std(1, keepdim=True).clamp_min(1e-8)
                * target.std(1, keepdim=True) + target.mean(1, keepdim=True))
     return lab_to_rgb(matched).reshape(content.shape).to(content.dtype).clamp(0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Edge-aware smoothing (``--smooth``): He et al.'s guided filter with a colour guide
+# --------------------------------------------------------------------------------------------
+
+def box_filter(x: Tensor, radius: int) -> Tensor:
+    """Mean over the ``(2r+1)×(2r+1)`` window around every pixel of an ``(N, C, H, W)`` tensor, in fp32.
+
+    Windows are cut at the borders and averaged over the pixels they hold (count normalisation).
+    The box is separable, so it is a row pass then a column pass of ``avg_pool2d``: O(r) a pixel,
+    each sum over at most 2r+1 values (cumulative sums over a whole row would lose fp32 digits).
+    A radius beyond the image is the same as one reaching its far border.
+    """
+    x = full_precision(x)
+    rows, cols = min(radius, x.shape[-2] - 1), min(radius, x.shape[-1] - 1)
+    if cols > 0:
+        x = F.avg_pool2d(x, (1, 2 * cols + 1), stride=1, padding=(0, cols), count_include_pad=False)
+    if rows > 0:
+        x = F.avg_pool2d(x, (2 * rows + 1, 1), stride=1, padding=(rows, 0), count_include_pad=False)
+    return x
+
+
+def guided_filter(guide: Tensor, source: Tensor, radius: int, eps: float) -> Tensor:
+    """He, Sun and Tang's guided filter (TPAMI 2013): ``source`` smoothed where ``guide`` is flat,
+    its edges kept where ``guide`` has them. ``(N, 3, H, W)`` (colour) or ``(N, 1, H, W)`` (grey)
+    guide, ``(N, C, H, W)`` source; returns ``(N, C, H, W)`` in fp32 whatever the inputs' precision.
+
+    In every ``(2r+1)²`` window k the output is an affine function of the guide, ``q = a_kᵀ I + b_k``,
+    fitted to the source by ridge regression: ``a_k = (Σ_k + eps·U)⁻¹ cov_k(I, p)`` and
+    ``b_k = mean_k(p) − a_kᵀ mean_k(I)``, with ``Σ_k`` the guide's 3×3 colour covariance in the
+    window (inverted per pixel by cofactors). Each pixel then averages the ``a``, ``b`` of the
+    windows covering it: ``q = mean(a)ᵀ I + mean(b)``. ``eps`` (in squared intensity) sets which
+    variations count as edges; an output pixel depends on inputs up to ``2·radius`` away.
+    """
+    guide, source = full_precision(guide).float(), full_precision(source).float()
+    n, channels, height, width = source.shape
+    mean_i, mean_p = box_filter(guide, radius), box_filter(source, radius)
+    # cov(I, p) for every guide channel i and source channel c: (N, G, C, H, W)
+    cov_ip = (box_filter((guide[:, :, None] * source[:, None]).flatten(1, 2), radius).view(n, -1, channels, height, width)
+              - mean_i[:, :, None] * mean_p[:, None])
+    if guide.shape[1] == 1:                                    # grey guide: a scalar ridge regression
+        a = cov_ip[:, 0] / (box_filter(guide * guide, radius) - mean_i * mean_i + eps)
+        b = mean_p - a * mean_i
+        return box_filter(a, radius) * guide + box_filter(b, radius)
+    if guide.shape[1] != 3:
+        raise ValueError(f"the guide needs 1 or 3 channels, got {guide.shape[1]}")
+    # Σ + eps·U, its six distinct entries (00, 01, 02, 11, 12, 22), each (N, H, W)
+    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    products = torch.stack([guide[:, i] * guide[:, j] for i, j in pairs], 1)
+    s00, s01, s02, s11, s12, s22 = (box_filter(products, radius)
+                                    - torch.stack([mean_i[:, i] * mean_i[:, j] for i, j in pairs], 1)).unbind(1)
+    s00, s11, s22 = s00 + eps, s11 + eps, s22 + eps
+    # inverse of the symmetric 3×3 matrix: cofactors over the determinant
+    c00, c01, c02 = s11 * s22 - s12 * s12, s02 * s12 - s01 * s22, s01 * s12 - s02 * s11
+    c11, c12, c22 = s00 * s22 - s02 * s02, s01 * s02 - s00 * s12, s00 * s11 - s01 * s01
+    det = s00 * c00 + s01 * c01 + s02 * c02
+    inverse = torch.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22], 1).view(n, 3, 3, 1, height, width)
+    a = (inverse * cov_ip[:, None]).sum(2) / det[:, None, None]          # (N, 3, C, H, W): a[:, i, c]
+    b = mean_p - (a * mean_i[:, :, None]).sum(1)
+    mean_a = box_filter(a.flatten(1, 2), radius).view(n, 3, channels, height, width)
+    return (mean_a * guide[:, :, None]).sum(1) + box_filter(b, radius)

@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      autocast_dtype, command_parser, non_negative_int, resolve_device, run_main,
-                      transform_choice, weight_list)
+                      add_smoothing_flags, autocast_dtype, command_parser, non_negative_int, resolve_device,
+                      run_main, smoothing_choice, transform_choice, weight_list)
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
 from glfa.test import SAVE_EXTENSIONS, gather_inputs, stylize_all
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--contact_sheet", action="store_true",
                         help="also write contact_sheet.png in --output: content, style and result side by side")
     add_blend_flags(parser)
+    add_smoothing_flags(parser)
     parser.add_argument("--style_interpolation_weights", type=weight_list,
                         help="e.g. 1,1,2: mix the --style images with these weights")
     add_device_flag(parser)
@@ -53,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.transform_path, args.transform = transform_choice(args)
+    args.smoothing = smoothing_choice(args, parser)
     if not args.save_ext.startswith("."):
         args.save_ext = "." + args.save_ext
     if args.save_ext.lower() not in SAVE_EXTENSIONS:
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
                                          amp_dtype=autocast_dtype(args.amp, device), tile_size=args.tile_size,
-                                         channels_last=args.channels_last, compile=args.compile, progress=True)
+                                         channels_last=args.channels_last, compile=args.compile, progress=True,
+                                         smooth=args.smoothing)
     stylize_all(stylizer, content_paths, style_paths, Path(args.output), content_size=args.content_size,
                 style_size=args.style_size, crop=args.crop, max_size=args.max_size,
                 content_root=Path(args.content_dir) if args.content_dir else None,

@@ -11,6 +11,7 @@ from pathlib import Path
 from glfa.cli import (UserError, add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
                       autocast_dtype, command_parser, non_negative_int, positive_float, positive_int, resolve_device,
                       run_main, transform_choice)
+from glfa.cli import add_smoothing_flags, smoothing_choice
 from glfa.images import read_image
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style_size", type=non_negative_int, default=512,
                         help="shorter side of the style image (0 keeps the original size)")
     add_blend_flags(parser)
+    add_smoothing_flags(parser, "smooth each stylised frame")
     parser.add_argument("--flow", choices=("tvl1", "none"), default="tvl1",
                         help="optical flow for the warped error (tvl1: scikit-image, slow on large frames)")
     parser.add_argument("--fps", type=positive_float, default=10.0, help="frame rate of preview.gif")
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.transform_path, args.transform = transform_choice(args)
+    args.smoothing = smoothing_choice(args)
     return args
 
 
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
-                                         amp_dtype=autocast_dtype(args.amp, device))
+                                         amp_dtype=autocast_dtype(args.amp, device), smooth=args.smoothing)
     means = process_video(stylizer, frame_paths, style, output, content_size=args.content_size, alpha=args.alpha,
                           preserve_color=args.preserve_color, flow=args.flow == "tvl1", fps=args.fps,
                           preview_height=args.preview_height)

@@ -4,11 +4,14 @@ import argparse
 import contextlib
 import math
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from net import parse_mode
+
+if TYPE_CHECKING:
+    from glfa.inference import Smoothing
 
 MODE_FLAGS = ("--testing_mode", "--training_mode", "--mode")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
@@ -148,6 +151,38 @@ def add_blend_flags(parser: argparse._ActionsContainer) -> None:
                         help="match the style image's colours to the content first (keeps the content's colours)")
 
 
+def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "smooth each result") -> None:
+    """``--smooth`` (``what`` it does in the command) with ``--smooth_radius`` and ``--smooth_eps``;
+    ``smoothing_choice`` turns them into a ``Smoothing``."""
+    from glfa.inference import Smoothing  # glfa.inference imports this module
+
+    parser.add_argument("--smooth", action="store_true",
+                        help=f"{what} with an edge-aware guided filter guided by the content photo "
+                             "(removes small artifacts, keeps edges)")
+    parser.add_argument("--smooth_radius", type=positive_int, metavar="PX",
+                        help=f"with --smooth: the filter's window radius in pixels (default: {Smoothing.radius})")
+    parser.add_argument("--smooth_eps", type=smooth_eps, metavar="EPS",
+                        help=f"with --smooth: edges are guide variations above about sqrt(EPS) on a 0-1 scale; "
+                             f"larger smooths more (default: {Smoothing.eps:g})")
+
+
+def smoothing_choice(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> "Smoothing | None":
+    """The ``Smoothing`` the smoothing flags ask for, or None without ``--smooth``. ``--smooth_radius``
+    or ``--smooth_eps`` without ``--smooth`` would do nothing: an error (``parser``'s, or a ``UserError``)."""
+    from glfa.inference import Smoothing
+
+    given = {"radius": args.smooth_radius, "eps": args.smooth_eps}
+    given = {name: value for name, value in given.items() if value is not None}
+    if not args.smooth:
+        if given:
+            message = f"--smooth_{next(iter(given))} needs --smooth"
+            if parser is None:
+                raise UserError(message)
+            parser.error(message)
+        return None
+    return Smoothing(**given)
+
+
 def add_device_flag(parser: argparse._ActionsContainer) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
 
@@ -196,6 +231,13 @@ def positive_float(text: str) -> float:
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number ≥ 0."""
     return _bounded(text, float, lambda v: v >= 0, "zero or more")
+
+
+def smooth_eps(text: str) -> float:
+    """argparse type: the guided filter's eps, a finite number ≥ 1e-6 (``inference.MIN_SMOOTH_EPS``)."""
+    from glfa.inference import MIN_SMOOTH_EPS
+
+    return _bounded(text, float, lambda v: v >= MIN_SMOOTH_EPS, f"at least {MIN_SMOOTH_EPS:g}")
 
 
 def unit_float(text: str) -> float:

@@ -17,7 +17,7 @@ from glfa.cli import UserError
 from glfa.data import list_images
 from glfa.figures import comparison_figure, contact_sheet
 from glfa.images import read_image, thumbnail
-from glfa.inference import Stylizer
+from glfa.inference import Smoothing, Stylizer
 from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim
 from glfa.paths import default_vgg, shipped_model
 from glfa.tables import markdown_table, write_csv
@@ -26,6 +26,7 @@ from net import parse_mode
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 SHIPPED_NAME = "shipped"
+SMOOTHED_SUFFIX = "+smooth"
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,16 @@ class Reinhard:
         return reinhard(content, styles[0])
 
 
+class Smoothed:
+    """A model evaluated with ``--smooth``: the same ``Stylizer``, its results smoothed."""
+
+    def __init__(self, stylizer: Stylizer, smoothing: Smoothing):
+        self.stylizer, self.smoothing = stylizer, smoothing
+
+    def stylize(self, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
+        return self.stylizer.stylize(content, styles, smooth=self.smoothing)
+
+
 BASELINES = ("reinhard", "adain")
 
 
@@ -246,19 +257,22 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, 
              mode: str = "photo", device: torch.device | str = "cpu", content_size: int = 512,
              style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
              figure_height: int = 256, amp_dtype: torch.dtype | None = None,
-             baselines: tuple[str, ...] = ()) -> list[Row]:
+             baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None) -> list[Row]:
     """Stylise every pair with every model and measure it; write the results, a comparison
     figure per pair and a contact sheet under ``output``. Returns one row per pair and model.
 
     ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
-    by the first model's decoder) as further rows. A non-finite metric is an error for that model.
+    by the first model's decoder) as further rows. ``smoothing`` adds a row per model, ``NAME+smooth``,
+    with its results smoothed (the baselines are left as they are). A non-finite metric is an
+    error for that model.
 
     Each model is loaded once. Every new combination of image sizes is stylised once untimed
     first, so the time per image leaves out one-off costs (cuDNN picks its algorithms per size).
     ``metrics.csv`` is rewritten after every pair, so an interrupted run keeps its numbers.
     ``vgg`` left out is the mode's encoder in ``models/``.
     """
-    names = [m.name for m in models] + list(baselines)
+    smoothed = [m.name + SMOOTHED_SUFFIX for m in models] if smoothing is not None else []
+    names = [m.name for m in models] + smoothed + list(baselines)
     if len(set(names)) != len(names):
         raise UserError(f"model names must differ, got {', '.join(names)}")
     output = Path(output)
@@ -270,6 +284,8 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, 
     stylizers = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
                                                    kind=m.kind, device=device, amp_dtype=amp_dtype)
                  for m in models}
+    for model, name in zip(models, smoothed):
+        stylizers[name] = Smoothed(stylizers[model.name], smoothing)
     if "adain" in baselines:
         first = stylizers[models[0].name]
         stylizers["adain"] = Stylizer(first.encoder, first.decoder, AdaINTransform(), spec, device=device,

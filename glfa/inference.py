@@ -8,12 +8,19 @@ reach, with origins on multiples of its downscale so the max-pool windows line u
 feature map; take its statistics exactly; then transform and decode tile by tile, each
 feature tile grown by the decoder's reach, and crop the halos. The result equals the untiled
 one up to floating-point rounding.
+
+``Smoothing`` (``--smooth``) finishes the result with a guided filter whose guide is the content
+photo (as FastPhotoStyle and PCA-KD do): it removes the decoder's small artifacts and raises the
+structural similarity at a small cost in style. It runs on the device, on the result cropped back
+to the content's frame, tile by tile with a halo of its reach (``2·radius``) when the image is
+tiled, so tiled and whole results agree.
 """
 import itertools
 import math
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
@@ -22,7 +29,7 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from function import calc_mean_std, coral, full_precision
+from function import calc_mean_std, coral, full_precision, guided_filter
 from glfa.checkpoint import load_decoder, load_encoder, load_transform
 from glfa.cli import UserError, autocast, configure_backends, resolve_device
 from glfa.images import as_tensor, to_pil
@@ -35,6 +42,10 @@ from net import SCT, ModeSpec, parse_mode
 MAX_AUTO_TILE = 2048
 BYTES_PER_PIXEL = 64 * 4 * 4
 TILE_MULTIPLE = 64
+
+# The lowest --smooth_eps: below it the filter's 3×3 determinants (about eps³ in flat regions)
+# leave fp32's range, and the output is the noisy result itself anyway.
+MIN_SMOOTH_EPS = 1e-6
 
 Item = TypeVar("Item")
 Loaded = TypeVar("Loaded")
@@ -123,6 +134,63 @@ def read_ahead(items: Iterable[Item], load: Callable[[Item], Loaded], depth: int
             yield item, future.result()
 
 
+@dataclass(frozen=True)
+class Smoothing:
+    """Edge-aware smoothing of a result by a guided filter (He et al.) with the content photo as
+    guide. ``radius`` is the window's half-width in pixels of the result (fixed, not scaled with
+    the image, so tiles agree with the whole); ``eps`` (on [0, 1] intensities, squared) is the
+    guide's local variance below which the result is flattened: larger smooths more.
+    The defaults were chosen on the shared photo pairs (README, "The shipped model")."""
+
+    radius: int = 8
+    eps: float = 1e-3
+
+    def __post_init__(self):
+        if isinstance(self.radius, bool) or not isinstance(self.radius, int) or self.radius < 1:
+            raise ValueError(f"Smoothing radius must be a positive integer, got {self.radius!r}")
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= MIN_SMOOTH_EPS):
+            raise ValueError(f"Smoothing eps must be a finite number ≥ {MIN_SMOOTH_EPS:g}, got {self.eps!r}")
+
+    @property
+    def reach(self) -> int:
+        """How far, in pixels, an output pixel depends on the inputs: a box filter of box filters."""
+        return 2 * self.radius
+
+    def __call__(self, guide: Tensor, result: Tensor) -> Tensor:
+        """``result`` ``(N, C, H, W)`` smoothed with ``guide`` ``(N, 3, H, W)``, in fp32, clamped to [0, 1]."""
+        return guided_filter(guide, result, self.radius, self.eps).clamp(0, 1)
+
+
+def smoothing_option(smooth: "Smoothing | bool | None") -> Smoothing | None:
+    """A ``smooth=`` argument as a ``Smoothing`` or None: True is the default ``Smoothing()``,
+    False and None are none."""
+    if smooth is None or smooth is False:
+        return None
+    if smooth is True:
+        return Smoothing()
+    if isinstance(smooth, Smoothing):
+        return smooth
+    raise TypeError(f"smooth must be a Smoothing, True, False or None, got {type(smooth).__name__}")
+
+
+def smooth_tiled(guide: Tensor, result: Tensor, smoothing: Smoothing, tile: int,
+                 progress: tqdm | None = None) -> Tensor:
+    """``smoothing(guide, result)`` of ``(1, C, H, W)`` images computed in tiles of at most
+    ``tile`` px (0: whole), each grown by the filter's reach and cropped back, so the tiles
+    equal the whole. ``progress`` counts the tiles."""
+    if not tile:
+        return smoothing(guide, result)
+    height, width = result.shape[-2:]
+    smoothed = torch.empty_like(result, dtype=torch.float32)
+    for y0, y1, hy0, hy1 in spans(height, tile, smoothing.reach):
+        for x0, x1, hx0, hx1 in spans(width, tile, smoothing.reach):
+            part = smoothing(guide[..., hy0:hy1, hx0:hx1], result[..., hy0:hy1, hx0:hx1])
+            smoothed[..., y0:y1, x0:x1] = part[..., y0 - hy0:y1 - hy0, x0 - hx0:x1 - hx0]
+            if progress is not None:
+                progress.update()
+    return smoothed
+
+
 class Stylizer:
     """Encoder, transform and decoder for inference, with the options of the CCPL family:
     ``alpha`` blending, interpolation between styles, and colour preservation.
@@ -134,13 +202,16 @@ class Stylizer:
     processed whole); a positive size tiles every image larger than it. ``amp_dtype`` runs
     the convolutions in bf16/fp16 while statistics stay fp32; ``channels_last`` and
     ``compile`` are the other GPU speed options. ``device`` None is CUDA when present.
-    ``progress`` shows a progress bar over the tiles of a tiled image (stderr).
+    ``progress`` shows a progress bar over the tiles of a tiled image (stderr). ``smooth`` is the
+    calls' default smoothing (a ``Smoothing``, True for the default one, or None for none).
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: SCT, mode: str | ModeSpec = "photo", *,
                  device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
-                 tile_size: int = 0, channels_last: bool = False, compile: bool = False, progress: bool = False):
+                 tile_size: int = 0, channels_last: bool = False, compile: bool = False, progress: bool = False,
+                 smooth: Smoothing | bool | None = None):
         self.spec = parse_mode(mode)
+        self.smooth = smoothing_option(smooth)
         self.progress = progress
         self.device = resolve_device(device)
         self.amp_dtype = amp_dtype
@@ -169,10 +240,11 @@ class Stylizer:
         return cls(encoder, load_decoder(decoder, spec), load_transform(transform, spec, kind), spec, **options)
 
     def __call__(self, content: Image.Image | Tensor, style: Image.Image | Tensor, *, alpha: float = 1.0,
-                 preserve_color: bool = False) -> Image.Image | Tensor:
+                 preserve_color: bool = False, smooth: Smoothing | bool | None = None) -> Image.Image | Tensor:
         """Stylise ``content`` with ``style``, at the content's size: PIL images (any mode) give a
-        PIL image, ``(3, H, W)`` tensors in [0, 1] a tensor."""
-        result = self.stylize(as_tensor(content), [as_tensor(style)], alpha=alpha, preserve_color=preserve_color)
+        PIL image, ``(3, H, W)`` tensors in [0, 1] a tensor. ``smooth``: see ``stylize``."""
+        result = self.stylize(as_tensor(content), [as_tensor(style)], alpha=alpha, preserve_color=preserve_color,
+                              smooth=smooth)
         return to_pil(result) if isinstance(content, Image.Image) else result
 
     def check_size(self, image: Tensor, what: str) -> None:
@@ -237,13 +309,15 @@ class Stylizer:
     @torch.no_grad()
     def stylize(self, content: Tensor, styles: list[Tensor], weights: list[float] | None = None,
                 alpha: float = 1.0, preserve_color: bool = False, tile_size: int | None = None,
-                to_cpu: bool = True) -> Tensor:
+                to_cpu: bool = True, smooth: Smoothing | bool | None = None) -> Tensor:
         """Stylise one ``(3, H, W)`` content image in [0, 1]; returns ``(3, H, W)`` in [0, 1].
 
         Several styles are mixed with ``weights`` in feature space. Sizes that are not a
         multiple of the encoder's downscale are reflection-padded and cropped back.
-        ``tile_size`` overrides the Stylizer's for this call; ``to_cpu=False`` leaves the
-        result on the device (benchmarks).
+        ``smooth`` (a ``Smoothing``, True for the default one, False for none; None: the
+        Stylizer's ``smooth``) filters the cropped result, guided by the content, in the same
+        tiles as the network. ``tile_size`` overrides the Stylizer's for this call;
+        ``to_cpu=False`` leaves the result on the device (benchmarks).
         """
         self.check_size(content, "the content image")
         if weights is None:
@@ -256,21 +330,36 @@ class Stylizer:
         content = content.to(self.device)
         padded = F.pad(content[None], (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else content[None]
         styles = [coral(style.to(self.device), content) if preserve_color else style for style in styles]
+        smoothing = self.smooth if smooth is None else smoothing_option(smooth)
         tile = self._tile_for(*padded.shape[-2:], tile_size)
         if tile:
-            with self._tile_progress(padded, tile) as progress:
+            with self._tile_progress(padded, tile, smoothing is not None) as progress:
                 result = self._stylize_tiled(padded, styles, weights, alpha, tile, tile_size, progress)
+                result = self._finish(result, content, smoothing, tile, progress)
         else:
-            result = self._stylize_whole(padded, styles, weights, alpha)
-        result = result[0, :, :height, :width].float().clamp(0, 1)
+            result = self._finish(self._stylize_whole(padded, styles, weights, alpha), content, smoothing, 0)
         return result.cpu() if to_cpu else result
 
-    def _tile_progress(self, padded: Tensor, tile: int) -> tqdm:
-        """A progress bar over the content's tiles, encoded then decoded (hidden without ``progress``)."""
+    @staticmethod
+    def _finish(result: Tensor, content: Tensor, smoothing: Smoothing | None, tile: int,
+                progress: tqdm | None = None) -> Tensor:
+        """The padded ``(1, 3, H', W')`` result cropped to the content's frame and clamped to [0, 1],
+        then smoothed with the content as guide (in tiles of ``tile`` px, 0: whole): ``(3, H, W)``."""
+        height, width = content.shape[-2:]
+        result = result[..., :height, :width].float().clamp(0, 1)
+        if smoothing is not None:
+            result = smooth_tiled(content[None].float(), result, smoothing, tile, progress)
+        return result[0]
+
+    def _tile_progress(self, padded: Tensor, tile: int, smoothing: bool = False) -> tqdm:
+        """A progress bar over the content's tiles, encoded, decoded, then smoothed when
+        ``smoothing`` (hidden without ``progress``)."""
         ds = self.spec.downscale
         height, width = padded.shape[-2:]
         tiles = len(spans(height, tile, 0, ds)) * len(spans(width, tile, 0, ds)) + \
             len(spans(-(-height // ds), tile // ds, 0)) * len(spans(-(-width // ds), tile // ds, 0))
+        if smoothing:   # the content's tiles number the same as the padded image's: tile is a multiple of ds
+            tiles += len(spans(height, tile, 0)) * len(spans(width, tile, 0))
         return tqdm(total=tiles, desc="tiles", unit="tile", leave=False, dynamic_ncols=True, disable=not self.progress)
 
     def _stylize_whole(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float) -> Tensor:
