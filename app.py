@@ -1,0 +1,43 @@
+"""A local web demo: a page where a content and a style photo (uploaded, or picked from test/) are
+stylised with a chosen alpha, colour preservation and smoothing, shown side by side and downloaded.
+
+Example: pip install -r requirements-demo.txt && python app.py      (then open http://127.0.0.1:7860/)
+         (the shipped photo model; --decoder and --LCT name other checkpoints)
+"""
+import argparse
+
+from glfa.app import MAX_SIDE, Demo, port_number, serve
+from glfa.cli import (add_device_flag, add_mode_flag, add_model_flags, command_parser, positive_int,
+                      resolve_device, run_main, transform_choice)
+from glfa.inference import Stylizer
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(__doc__)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 opens the demo to the whole network)")
+    parser.add_argument("--port", type=port_number, default=7860, help="port to listen on (0: any free port)")
+    parser.add_argument("--max_side", type=positive_int, default=MAX_SIDE,
+                        help="photos longer than this on a side (px) are scaled down to it, and the page says so")
+    add_model_flags(parser)
+    add_mode_flag(parser, "--testing_mode")
+    add_device_flag(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.transform_path, args.transform = transform_choice(args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
+                                         mode=args.testing_mode, kind=args.transform,
+                                         device=resolve_device(args.device))
+    serve(Demo(stylizer, args.max_side), args.host, args.port)
+
+
+if __name__ == "__main__":
+    run_main(main)
