@@ -1,26 +1,33 @@
-"""Stylise a folder of video frames with one style and measure temporal consistency: the
-frame-to-frame differences of the stylised frames against the content's and, with optical flow,
-the warped error. Writes the frames, a preview GIF, the per-step CSV, a summary and figures.
+"""Stylise a video file (.mp4, .mov, .webm) or a folder of video frames with one style and measure
+temporal consistency: the frame-to-frame differences of the stylised frames against the content's
+and, with optical flow, the warped error. Writes the stylised frames, <name>_stylized.mp4 (the
+input's frame count and rate), a preview GIF, the per-step CSV, a summary and figures.
 
-Example: python video.py --frames_dir=frames/ --style=test/style/sunset_boats.jpg --output=output/video
+Example: python video.py clip.mp4 --style=test/style/sunset_boats.jpg --output=output/video
+         python video.py frames/ --style=test/style/sunset_boats.jpg --fps=24
          (the shipped photo model; --decoder and --LCT name other checkpoints)
 """
 import argparse
+from fractions import Fraction
 from pathlib import Path
 
 from glfa.cli import (UserError, add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      autocast_dtype, command_parser, non_negative_int, positive_float, positive_int, resolve_device,
+                      autocast_dtype, command_parser, non_negative_int, positive_int, resolve_device,
                       run_main, transform_choice)
 from glfa.cli import add_smoothing_flags, smoothing_choice
 from glfa.images import read_image
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
-from glfa.video import list_frames, process_video, summary_markdown
+from glfa.video import (MAX_FPS, VIDEO_EXTENSIONS, open_clip, process_video, stylised_video_name,
+                        summary_markdown)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(__doc__)
-    parser.add_argument("--frames_dir", required=True, help="folder of frames (sorted naturally: 2 before 10)")
+    parser.add_argument("input", nargs="?", metavar="VIDEO_OR_FOLDER",
+                        help=f"a video file ({', '.join(VIDEO_EXTENSIONS)}, any case) or a folder of frames")
+    parser.add_argument("--frames_dir", help="folder of frames (sorted naturally: 2 before 10); the same as "
+                                             "giving the folder as VIDEO_OR_FOLDER")
     parser.add_argument("--style", required=True, help="the style image")
     add_model_flags(parser)
     add_mode_flag(parser, "--testing_mode")
@@ -32,14 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_smoothing_flags(parser, "smooth each stylised frame")
     parser.add_argument("--flow", choices=("tvl1", "none"), default="tvl1",
                         help="optical flow for the warped error (tvl1: scikit-image, slow on large frames)")
-    parser.add_argument("--fps", type=positive_float, default=10.0, help="frame rate of preview.gif")
+    parser.add_argument("--fps", type=frame_rate,
+                        help="frame rate of the stylised MP4 and preview.gif, as a number or a fraction such "
+                             "as 30000/1001 (default: a video file's own rate; 25 for a frame folder)")
     parser.add_argument("--preview_height", type=positive_int, default=256,
                         help="preview.gif frames are shrunk to at most this height")
     parser.add_argument("--output", default=str(REPO_ROOT / "output" / "video"),
-                        help="folder for the frames, the GIF, the tables and the figures")
+                        help="folder for the frames, the MP4, the GIF, the tables and the figures")
     add_device_flag(parser)
     add_amp_flag(parser)
     return parser
+
+
+def frame_rate(text: str) -> Fraction:
+    """argparse type: frames per second, a number or a fraction (``30000/1001``), above 0 and at most 1000."""
+    try:
+        rate = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate (a number such as 25 or 29.97, or a "
+                                         "fraction such as 30000/1001)") from None
+    if not 0 < rate <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_FPS}, got {text}")
+    return rate.limit_denominator(1001) if rate.denominator > 1001 else rate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,18 +75,21 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} exists and is not a folder")
-    frame_paths = list_frames(args.frames_dir)
+    if bool(args.input) == bool(args.frames_dir):
+        raise UserError("give one video file or frame folder: as VIDEO_OR_FOLDER or as --frames_dir"
+                        + (", not both" if args.input else ""))
+    clip = open_clip(args.input or args.frames_dir, args.fps)
     style = read_image(args.style, args.style_size)
     device = resolve_device(args.device)
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
                                          amp_dtype=autocast_dtype(args.amp, device), smooth=args.smoothing)
-    means = process_video(stylizer, frame_paths, style, output, content_size=args.content_size, alpha=args.alpha,
-                          preserve_color=args.preserve_color, flow=args.flow == "tvl1", fps=args.fps,
+    means = process_video(stylizer, clip, style, output, content_size=args.content_size, alpha=args.alpha,
+                          preserve_color=args.preserve_color, flow=args.flow == "tvl1",
                           preview_height=args.preview_height)
-    print(summary_markdown(means, len(frame_paths)))
-    print(f"wrote {len(frame_paths)} frames to {output / 'frames'}, preview.gif, temporal.csv, temporal.md, "
-          "consistency_plot.png and consistency_strip.png")
+    print(summary_markdown(means, len(clip)))
+    print(f"wrote {len(clip)} frames to {output / 'frames'}, {stylised_video_name(clip)} ({clip.rate} fps), "
+          "preview.gif, temporal.csv, temporal.md, consistency_plot.png and consistency_strip.png")
 
 
 if __name__ == "__main__":

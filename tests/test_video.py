@@ -2,6 +2,7 @@
 import csv
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -60,12 +61,20 @@ def test_warped_error_follows_motion_that_plain_differences_do_not():
 
 
 def test_stylised_frames_as_steady_as_content_give_ratio_one():
-    content = translating_frames() * 0.5
+    # Noise of its own in every frame gives the content a warped error above the ratio floor.
+    noise = 0.03 * torch.randn(4, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    content = (translating_frames() * 0.5 + noise).clamp(0, 1)
     flickering = content + torch.tensor([0.0, 0.3, 0.0, 0.3]).view(4, 1, 1, 1)
     steady = video.summary(video.temporal_metrics(content, content, video.backward_flows(content)))
+    assert steady["content_warped"] > video.RATIO_FLOOR
     assert steady["diff_ratio"] == pytest.approx(1.0) and steady["warped_ratio"] == pytest.approx(1.0)
     flicker = video.summary(video.temporal_metrics(content, flickering))
     assert flicker["diff_ratio"] > 2 and "warped_ratio" not in flicker
+    # Without the noise the content follows its flow almost exactly: no warped ratio, just the values.
+    clean = translating_frames() * 0.5
+    exact = video.summary(video.temporal_metrics(clean, clean, video.backward_flows(clean)))
+    assert exact["content_warped"] < video.RATIO_FLOOR and "warped_ratio" not in exact
+    assert exact["diff_ratio"] == pytest.approx(1.0)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +104,12 @@ def test_video_command_writes_frames_gif_tables_and_figures(tmp_path: Path, rand
                     "--output", str(output), "--device", "cpu"])
 
     printed = capsys.readouterr().out
-    assert "stylised_diff" in printed and "warped_ratio" in printed
+    assert "stylised_diff" in printed and "| stylised_warped |" in printed and "| warped_ratio |" in printed
+    assert "frames_stylized.mp4 (25 fps)" in printed
+    with av.open(str(output / "frames_stylized.mp4")) as movie:
+        stream = movie.streams.video[0]
+        assert (stream.average_rate, stream.width, stream.height) == (25, 32, 32)
+        assert sum(1 for _ in movie.decode(stream)) == 5
     written = sorted((output / "frames").iterdir())
     assert [p.name for p in written] == [f"f{t}.png" for t in range(5)]
     assert Image.open(written[0]).size == (32, 32)
