@@ -347,20 +347,28 @@ class CCPL(nn.Module):
         query, key = self.queries_and_keys(blocks_result, blocks_content, head)
         return {"nce": info_nce(query, key, self.tau)}
 
-    def forward(self, feats_result: list[Tensor], feats_content: list[Tensor],
-                anchors: list[Tensor] | None = None) -> dict[str, Tensor]:
-        """Sum of the per-layer losses. ``anchors`` pins one ``(num_s, 2)`` tensor per used
-        layer (for tests); otherwise anchors are drawn at random, shared by the batch."""
+    def layer_blocks(self, feats_result: list[Tensor], feats_content: list[Tensor],
+                     anchors: list[Tensor] | None = None) -> list[tuple[Tensor, Tensor, nn.Module]]:
+        """Per used layer: the result's and the content's 3×3 blocks around the anchors, and the
+        layer's head. ``anchors`` pins one ``(num_s, 2)`` tensor per used layer (for tests);
+        otherwise anchors are drawn at random, shared by the batch."""
         first = len(feats_result) - self.num_l
-        total: dict[str, Tensor] = {}
+        layers = []
         for i in range(first, len(feats_result)):
             result, content = feats_result[i], feats_content[i]
             h, w = result.shape[2:]
             layer_anchors = (anchors[i - first] if anchors is not None
                              else sample_anchors(h, w, self.num_s, result.device))
             index = neighbourhood_index(layer_anchors.to(result.device), w)
-            terms = self.layer_loss(gather_blocks(result, index), gather_blocks(content, index), self.heads[i])
-            for name, value in terms.items():
+            layers.append((gather_blocks(result, index), gather_blocks(content, index), self.heads[i]))
+        return layers
+
+    def forward(self, feats_result: list[Tensor], feats_content: list[Tensor],
+                anchors: list[Tensor] | None = None) -> dict[str, Tensor]:
+        """Sum of the per-layer losses (``anchors`` as in ``layer_blocks``)."""
+        total: dict[str, Tensor] = {}
+        for blocks_result, blocks_content, head in self.layer_blocks(feats_result, feats_content, anchors):
+            for name, value in self.layer_loss(blocks_result, blocks_content, head).items():
                 total[name] = total[name] + value if name in total else value
         return total
 
@@ -374,11 +382,40 @@ class WCE(CCPL):
         super().__init__(channels, num_s, num_l, tau)
         self.ot_eps, self.ot_iters = ot_eps, ot_iters
 
-    def layer_loss(self, blocks_result: Tensor, blocks_content: Tensor, head: nn.Module) -> dict[str, Tensor]:
-        query, key = self.queries_and_keys(blocks_result, blocks_content, head)
+    def forward(self, feats_result: list[Tensor], feats_content: list[Tensor],
+                anchors: list[Tensor] | None = None) -> dict[str, Tensor]:
+        """The OT-weighted InfoNCE and the KL term, each summed over the used layers.
+
+        Layers with as many anchors run their InfoNCE as one batch: their queries and keys are
+        zero-padded to the widest head's width and stacked along the batch. Padding changes no
+        dot product, so no kernel, plan or logit, and the Sinkhorn loop's 2×``ot_iters`` small
+        steps run once instead of once per layer (on a GPU that loop is launch-bound). Stacked
+        layers have the same N·S vectors each, so the stack's mean × its layer count is the sum
+        of their losses.
+        """
+        layers = self.layer_blocks(feats_result, feats_content, anchors)
+        kl = sum(neighbourhood_kl(blocks_result, blocks_content) for blocks_result, blocks_content, _ in layers)
+        return {"nce": self.stacked_nce(layers), "kl": kl}
+
+    def stacked_nce(self, layers: list[tuple[Tensor, Tensor, nn.Module]]) -> Tensor:
+        """The weighted InfoNCE summed over ``layers`` (from ``layer_blocks``), stacked as above."""
+        stacks: dict[int, list[tuple[Tensor, Tensor]]] = {}
+        for blocks_result, blocks_content, head in layers:
+            query, key = self.queries_and_keys(blocks_result, blocks_content, head)
+            stacks.setdefault(query.shape[1], []).append((query, key))
+        return sum(len(pairs) * self.weighted_nce(*stacked(pairs)) for pairs in stacks.values())
+
+    def weighted_nce(self, query: Tensor, key: Tensor) -> Tensor:
+        """InfoNCE with each negative's logit raised by tau × the log of its OT weight."""
         weights = sinkhorn_weights(query, key, self.ot_eps, self.ot_iters)
-        nce = info_nce(query, key, self.tau, log_weights=weights.clamp_min(1e-30).log())
-        return {"nce": nce, "kl": neighbourhood_kl(blocks_result, blocks_content)}
+        return info_nce(query, key, self.tau, log_weights=weights.clamp_min(1e-30).log())
+
+
+def stacked(pairs: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """``(N, S, D_l)`` query/key pairs zero-padded to the widest D and concatenated along N."""
+    width = max(query.shape[-1] for query, _ in pairs)
+    return tuple(torch.cat([F.pad(pair[side], (0, width - pair[side].shape[-1])) for pair in pairs])
+                 for side in (0, 1))
 
 
 CONTRASTIVE = {"wce": WCE, "ccpl": CCPL}

@@ -24,9 +24,9 @@ from torch.utils.data import DataLoader
 from glfa.cli import autocast, configure_backends
 from glfa.data import ImageFolderDataset, training_transform
 from glfa.inference import Stylizer
-from glfa.train import train_step
-from net import (CCPL, NEIGHBOUR_OFFSETS, WCE, LossWeights, StyleTransferNet, gather_blocks, info_nce,
-                 neighbourhood_index, neighbourhood_kl, projected_differences, sample_anchors, sinkhorn_weights, style_loss)
+from glfa.train import Process, all_finite, global_values, train_step
+from net import (CCPL, NEIGHBOUR_OFFSETS, WCE, LossWeights, StyleTransferNet, info_nce, neighbourhood_kl,
+                 projected_differences, sample_anchors, style_loss)
 from sampler import InfiniteSampler
 
 LOSS_WEIGHTS = LossWeights()
@@ -199,11 +199,8 @@ def training_parts(network: StyleTransferNet, content: Tensor, style: Tensor, am
     if loss is not None:
         def contrastive_term(term: str) -> Callable[[], None]:
             def run() -> None:
-                leaves = _leaves(result_feats)
                 with autocast(device, amp_dtype):
-                    total = sum(_layer_term(loss, leaves[i], content_feats[i], i, term)
-                                for i in range(len(leaves) - loss.num_l, len(leaves)))
-                total.backward()
+                    _contrastive_term(loss, _leaves(result_feats), content_feats, term).backward()
             return run
 
         def whole() -> None:
@@ -218,35 +215,104 @@ def training_parts(network: StyleTransferNet, content: Tensor, style: Tensor, am
     return {name: timer(fn) for name, fn in parts.items()}
 
 
-def _layer_term(loss: CCPL, result: Tensor, content: Tensor, layer: int, term: str) -> Tensor:
-    """One layer's NCE or KL term alone (the module computes both together)."""
-    height, width = result.shape[2:]
-    index = neighbourhood_index(sample_anchors(height, width, loss.num_s, result.device), width)
-    blocks_result, blocks_content = gather_blocks(result, index), gather_blocks(content, index)
+def _contrastive_term(loss: CCPL, feats_result: list[Tensor], feats_content: list[Tensor], term: str) -> Tensor:
+    """The loss module's NCE or KL term alone (the module computes both together), over the
+    same anchors' blocks and the same code paths as its forward."""
+    layers = loss.layer_blocks(feats_result, feats_content)
     if term == "kl":
-        return neighbourhood_kl(blocks_result, blocks_content)
-    query = projected_differences(blocks_result, loss.heads[layer])
-    key = projected_differences(blocks_content, loss.heads[layer])
-    if not isinstance(loss, WCE):
-        return info_nce(query, key, loss.tau)
-    weights = sinkhorn_weights(query, key.detach(), loss.ot_eps, loss.ot_iters)
-    return info_nce(query, key, loss.tau, log_weights=weights.clamp_min(1e-30).log())
+        return sum(neighbourhood_kl(blocks_result, blocks_content) for blocks_result, blocks_content, _ in layers)
+    if isinstance(loss, WCE):
+        return loss.stacked_nce(layers)
+    return sum(loss.layer_loss(*layer)["nce"] for layer in layers)
 
 
 def training_step_time(network: StyleTransferNet, content: Tensor, style: Tensor, amp_dtype: torch.dtype | None,
-                       timer: Callable[[Callable[[], object]], float], compile: bool = False) -> float:
+                       timer: Callable[[Callable[[], object]], float], compile_mode: str | None = None) -> float:
     """Seconds of one full training step as ``glfa/train.py`` runs it: forward, losses,
-    backward and the Adam step."""
+    backward and the Adam step; ``compile_mode`` (a ``torch.compile`` mode) compiles the network."""
+    return timer(training_step_call(network, content, style, amp_dtype, compile_mode))
+
+
+def training_step_call(network: StyleTransferNet, content: Tensor, style: Tensor, amp_dtype: torch.dtype | None,
+                       compile_mode: str | None = None) -> Callable[[], None]:
+    """One full training step (forward, losses, backward, Adam) with its own optimiser."""
     optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=1e-4)
     scaler = torch.amp.GradScaler(content.device.type, enabled=amp_dtype == torch.float16)
-    model = torch.compile(network) if compile else network
+    model = compiled(network, compile_mode)
 
     def step() -> None:
         train_step(model, optimizer, scaler, content, style, LOSS_WEIGHTS, amp_dtype)
         scaler.step(optimizer)
         scaler.update()
 
-    return timer(step)
+    return step
+
+
+def compiled(network: nn.Module, mode: str | None) -> nn.Module:
+    """``network`` under ``torch.compile`` in ``mode`` ("default", "reduce-overhead" for CUDA
+    graphs, ...), or as it is for None."""
+    return network if mode is None else torch.compile(network, mode=mode)
+
+
+def step_loop_seconds(network: StyleTransferNet, content: Tensor, style: Tensor, amp_dtype: torch.dtype | None,
+                      steps: int, check: bool, compile_mode: str | None = None) -> float:
+    """Seconds per step over ``steps`` back-to-back training steps, the clock read once around
+    the loop. With ``check``, each step reads its loss terms back to the host and tests them
+    before the optimiser step, as ``glfa/train.py`` does; that host synchronisation stops the CPU
+    queueing the next step while the GPU finishes this one, and the difference is its cost."""
+    optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=1e-4)
+    scaler = torch.amp.GradScaler(content.device.type, enabled=amp_dtype == torch.float16)
+    model = compiled(network, compile_mode)
+    process = Process(0, 1, content.device)
+
+    def step() -> None:
+        losses, _ = train_step(model, optimizer, scaler, content, style, LOSS_WEIGHTS, amp_dtype)
+        if not check or all_finite(global_values(losses, False, process)[0]):
+            scaler.step(optimizer)
+            scaler.update()
+
+    for _ in range(3):
+        step()
+    synchronize(content.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(content.device)
+    return (time.perf_counter() - start) / steps
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def top_kernels(fn: Callable[[], object], device: torch.device, rows: int = 12, calls: int = 3) -> list[list[str]]:
+    """The ``rows`` kernels with the most device time over ``calls`` profiled calls of ``fn``
+    (after one unprofiled call): name, milliseconds per call, share of the profiled device
+    time, launches per call. On the CPU, the operators with the most self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    synchronize(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            fn()
+        synchronize(device)
+    attribute = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attribute, 0) > 0]
+    if device.type == "cuda":  # kernels and copies only: operators have no self device time of their own
+        events = [e for e in events if not e.key.startswith("aten::")]
+    total = sum(getattr(e, attribute) for e in events) or 1.0
+    events.sort(key=lambda e: getattr(e, attribute), reverse=True)
+    table = []
+    for event in events[:rows]:
+        spent = getattr(event, attribute)
+        name = event.key if len(event.key) <= 90 else event.key[:87] + "..."
+        table.append([name.replace("|", "/"), f"{spent / 1000 / calls:.2f}", f"{100 * spent / total:.1f}%",
+                      f"{event.count / calls:.0f}"])
+    table.append(["all kernels", f"{total / 1000 / calls:.2f}", "100%", ""])
+    return table
 
 
 def optimizer_time(network: StyleTransferNet, timer: Callable[[Callable[[], object]], float]) -> float:
@@ -335,18 +401,20 @@ def loader_images_per_second(root: str | Path, image_size: int, crop: int, batch
 # Inference
 # --------------------------------------------------------------------------------------------
 
-def inference_cost(stylizer: Stylizer, size: int, style_size: int, warmup: int, repeats: int) -> tuple[float, float | None]:
-    """Median seconds and peak memory (bytes) of stylising one ``size``×``size`` content image
-    with one ``style_size`` style, inputs and result on the device."""
+def inference_call(stylizer: Stylizer, size: int, style_size: int) -> Callable[[], Tensor]:
+    """Stylising one random ``size``×``size`` content image with one ``style_size`` style,
+    inputs and result on the device."""
     device = stylizer.device
     content = torch.rand(3, size, size, device=device)
     style = torch.rand(3, style_size, style_size, device=device)
+    return lambda: stylizer.stylize(content, [style], to_cpu=False)
 
-    def run() -> Tensor:
-        return stylizer.stylize(content, [style], to_cpu=False)
 
+def inference_cost(stylizer: Stylizer, size: int, style_size: int, warmup: int, repeats: int) -> tuple[float, float | None]:
+    """Median seconds and peak memory (bytes) of ``inference_call``."""
+    run = inference_call(stylizer, size, style_size)
     seconds = time_call(run, warmup, repeats)
-    return seconds, peak_memory(run, device)
+    return seconds, peak_memory(run, stylizer.device)
 
 
 def prepare_device(device: torch.device) -> None:

@@ -30,11 +30,14 @@ from glfa.tables import markdown_table  # noqa: E402
 from net import build_decoder, build_encoder, build_network, build_transform, parse_mode  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SECTIONS = ("train", "share", "loader", "inference")
+SECTIONS = ("train", "share", "sync", "loader", "inference")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 GPU_DEFAULTS = dict(batch_size=8, crop_size=256, sizes=[512, 1024, 2048, 4096], style_size=512, warmup=5, repeats=20,
-                    train_precisions=["fp32", "bf16"], infer_precisions=["fp32", "bf16", "fp16"], loader_batches=40)
+                    train_precisions=["fp32", "bf16"], infer_precisions=["fp32", "bf16", "fp16"], loader_batches=40,
+                    sync_steps=50)
 CPU_DEFAULTS = dict(batch_size=2, crop_size=128, sizes=[256, 512], style_size=256, warmup=1, repeats=3,
-                    train_precisions=["fp32"], infer_precisions=["fp32", "bf16"], loader_batches=10)
+                    train_precisions=["fp32"], infer_precisions=["fp32", "bf16"], loader_batches=10,
+                    sync_steps=3)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channels_last", action="store_true", help="channels-last layout everywhere")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training network, the "
                                                                "Sinkhorn loop and the inference modules")
+    parser.add_argument("--compile_mode", choices=COMPILE_MODES, default="default",
+                        help="torch.compile mode of the training network with --compile "
+                             "(reduce-overhead: CUDA graphs)")
+    parser.add_argument("--sync_steps", type=positive_int, help="back-to-back training steps timed with and "
+                                                                "without the per-step non-finite check (GPU 50, CPU 3)")
+    parser.add_argument("--profile", type=non_negative_int, default=0,
+                        help="also print the top N kernels of each training step and of the largest inference "
+                             "size per precision (torch.profiler; 0: off)")
     parser.add_argument("--share_batch", type=non_negative_int, default=8,
                         help="batch for WCE's share of a step (0 skips that table)")
     parser.add_argument("--share_crop", type=positive_int, default=256, help="crop for WCE's share of a step")
@@ -107,6 +118,7 @@ class Bench:
         self.vgg_loaded = Path(args.vgg).is_file()
         self.encoder = load_encoder(args.vgg, self.spec) if self.vgg_loaded else None
         self.memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+        self.compile_mode = args.compile_mode if args.compile else None
 
     def timer(self, fn) -> float:
         return bench.time_call(fn, self.args.warmup, self.args.repeats)
@@ -137,13 +149,16 @@ class Bench:
             for precision in args.train_precisions:
                 network = self.network(contrastive)
                 amp = PRECISIONS[precision]
-                step = bench.training_step_time(network, content, style, amp, self.timer, args.compile)
+                step = bench.training_step_time(network, content, style, amp, self.timer, self.compile_mode)
                 times = bench.training_parts(network, content, style, amp, self.timer)
                 times["optimizer"] = bench.optimizer_time(network, self.timer)
                 total = sum(times.get(p, 0.0) for p in parts)
                 rows.append([contrastive, precision, ms(step)] + [ms(times[p]) if p in times else "–" for p in parts]
                             + [ms(total)])
                 print(f"  timed training: {contrastive} {precision}", file=sys.stderr)
+                if args.profile:
+                    self.profile(f"training step, {contrastive}, {precision}",
+                                 bench.training_step_call(network, content, style, amp, self.compile_mode))
         header = ["loss", "precision", "step", *parts, "sum of parts"]
         return (f"### Training step, ms (batch {args.batch_size}, {args.crop_size}×{args.crop_size}, {args.mode}, "
                 f"{args.transform.upper()}; each part forward + backward, timed alone)\n\n"
@@ -156,7 +171,7 @@ class Bench:
         content, style = self.images(args.share_batch, args.share_crop)
         network = self.network("wce")
         difference = bench.reference_agreement(network, content, style)
-        step = bench.training_step_time(network, content, style, amp, self.timer, args.compile)
+        step = bench.training_step_time(network, content, style, amp, self.timer, self.compile_mode)
         fast = bench.wce_fwd_bwd_time(network, content, style, amp, self.timer, reference=False)
         slow = bench.wce_fwd_bwd_time(network, content, style, amp, self.timer, reference=True)
         slow_step = step - fast + slow
@@ -167,6 +182,27 @@ class Bench:
                 f"{args.share_crop}×{args.share_crop}, {precision}; the reference's step is the measured step "
                 f"with its WCE swapped in; both give the same loss, largest difference {difference:.1e})\n\n"
                 + markdown_table(["WCE implementation", "WCE fwd+bwd", "step", "share"], rows))
+
+    def sync_table(self) -> str:
+        args = self.args
+        content, style = self.images(args.batch_size, args.crop_size)
+        rows = []
+        for precision in args.train_precisions:
+            amp = PRECISIONS[precision]
+            free, checked = (bench.step_loop_seconds(self.network("wce"), content, style, amp, args.sync_steps,
+                                                     check, self.compile_mode) for check in (False, True))
+            rows.append([precision, ms(free), ms(checked), ms(checked - free)])
+            print(f"  timed the non-finite check: {precision}", file=sys.stderr)
+        return (f"### The per-step non-finite check, ms per step over {args.sync_steps} back-to-back steps "
+                f"(batch {args.batch_size}, {args.crop_size}×{args.crop_size}, WCE; the check reads the losses "
+                "back to the host every step)\n\n"
+                + markdown_table(["precision", "no check", "check every step", "cost of the check"], rows))
+
+    def profile(self, title: str, fn) -> None:
+        """Print a top-kernels table of ``fn``."""
+        table = bench.top_kernels(fn, self.device, self.args.profile)
+        print(f"### Top kernels: {title} (per call, torch.profiler)\n\n"
+              + markdown_table(["kernel", "ms", "share", "launches"], table) + "\n", flush=True)
 
     def loader_table(self) -> str:
         args = self.args
@@ -204,6 +240,10 @@ class Bench:
                 tile = stylizer._tile_for(size, size, None)
                 rows.append([f"{size}×{size}", precision, f"{tile} px" if tile else "whole", ms(seconds), mib(peak)])
                 print(f"  timed inference: {size} {precision}", file=sys.stderr)
+            if args.profile:
+                size = max(args.sizes)
+                self.profile(f"inference {size}×{size}, {precision}{', compiled' if args.compile else ''}",
+                             bench.inference_call(stylizer, size, args.style_size))
         memory = "allocator peak" if self.device.type == "cuda" else "growth of resident memory"
         return (f"### Inference, one content image with a {args.style_size}×{args.style_size} style "
                 f"({args.mode}, {args.transform.upper()}; peak memory = {memory})\n\n"
@@ -222,9 +262,10 @@ def main() -> None:
             f"CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start")
     print(f"## Benchmark: {name}, PyTorch {torch.__version__}, encoder "
           f"{'from ' + args.vgg if runner.vgg_loaded else 'with random weights'}, "
-          f"{'channels-last' if args.channels_last else 'NCHW'}{', compiled' if args.compile else ''}; "
+          f"{'channels-last' if args.channels_last else 'NCHW'}"
+          f"{f', compiled ({runner.compile_mode})' if runner.compile_mode else ''}; "
           f"median of {args.repeats} after {args.warmup} warm-up\n")
-    sections = [("train", runner.training_table), ("share", runner.share_table),
+    sections = [("train", runner.training_table), ("share", runner.share_table), ("sync", runner.sync_table),
                 ("loader", runner.loader_table), ("inference", runner.inference_table)]
     for name, section in sections:
         if name in args.skip or (name == "share" and not args.share_batch):

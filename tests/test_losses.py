@@ -396,9 +396,28 @@ def test_sinkhorn_runs_fifty_iterations_by_default(feats, monkeypatch):
     assert (sinkhorn_weights(query, key).sum(1) / 11 - 1).abs().max() < 1e-5
     calls, real = [], net.sinkhorn_weights
     monkeypatch.setattr(net, "sinkhorn_weights",
-                        lambda q, k, eps, iters: calls.append((eps, iters)) or real(q, k, eps, iters))
+                        lambda q, k, eps, iters: calls.append((eps, iters, q.shape[0])) or real(q, k, eps, iters))
     WCE(CHANNELS, num_s=4, num_l=2)(feats, feats, ANCHORS)
-    assert calls == [(1.0, 50)] * len(ANCHORS)
+    batch = feats[0].shape[0]
+    assert calls == [(1.0, 50, batch * len(ANCHORS))]     # one loop for the layers stacked along the batch
+
+
+@pytest.mark.parametrize("anchors", [ANCHORS, [ANCHORS[0], ANCHORS[1][:3]]], ids=["stacked", "anchor_counts_differ"])
+def test_wce_stacking_equals_the_sum_of_layer_losses(feats, anchors):
+    """Zero-padding the layers' projected vectors to one width and running one InfoNCE over the
+    stack gives the per-layer sum, value and gradient, also when the layers' anchor counts
+    differ (those are not stacked)."""
+    torch.manual_seed(42)
+    wce = WCE(CHANNELS, num_s=4, num_l=2)
+    result = [(f + 0.5 * shuffled(f, seed=43 + i)).requires_grad_() for i, f in enumerate(feats)]
+    expected = 0.0
+    for blocks_result, blocks_content, head in wce.layer_blocks(result, feats, anchors):
+        query, key = wce.queries_and_keys(blocks_result, blocks_content, head)
+        expected = expected + wce.weighted_nce(query, key)
+    found = wce(result, feats, anchors)["nce"]
+    torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(found, result), torch.autograd.grad(expected, result)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 
 def test_wce_matches_infonce_with_a_numpy_sinkhorn_plan(feats):
