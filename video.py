@@ -8,17 +8,15 @@ Example: python video.py clip.mp4 --style=test/style/sunset_boats.jpg --output=o
          (the shipped photo model; --decoder and --LCT name other checkpoints)
 """
 import argparse
-from fractions import Fraction
 from pathlib import Path
 
 from glfa.cli import (UserError, add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      autocast_dtype, command_parser, non_negative_int, positive_int, resolve_device,
-                      run_main, transform_choice)
-from glfa.cli import add_smoothing_flags, smoothing_choice
+                      add_smoothing_flags, autocast_dtype, command_parser, frame_rate, non_negative_int, positive_int,
+                      resolve_device, run_main, smoothing_choice, transform_choice)
 from glfa.images import read_image
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
-from glfa.video import (MAX_FPS, VIDEO_EXTENSIONS, open_clip, process_video, stylised_video_name,
+from glfa.video import (VIDEO_EXTENSIONS, open_clip, process_video, stylised_video_name,
                         summary_markdown)
 
 
@@ -49,18 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_flag(parser)
     add_amp_flag(parser)
     return parser
-
-
-def frame_rate(text: str) -> Fraction:
-    """argparse type: frames per second, a number or a fraction (``30000/1001``), above 0 and at most 1000."""
-    try:
-        rate = Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate (a number such as 25 or 29.97, or a "
-                                         "fraction such as 30000/1001)") from None
-    if not 0 < rate <= MAX_FPS:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_FPS}, got {text}")
-    return rate.limit_denominator(1001) if rate.denominator > 1001 else rate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -234,16 +234,20 @@ def training_step_time(network: StyleTransferNet, content: Tensor, style: Tensor
 
 
 def training_step_call(network: StyleTransferNet, content: Tensor, style: Tensor, amp_dtype: torch.dtype | None,
-                       compile_mode: str | None = None) -> Callable[[], None]:
-    """One full training step (forward, losses, backward, Adam) with its own optimiser."""
+                       compile_mode: str | None = None, check: bool = False) -> Callable[[], None]:
+    """One full training step (forward, losses, backward, Adam) with its own optimiser. With
+    ``check``, the loss terms are read back to the host and tested before the optimiser step,
+    as ``glfa/train.py`` does every step."""
     optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=1e-4)
     scaler = torch.amp.GradScaler(content.device.type, enabled=amp_dtype == torch.float16)
     model = compiled(network, compile_mode)
+    process = Process(0, 1, content.device)
 
     def step() -> None:
-        train_step(model, optimizer, scaler, content, style, LOSS_WEIGHTS, amp_dtype)
-        scaler.step(optimizer)
-        scaler.update()
+        losses, _ = train_step(model, optimizer, scaler, content, style, LOSS_WEIGHTS, amp_dtype)
+        if not check or all_finite(global_values(losses, False, process)[0]):
+            scaler.step(optimizer)
+            scaler.update()
 
     return step
 
@@ -260,17 +264,7 @@ def step_loop_seconds(network: StyleTransferNet, content: Tensor, style: Tensor,
     the loop. With ``check``, each step reads its loss terms back to the host and tests them
     before the optimiser step, as ``glfa/train.py`` does; that host synchronisation stops the CPU
     queueing the next step while the GPU finishes this one, and the difference is its cost."""
-    optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=1e-4)
-    scaler = torch.amp.GradScaler(content.device.type, enabled=amp_dtype == torch.float16)
-    model = compiled(network, compile_mode)
-    process = Process(0, 1, content.device)
-
-    def step() -> None:
-        losses, _ = train_step(model, optimizer, scaler, content, style, LOSS_WEIGHTS, amp_dtype)
-        if not check or all_finite(global_values(losses, False, process)[0]):
-            scaler.step(optimizer)
-            scaler.update()
-
+    step = training_step_call(network, content, style, amp_dtype, compile_mode, check)
     for _ in range(3):
         step()
     synchronize(content.device)

@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import math
 import sys
+from fractions import Fraction
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 MODE_FLAGS = ("--testing_mode", "--training_mode", "--mode")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+MAX_FPS = 1000      # the highest frame rate --fps accepts
 
 
 class UserError(Exception):
@@ -238,6 +240,19 @@ def smooth_eps(text: str) -> float:
     from glfa.inference import MIN_SMOOTH_EPS
 
     return _bounded(text, float, lambda v: v >= MIN_SMOOTH_EPS, f"at least {MIN_SMOOTH_EPS:g}")
+
+
+def frame_rate(text: str) -> Fraction:
+    """argparse type: frames per second, a number or a fraction (``30000/1001``), above 0 and at
+    most ``MAX_FPS``; held as a fraction with a denominator of at most 1001."""
+    try:
+        rate = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate (a number such as 25 or 29.97, or a "
+                                         "fraction such as 30000/1001)") from None
+    if not 0 < rate <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_FPS}, got {text}")
+    return rate.limit_denominator(1001)
 
 
 def unit_float(text: str) -> float:

@@ -38,7 +38,6 @@ from glfa.tables import markdown_table, write_csv
 STRIP_FRAMES = 6
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm")    # video files video.py reads (any letter case)
 DEFAULT_FPS = Fraction(25)                      # the rate of a frame folder's MP4 and GIF unless --fps is given
-MAX_FPS = 1000                                  # the highest rate --fps accepts
 MP4_ENCODERS = ("libx264", "libopenh264", "mpeg4")  # the first one this PyAV build has writes the MP4
 # A stylised/content ratio is given only where the content's own measure (a mean absolute difference on
 # the 0-1 scale) is at least one 8-bit grey level: below it the content is practically still, or follows
