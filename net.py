@@ -425,23 +425,21 @@ CONTRASTIVE = {"wce": WCE, "ccpl": CCPL}
 # The network: encoder → transform → decoder, and the training losses
 # --------------------------------------------------------------------------------------------
 
-class StyleTransferNet(nn.Module):
-    """Encoder → transform → decoder, returning the training losses and the stylised image.
+# The reconstruction objective's pixel-loss weight (its feature loss has the content weight).
+PIXEL_WEIGHT = 10.0
 
-    Losses: content (MSE at the last layer), style (mean and std MSE at every used layer) and
-    the contrastive terms (``nce`` and, for WCE, ``kl``) between the result and the content.
-    """
+class EncoderDecoder(nn.Module):
+    """The frozen encoder cut into its stages (relu1_1, relu2_1, relu3_1[, relu4_1]) and a decoder."""
 
-    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: SCT,
-                 contrastive: CCPL | None, mode: str | ModeSpec = "photo"):
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, mode: str | ModeSpec = "photo"):
         super().__init__()
         self.spec = parse_mode(mode)
         bounds = (0,) + self.spec.stage_ends
         self.stages = nn.ModuleList(encoder[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1))
         self.stages.requires_grad_(False)
-        self.decoder, self.transform, self.contrastive = decoder, transform, contrastive
+        self.decoder = decoder
 
-    def train(self, mode: bool = True) -> "StyleTransferNet":
+    def train(self, mode: bool = True) -> "EncoderDecoder":
         super().train(mode)
         self.stages.eval()
         return self
@@ -453,6 +451,35 @@ class StyleTransferNet(nn.Module):
             image = stage(image)
             feats.append(image)
         return feats
+
+
+class ReconstructionNet(EncoderDecoder):
+    """Encoder → decoder with no transform: the decoder learns to invert the encoder, the warm
+    start of a transfer run. Losses: ``content`` (METHOD's content loss, MSE at the last layer,
+    here a feature loss against the input itself) and ``pixel`` (MSE between image and result)."""
+
+    def forward(self, content: Tensor, style: Tensor | None = None,
+                anchors: list[Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
+        with torch.no_grad():
+            target = self.encode_with_intermediate(content)[-1]
+        result = self.decoder(target)
+        feature = self.encode_with_intermediate(result)[-1]
+        losses = {"content": F.mse_loss(feature.float(), target.float()),
+                  "pixel": F.mse_loss(result.float(), content.float())}
+        return losses, result
+
+
+class StyleTransferNet(EncoderDecoder):
+    """Encoder → transform → decoder, returning the training losses and the stylised image.
+
+    Losses: content (MSE at the last layer), style (mean and std MSE at every used layer) and
+    the contrastive terms (``nce`` and, for WCE, ``kl``) between the result and the content.
+    """
+
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: SCT,
+                 contrastive: CCPL | None, mode: str | ModeSpec = "photo"):
+        super().__init__(encoder, decoder, mode)
+        self.transform, self.contrastive = transform, contrastive
 
     def forward(self, content: Tensor, style: Tensor,
                 anchors: list[Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
@@ -480,38 +507,48 @@ def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The weights of the training objective (METHOD's defaults).
+    """The weight of every loss term, each named like its term (METHOD's defaults).
 
-    ``kl_weight`` scales WCE's KL term inside the contrastive loss. This code takes the KL per
-    3×3 block (a sum over each row's 9 entries, averaged over rows, anchors and images); the
-    GLFA reference averages over every element, 9× smaller, so ``kl_weight=1/9`` reproduces it.
+    ``nce`` weights the contrastive InfoNCE (CCPL's or WCE's), ``kl`` WCE's KL term; METHOD
+    weights both by the contrastive weight 5. This code takes the KL per 3×3 block (a sum over
+    each row's 9 entries, averaged over rows, anchors and images); the GLFA reference averages
+    over every element, 9× smaller, so ``kl=5/9`` reproduces it. ``pixel`` weights the pixel
+    loss of the reconstruction objective (``ReconstructionNet``).
     """
 
     content: float = 1.0
     style: float = 10.0
-    contrastive: float = 5.0
-    kl: float = 1.0
+    nce: float = 5.0
+    kl: float = 5.0
+    pixel: float = PIXEL_WEIGHT
 
 
 def total_loss(losses: dict[str, Tensor], weights: LossWeights) -> Tensor:
-    """``content·content + style·style + contrastive·(nce + kl·kl)``."""
-    total = weights.content * losses["content"] + weights.style * losses["style"]
-    if "nce" in losses:
-        total = total + weights.contrastive * (losses["nce"] + weights.kl * losses.get("kl", 0.0))
-    return total
+    """The weighted sum of the loss terms present: ``Σ weights.<term> · losses[<term>]``."""
+    return sum(getattr(weights, name) * value for name, value in losses.items())
+
+
+OBJECTIVES = ("transfer", "reconstruction")
 
 
 def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
                   num_s: int = 8, num_l: int = 3, tau: float = 0.07,
-                  encoder: nn.Sequential | None = None) -> StyleTransferNet:
+                  encoder: nn.Sequential | None = None, objective: str = "transfer") -> EncoderDecoder:
     """A training network with freshly initialised decoder, transform and heads.
 
-    ``contrastive`` is ``wce``, ``ccpl`` or ``none``. ``encoder`` is the pretrained VGG
-    (``glfa.checkpoint.load_encoder``); without one the encoder has random weights.
+    ``objective`` ``transfer`` is the method (``StyleTransferNet``); ``reconstruction`` trains
+    the decoder alone to invert the encoder (``ReconstructionNet``; the transform and
+    contrastive arguments are unused). ``contrastive`` is ``wce``, ``ccpl`` or ``none``.
+    ``encoder`` is the pretrained VGG (``glfa.checkpoint.load_encoder``); without one the
+    encoder has random weights.
     """
     spec = parse_mode(mode)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}: use 'transfer' or 'reconstruction'")
     if contrastive not in (*CONTRASTIVE, "none"):
         raise ValueError(f"unknown contrastive loss {contrastive!r}: use 'wce', 'ccpl' or 'none'")
-    loss = None if contrastive == "none" else CONTRASTIVE[contrastive](spec.channels, num_s, num_l, tau)
     encoder = build_encoder(spec) if encoder is None else encoder
+    if objective == "reconstruction":
+        return ReconstructionNet(encoder, build_decoder(spec), spec)
+    loss = None if contrastive == "none" else CONTRASTIVE[contrastive](spec.channels, num_s, num_l, tau)
     return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec)

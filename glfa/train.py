@@ -20,8 +20,10 @@ style dataset indexes of its batch.
 """
 import argparse
 import contextlib
+import copy
 import fcntl
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -50,20 +52,24 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from glfa.checkpoint import (CheckpointError, atomic_write, check_finite, check_training_state, fit_weights,
-                             load_encoder, load_training_state, remove_temporary_files, save_json,
-                             save_state_dict, save_training_state)
+                             load_decoder, load_encoder, load_training_state, load_transform, remove_temporary_files,
+                             save_json, save_state_dict, save_training_state)
 from glfa.cli import UserError, autocast, autocast_dtype, configure_backends, resolve_device
 from glfa.data import ImageFolderDataset, training_transform
 from glfa.paths import REPO_ROOT
-from net import LossWeights, StyleTransferNet, build_network, parse_mode, total_loss
+from net import EncoderDecoder, LossWeights, StyleTransferNet, build_network, parse_mode, total_loss
 from sampler import ITERATION_STREAM, InfiniteSampler, SeededSampler, mixed_seed
 
+EMA_FOLDER = "ema"  # --ema's averaged weights, named like the raw ones
 STATE_NAME = re.compile(r"training_state_iter_(\d+)\.pth")
 # Arguments a training state must share with the run resuming it (they fix what is trained).
-RESUME_MUST_MATCH = ("training_mode", "transform", "contrastive", "num_l")
+RESUME_MUST_MATCH = ("training_mode", "transform", "contrastive", "num_l", "objective")
+# What a training state written before an argument existed was trained with.
+RESUME_DEFAULTS = {"objective": "transfer"}
 # Arguments that may change on resume; a change is pointed out.
 RESUME_MAY_CHANGE = ("content_dir", "style_dir", "image_size", "crop_size", "lr", "lr_decay", "batch_size",
-                     "content_weight", "style_weight", "wce_weight", "kl_weight", "tau", "num_s", "seed", "amp")
+                     "content_weight", "style_weight", "wce_weight", "kl_weight", "pixel_weight", "tau", "num_s", "seed",
+                     "amp", "lr_schedule", "min_lr", "warmup_iters", "max_iter")
 
 
 Result = TypeVar("Result")
@@ -77,14 +83,34 @@ class TrainingDiverged(UserError):
 # Schedule, losses, seeds
 # --------------------------------------------------------------------------------------------
 
-def learning_rate(base_lr: float, lr_decay: float, iteration: int) -> float:
-    """The reference schedule: ``lr / (1 + lr_decay · iteration)`` (``iteration`` counts from 0)."""
-    return base_lr / (1.0 + lr_decay * iteration)
+LR_SCHEDULES = ("reference", "cosine", "linear")
+
+
+def learning_rate(base_lr: float, lr_decay: float, iteration: int, schedule: str = "reference",
+                  max_iter: int = 1, min_lr: float = 0.0, warmup_iters: int = 0) -> float:
+    """The learning rate at ``iteration`` (counted from 0).
+
+    ``reference``: ``lr / (1 + lr_decay · iteration)``, which hardly decays over a short budget.
+    ``cosine`` and ``linear`` fall from ``lr`` to ``min_lr`` at ``max_iter``, so a short run ends
+    low. ``warmup_iters`` ramps any schedule up linearly from ``lr / warmup_iters`` first (a
+    fresh optimiser on warm-started weights takes its first steps gently).
+    """
+    if schedule == "reference":
+        rate = base_lr / (1.0 + lr_decay * iteration)
+    else:
+        progress = min(iteration / max(max_iter - 1, 1), 1.0)
+        fall = (1 + math.cos(math.pi * progress)) / 2 if schedule == "cosine" else 1 - progress
+        rate = min_lr + (base_lr - min_lr) * fall
+    if iteration < warmup_iters:
+        rate *= (iteration + 1) / warmup_iters
+    return rate
 
 
 def loss_weights(args: argparse.Namespace) -> LossWeights:
-    """The objective's weights from ``--content_weight``, ``--style_weight``, ``--wce_weight``, ``--kl_weight``."""
-    return LossWeights(args.content_weight, args.style_weight, args.wce_weight, args.kl_weight)
+    """The objective's weights from the flags. ``--wce_weight`` weights the contrastive InfoNCE and
+    ``--kl_weight`` WCE's KL term relative to it, as in METHOD."""
+    return LossWeights(content=args.content_weight, style=args.style_weight, nce=args.wce_weight,
+                       kl=args.wce_weight * args.kl_weight, pixel=args.pixel_weight)
 
 
 def seed_everything(seed: int) -> None:
@@ -107,6 +133,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--crop_size must be at least {spec.min_side} in {spec.name} mode, got {args.crop_size}")
     if args.image_size < args.crop_size:
         raise UserError(f"--image_size ({args.image_size}) must be at least --crop_size ({args.crop_size})")
+    if args.objective == "reconstruction" and args.init_transform:
+        raise UserError("--init_transform has nothing to start: --objective reconstruction trains the decoder alone")
+    if args.ema and not 0 < args.ema < 1:
+        raise UserError(f"--ema must be between 0 and 1 (a decay such as 0.999), got {args.ema}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,14 +364,33 @@ def build_training_network(args: argparse.Namespace, device: torch.device) -> St
     layer count) are frozen: they never get a gradient, and DDP would wait for one.
     """
     network = build_network(args.training_mode, args.transform, args.contrastive, args.num_s, args.num_l, args.tau,
-                            encoder=load_encoder(args.vgg, args.training_mode))
-    if network.contrastive is not None:
+                            encoder=load_encoder(args.vgg, args.training_mode), objective=args.objective)
+    if contrastive_of(network) is not None:
         heads = network.contrastive.heads
         heads[:len(heads) - args.num_l].requires_grad_(False)
     network = network.to(device)
     if args.channels_last:
         network = network.to(memory_format=torch.channels_last)
     return network
+
+
+def contrastive_of(network: EncoderDecoder) -> nn.Module | None:
+    """The network's contrastive loss module (with its projection heads), None when it has none."""
+    return getattr(network, "contrastive", None)
+
+
+def transform_of(network: EncoderDecoder) -> nn.Module | None:
+    """The network's transform, None for the reconstruction objective."""
+    return getattr(network, "transform", None)
+
+
+def init_weights(network: EncoderDecoder, decoder: str | None, transform: str | None, mode: str, kind: str) -> None:
+    """``--init_decoder``/``--init_transform``: start from existing weights (reference-format files,
+    loaded and checked like any checkpoint); the optimiser and the iteration count start afresh."""
+    if decoder:
+        network.decoder.load_state_dict(load_decoder(decoder, mode).state_dict())
+    if transform:
+        network.transform.load_state_dict(load_transform(transform, mode, kind).state_dict())
 
 
 def trainable_parameters(network: StyleTransferNet) -> list[nn.Parameter]:
@@ -362,15 +411,49 @@ def wrap_for_training(network: StyleTransferNet, args: argparse.Namespace, proce
 # Checkpoints and training states
 # --------------------------------------------------------------------------------------------
 
-def save_checkpoints(network: StyleTransferNet, save_dir: Path, transform: str, iteration: int) -> None:
-    """The reference-format weights: ``decoder_iter_N.pth.tar`` and ``<transform>_iter_N.pth.tar``."""
-    save_state_dict(network.decoder, save_dir / f"decoder_iter_{iteration}.pth.tar")
-    save_state_dict(network.transform, save_dir / f"{transform}_iter_{iteration}.pth.tar")
+def save_checkpoints(weights: dict[str, dict[str, Tensor]], save_dir: Path, transform: str,
+                     iteration: int) -> list[str]:
+    """The reference-format weights: ``decoder_iter_N.pth.tar`` and, when ``weights`` holds a
+    transform, ``<transform>_iter_N.pth.tar``; returns the names written."""
+    names = {"decoder": f"decoder_iter_{iteration}.pth.tar", "transform": f"{transform}_iter_{iteration}.pth.tar"}
+    written = []
+    for part, state in weights.items():
+        save_state_dict(state, save_dir / names[part])
+        written.append(names[part])
+    return written
 
 
-def save_grid(content: Tensor, style: Tensor, result: Tensor, path: Path) -> None:
-    """Rows of content, style and result images for a quick look at progress."""
-    rows = torch.cat([content, style, result.float().clamp(0, 1)]).cpu()
+class WeightAverage:
+    """``--ema``: an exponential moving average of the decoder's and the transform's weights,
+    ``average ← decay·average + (1 − decay)·weights`` after every optimiser step, saved beside
+    the raw weights (in ``ema/``) and in the training state."""
+
+    def __init__(self, modules: dict[str, nn.Module], decay: float):
+        self.modules, self.decay = modules, decay
+        self.average = {name: {k: v.detach().clone().float() for k, v in module.state_dict().items()}
+                        for name, module in modules.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for name, module in self.modules.items():
+            average = self.average[name]
+            for key, value in module.state_dict().items():
+                average[key].lerp_(value.float(), 1 - self.decay)
+
+    def state_dict(self) -> dict[str, dict[str, Tensor]]:
+        return {name: {k: v.cpu() for k, v in weights.items()} for name, weights in self.average.items()}
+
+    def load_state_dict(self, state: dict[str, dict[str, Tensor]], path: str) -> None:
+        """The average saved in a training state, its shapes and values checked."""
+        for name, module in self.modules.items():
+            holder = copy.deepcopy(module)
+            fit_weights(holder, state.get(name, {}), path, f"averaged {name}")
+            self.average[name] = {k: v.detach().clone().float() for k, v in holder.state_dict().items()}
+
+
+def save_grid(content: Tensor, style: Tensor | None, result: Tensor, path: Path) -> None:
+    """Rows of content, style (none when reconstructing) and result images for a quick look at progress."""
+    rows = torch.cat([image for image in (content, style, result.float().clamp(0, 1)) if image is not None]).cpu()
     atomic_write(path, lambda file: save_image(rows, file, nrow=content.shape[0], format="png"))
 
 
@@ -443,6 +526,7 @@ def run_record(args: argparse.Namespace) -> dict:
 
 def check_resume_args(saved: dict, args: argparse.Namespace, path: Path) -> None:
     """Refuse a state trained with another model; point out settings that changed."""
+    saved = {**RESUME_DEFAULTS, **saved}
     clashes = [f"--{key} {saved.get(key)} (now {getattr(args, key)})"
                for key in RESUME_MUST_MATCH if saved.get(key) != getattr(args, key)]
     if clashes:
@@ -554,6 +638,11 @@ class Trainer:
         resumed = from_main(process, lambda: read_resume_state(args))
 
         self.network = build_training_network(args, device)
+        init_weights(self.network, args.init_decoder, args.init_transform, args.training_mode, args.transform)
+        self.trained = {name: module for name, module in (("decoder", self.network.decoder),
+                                                           ("transform", transform_of(self.network)))
+                        if module is not None}
+        self.average = WeightAverage(self.trained, args.ema) if args.ema else None
         self.record = run_record(args) if process.is_main else {}
         self.network.train()
         self.optimizer = torch.optim.Adam(trainable_parameters(self.network), lr=args.lr)
@@ -568,7 +657,8 @@ class Trainer:
         self.model = wrap_for_training(self.network, args, process)
 
         self.content_loader, self.content_images = make_loader(args.content_dir, args, process, args.seed, self.draws)
-        self.style_loader, self.style_images = make_loader(args.style_dir, args, process, args.seed + 1, self.draws)
+        self.style_loader, self.style_images = (make_loader(args.style_dir, args, process, args.seed + 1, self.draws)
+                                                if args.objective == "transfer" else (None, None))
         self.nonfinite_in_row = 0
         self.sample_log = None
         if os.environ.get("TRAIN_SAMPLE_LOG"):
@@ -580,26 +670,35 @@ class Trainer:
     def state(self, metadata: dict) -> dict:
         """Everything a resumed run needs, as tensors and plain values (``weights_only``-safe),
         with ``metadata``, the record of what produced it."""
-        contrastive = self.network.contrastive
-        return {
+        contrastive, transform = contrastive_of(self.network), transform_of(self.network)
+        state = {
             "iteration": self.iteration,
             "draws": self.draws,  # images each rank has taken from each loader
             "world_size": self.process.world_size,
             "decoder": _cpu(self.network.decoder),
-            "transform": _cpu(self.network.transform),
+            "transform": _cpu(transform) if transform is not None else {},
             "heads": _cpu(contrastive) if contrastive is not None else {},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "args": dict(vars(self.args)),
             "metadata": metadata,
         }
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
+        return state
 
     def restore(self, state: dict, path: str) -> None:
         """Continue from a training state, its weights and moments checked (shapes, finite values)."""
         fit_weights(self.network.decoder, state["decoder"], path, "decoder")
-        fit_weights(self.network.transform, state["transform"], path, f"{self.args.transform.upper()} transform")
-        if self.network.contrastive is not None:
+        if transform_of(self.network) is not None:
+            fit_weights(self.network.transform, state["transform"], path, f"{self.args.transform.upper()} transform")
+        if contrastive_of(self.network) is not None:
             fit_weights(self.network.contrastive, state["heads"], path, "projection heads")
+        if self.average is not None and "average" in state:
+            self.average.load_state_dict(state["average"], path)
+        elif self.average is not None:
+            self.average = WeightAverage(self.trained, self.args.ema)
+            print(f"note: {path} holds no weight average; --ema starts one at iteration {state['iteration']}")
         check_optimizer_state(self.optimizer, state["optimizer"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"] and self.scaler.is_enabled():
@@ -655,10 +754,14 @@ class Trainer:
         if self.process.is_main:
             grid = f"grid_iter_{self.iteration}.png"
             with self.saving():
-                save_checkpoints(self.network, self.save_dir, self.args.transform, self.iteration)
+                written = save_checkpoints({name: module.state_dict() for name, module in self.trained.items()},
+                                           self.save_dir, self.args.transform, self.iteration)
+                if self.average is not None:
+                    averaged = save_checkpoints(self.average.state_dict(), self.save_dir / EMA_FOLDER,
+                                                self.args.transform, self.iteration)
+                    written += [f"{EMA_FOLDER}/{name}" for name in averaged]
                 save_grid(content, style, result, self.save_dir / grid)
-            path = self.save_state((f"decoder_iter_{self.iteration}.pth.tar",
-                                    f"{self.args.transform}_iter_{self.iteration}.pth.tar", grid))
+            path = self.save_state((*written, grid))
             tqdm.write(f"iteration {self.iteration}: saved weights, grid and {path.name} "
                        f"(record: iter_{self.iteration}.json)")
 
@@ -676,9 +779,9 @@ class Trainer:
         writer = SummaryWriter(args.log_dir, purge_step=self.iteration + 1) if process.is_main else None
         progress = tqdm(initial=self.iteration, total=args.max_iter, desc="train", dynamic_ncols=True,
                         disable=not process.is_main)
-        batches = zip(self.content_loader, self.style_loader)
+        batches = zip(self.content_loader, self.style_loader or itertools.repeat((None, None)))
         first = self.iteration + 1
-        self.started = time.monotonic()
+        self.started = self.last_logged = time.monotonic()
         try:
             with StopSignals() as signals:
                 for (content_index, content), (style_index, style) in batches:
@@ -713,7 +816,8 @@ class Trainer:
         batch and whether any rank was asked to stop (up to the end of this iteration's backward)."""
         args = self.args
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(args.lr, args.lr_decay, self.iteration - 1)
+            group["lr"] = learning_rate(args.lr, args.lr_decay, self.iteration - 1, args.lr_schedule, args.max_iter,
+                                        args.min_lr, args.warmup_iters)
         torch.manual_seed(iteration_seed(args.seed, self.process.rank, self.iteration))
         losses, result = train_step(self.model, self.optimizer, self.scaler, content, style, self.weights,
                                     self.amp_dtype)
@@ -721,6 +825,8 @@ class Trainer:
         if all_finite(values):
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.average is not None:
+                self.average.update()
             self.nonfinite_in_row = 0
             self.steps_taken += 1
         else:
@@ -755,7 +861,9 @@ class Trainer:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def to_device(self, images: Tensor) -> Tensor:
+    def to_device(self, images: Tensor | None) -> Tensor | None:
+        if images is None:
+            return None
         images = images.to(self.process.device, non_blocking=True)
         if self.args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -765,17 +873,20 @@ class Trainer:
         for name, value in values.items():
             writer.add_scalar(f"loss/{name}", value, self.iteration)
         writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], self.iteration)
+        now = time.monotonic()
+        writer.add_scalar("time/step_seconds", now - self.last_logged, self.iteration)
+        self.last_logged = now
         progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
 
     def log_samples(self, content_index: Tensor, style_index: Tensor) -> None:
         """``TRAIN_SAMPLE_LOG``: this rank's dataset indexes for the iteration."""
         if self.sample_log is not None:
             with open(self.sample_log, "a") as file:
-                file.write(f"{self.iteration} {' '.join(map(str, content_index.tolist()))} | "
-                           f"{' '.join(map(str, style_index.tolist()))}\n")
+                styles = " ".join(map(str, style_index.tolist())) if style_index is not None else "-"
+                file.write(f"{self.iteration} {' '.join(map(str, content_index.tolist()))} | {styles}\n")
 
     def report_skipped_images(self) -> None:
-        skipped = self.content_images.skipped + self.style_images.skipped
+        skipped = sum(images.skipped for images in (self.content_images, self.style_images) if images is not None)
         if skipped:
             print(f"rank {self.process.rank}: skipped {skipped} unreadable image(s) during training")
 

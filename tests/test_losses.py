@@ -437,22 +437,25 @@ def test_wce_matches_infonce_with_a_numpy_sinkhorn_plan(feats):
 
 
 def test_total_loss_uses_every_weight():
-    """``content·c + style·s + contrastive·(nce + kl·kl)`` by hand, with weights that tell the terms apart."""
+    """``Σ weight·term`` by hand, with weights that tell the terms apart; each weight is named like its term."""
     losses = {"content": torch.tensor(2.0), "style": torch.tensor(3.0), "nce": torch.tensor(5.0),
               "kl": torch.tensor(7.0)}
-    weights = net.LossWeights(content=0.5, style=11.0, contrastive=13.0, kl=0.25)
+    weights = net.LossWeights(content=0.5, style=11.0, nce=13.0, kl=13.0 * 0.25, pixel=17.0)
     assert net.total_loss(losses, weights).item() == pytest.approx(0.5 * 2 + 11 * 3 + 13 * (5 + 0.25 * 7))
     ccpl_losses = {k: v for k, v in losses.items() if k != "kl"}
     assert net.total_loss(ccpl_losses, weights).item() == pytest.approx(0.5 * 2 + 11 * 3 + 13 * 5)
-    assert net.LossWeights() == net.LossWeights(content=1.0, style=10.0, contrastive=5.0, kl=1.0)
+    reconstruction = {"content": torch.tensor(2.0), "pixel": torch.tensor(0.5)}
+    assert net.total_loss(reconstruction, weights).item() == pytest.approx(0.5 * 2 + 17 * 0.5)
+    assert net.LossWeights() == net.LossWeights(content=1.0, style=10.0, nce=5.0, kl=5.0, pixel=net.PIXEL_WEIGHT)
 
 
 def test_train_flags_reach_the_loss_weights():
+    """``--kl_weight`` is relative to ``--wce_weight`` (METHOD's ``wce_weight·(nce + kl)``)."""
     from train import parse_args
     from glfa.train import loss_weights
     args = parse_args(["--content_dir", "c", "--style_dir", "s", "--content_weight", "0.5", "--style_weight", "3",
-                       "--wce_weight", "2", "--kl_weight", "0.125"])
-    assert loss_weights(args) == net.LossWeights(content=0.5, style=3.0, contrastive=2.0, kl=0.125)
+                       "--wce_weight", "2", "--kl_weight", "0.125", "--pixel_weight", "7"])
+    assert loss_weights(args) == net.LossWeights(content=0.5, style=3.0, nce=2.0, kl=0.25, pixel=7.0)
 
 
 def test_content_loss_is_taken_at_the_last_layer():
