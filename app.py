@@ -6,9 +6,10 @@ Example: pip install -r requirements-demo.txt && python app.py      (then open h
 """
 import argparse
 
-from glfa.app import MAX_SIDE, Demo, port_number, serve
-from glfa.cli import (add_device_flag, add_mode_flag, add_model_flags, command_parser, positive_int,
-                      resolve_device, run_main, transform_choice)
+from glfa.app import MAX_SIDE, Demo, serve
+from glfa.cli import add_device_flag, add_mode_flag, add_model_flags, command_parser, run_main, transform_choice
+from glfa.device import resolve_device
+from glfa.flagtypes import port_number, positive_int
 from glfa.inference import Stylizer
 
 

@@ -10,9 +10,10 @@ Every pair of two folders, with the shipped model: python eval.py --content_dir 
 import argparse
 from pathlib import Path
 
-from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_smoothing_flags, add_vgg_flag, autocast_dtype,
-                      command_parser, non_negative_int, positive_int, resolve_device, run_main, smoothing_choice,
-                      zoom_box)
+from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_smoothing_flags, add_vgg_flag, command_parser,
+                      run_main, smoothing_choice)
+from glfa.device import autocast_dtype, resolve_device
+from glfa.flagtypes import non_negative_int, positive_int, zoom_box
 from glfa.eval import baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, write_tables
 from glfa.paths import REPO_ROOT
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--baselines", type=baseline_type, default=None,
                         help="also evaluate these, comma-separated: reinhard (colour transfer, no network), "
                              "adain (AdaIN decoded by the first model's decoder)")
+    models.add_argument("--adain_decoder", metavar="PATH",
+                        help="the decoder of the adain baseline (default: the first model's), e.g. a decoder "
+                             "trained with train.py --objective reconstruction")
     add_smoothing_flags(models, "also evaluate every --model smoothed (as NAME+smooth; the baselines stay "
                                 "unsmoothed)")
     add_vgg_flag(models)
@@ -50,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shorter side of the content images (0 keeps the original size)")
     parser.add_argument("--style_size", type=non_negative_int,
                         help="shorter side of the style images (default: --content_size)")
+    parser.add_argument("--long_side", type=non_negative_int, default=0,
+                        help="resize every content and style image to this longer side instead (e.g. 512; "
+                             "0: use --content_size and --style_size)")
     parser.add_argument("--zoom", type=zoom_box, default="0.4,0.4,0.25,0.25",
                         help="region enlarged in the figures, x,y,w,h as fractions of the image, or none")
     parser.add_argument("--figure_height", type=positive_int, default=256, help="height of each figure panel in px")
@@ -84,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = evaluate(pairs, models, args.output, vgg=args.vgg, mode=args.testing_mode, device=device,
                     content_size=args.content_size, style_size=args.style_size, zoom=args.zoom,
                     figure_height=args.figure_height, amp_dtype=autocast_dtype(args.amp, device),
-                    baselines=tuple(args.baselines or ()), smoothing=args.smoothing)
+                    baselines=tuple(args.baselines or ()), smoothing=args.smoothing, long_side=args.long_side,
+                    adain_decoder=args.adain_decoder)
     print(write_tables(rows, args.output))
     print(f"wrote {Path(args.output) / 'metrics.csv'}, metrics.md, figures/ and contact_sheet.png")
 

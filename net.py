@@ -1,5 +1,6 @@
-"""The model, in the order of METHOD.md: encoder and decoder layouts, SCT and LCT, the
-contrastive losses CCPL and WCE, and the training network that combines them.
+"""The model, in the order of the method (docs/method.md): encoder and decoder layouts, the
+feature transforms (SCT, LCT, and AdaIN as a baseline), the contrastive losses CCPL and WCE,
+and the training networks that combine them.
 
 Modes: ``photo`` works at relu3_1 (256 channels, 1/4 size), ``art`` at relu4_1 (512 channels,
 1/8 size). Layer indexes are the child indexes of the reference ``nn.Sequential`` layouts, so
@@ -8,7 +9,7 @@ state-dict keys match checkpoints written by the CCPL and GLFA reference code.
 import functools
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +121,41 @@ def build_decoder(mode: str | ModeSpec) -> nn.Sequential:
 # Transforms: SCT and LCT
 # --------------------------------------------------------------------------------------------
 
+class StyleStatistics(NamedTuple):
+    """What a transform takes from a style feature: the compressed covariance (SCT and LCT; None
+    for AdaIN), the channel means and the channel stds."""
+
+    cov: Tensor | None
+    mean: Tensor
+    std: Tensor
+
+
+class Transform(Protocol):
+    """What inference needs of a feature transform: the style's statistics, taken once per style,
+    and the transform of a content feature (or a tile of it) from the content's statistics over
+    the whole image, so that tiles agree with the whole."""
+
+    def style_statistics(self, style_feat: Tensor) -> StyleStatistics: ...
+
+    def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
+              style: StyleStatistics) -> Tensor: ...
+
+
+class AdaIN(nn.Module):
+    """AdaIN (Huang and Belongie): the content feature with the style's channel means and stds.
+    LCT's skip connection on its own; it has no parameters. The baseline of the evaluation."""
+
+    def style_statistics(self, style_feat: Tensor) -> StyleStatistics:
+        return StyleStatistics(None, *calc_mean_std(style_feat))
+
+    def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
+              style: StyleStatistics) -> Tensor:
+        return adain_from_stats(content_feat, content_mean, content_std, style.mean, style.std)
+
+    def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
+        return self.apply(content_feat, *calc_mean_std(content_feat), self.style_statistics(style_feat))
+
+
 class SCT(nn.Module):
     """CCPL's simple covariance transformation.
 
@@ -142,25 +178,22 @@ class SCT(nn.Module):
             self.snet = nn.Sequential(nn.Conv2d(256, 128, 3), nn.ReLU(), nn.Conv2d(128, 32, 1))
         self.uncompress = nn.Conv2d(32, spec.feature_channels, 1)
 
-    def style_matrix(self, style_feat: Tensor) -> tuple[Tensor, Tensor]:
-        """The style's compressed 32×32 matrix (fp32) and its channel means."""
-        centred, style_mean = mean_norm(style_feat)
-        compressed = self.snet(centred).float()
-        return calc_cov(compressed), style_mean
+    def style_statistics(self, style_feat: Tensor) -> StyleStatistics:
+        """The style's compressed 32×32 matrix (fp32), its channel means and stds."""
+        centred, _ = mean_norm(style_feat)
+        mean, std = calc_mean_std(style_feat)
+        return StyleStatistics(calc_cov(self.snet(centred).float()), mean, std)
 
     def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
-              style_cov: Tensor, style_mean: Tensor, style_std: Tensor) -> Tensor:
-        """The transform from precomputed statistics, so that inference can apply it tile by
-        tile with statistics of the whole image. SCT itself ignores ``style_std``."""
+              style: StyleStatistics) -> Tensor:
+        """The transform from precomputed statistics (SCT itself ignores the style's stds)."""
         compressed = self.cnet((content_feat - content_mean) / content_std)
         n, c, h, w = compressed.shape
-        mixed = torch.bmm(style_cov.to(compressed.dtype), compressed.flatten(2)).view(n, c, h, w)
-        return self.uncompress(mixed) + style_mean
+        mixed = torch.bmm(style.cov.to(compressed.dtype), compressed.flatten(2)).view(n, c, h, w)
+        return self.uncompress(mixed) + style.mean
 
     def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
-        style_cov, style_mean = self.style_matrix(style_feat)
-        _, style_std = calc_mean_std(style_feat)
-        return self.apply(content_feat, *calc_mean_std(content_feat), style_cov, style_mean, style_std)
+        return self.apply(content_feat, *calc_mean_std(content_feat), self.style_statistics(style_feat))
 
 
 class LCT(SCT):
@@ -168,25 +201,30 @@ class LCT(SCT):
     ``LCT(c, s) = (SCT(c, s) + AdaIN(c, s)) / 2``. Same parameters as SCT."""
 
     def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
-              style_cov: Tensor, style_mean: Tensor, style_std: Tensor) -> Tensor:
-        sct = super().apply(content_feat, content_mean, content_std, style_cov, style_mean, style_std)
-        adain = adain_from_stats(content_feat, content_mean, content_std, style_mean, style_std)
+              style: StyleStatistics) -> Tensor:
+        sct = super().apply(content_feat, content_mean, content_std, style)
+        adain = adain_from_stats(content_feat, content_mean, content_std, style.mean, style.std)
         return (sct + adain) / 2
 
 
-TRANSFORMS = {"lct": LCT, "sct": SCT}
+TRANSFORMS = {"lct": LCT, "sct": SCT, "adain": AdaIN}
 
 
-def build_transform(kind: str, mode: str | ModeSpec = "photo") -> SCT:
-    """``lct`` or ``sct`` for the given mode."""
+def build_transform(kind: str, mode: str | ModeSpec = "photo") -> nn.Module:
+    """``lct``, ``sct`` or ``adain`` for the given mode (AdaIN has no weights and no mode)."""
     if kind not in TRANSFORMS:
-        raise ValueError(f"unknown transform {kind!r}: use 'lct' or 'sct'")
-    return TRANSFORMS[kind](mode)
+        raise ValueError(f"unknown transform {kind!r}: use 'lct', 'sct' or 'adain'")
+    return AdaIN() if kind == "adain" else TRANSFORMS[kind](mode)
 
 
 # --------------------------------------------------------------------------------------------
 # Contrastive losses: CCPL and WCE
 # --------------------------------------------------------------------------------------------
+
+# The method's defaults: anchors per layer, contrastive layers, InfoNCE temperature, and the
+# entropic OT plan's regularisation and Sinkhorn iterations.
+NUM_S, NUM_L, TAU = 8, 3, 0.07
+OT_EPS, OT_ITERS = 1.0, 50
 
 # (row, col) offsets of an anchor's 8 neighbours, in the reference order.
 NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
@@ -275,10 +313,8 @@ def info_nce(query: Tensor, key: Tensor, tau: float, log_weights: Tensor | None 
 def sinkhorn_scaling(kernel: Tensor, iters: int) -> Tensor:
     """The Sinkhorn loop: column scales ``(N, 1, S)`` after ``iters`` row-then-column passes.
 
-    Batched over images and free of host synchronisation. The sums are elementwise products
-    and reductions rather than matmuls: exact fp32 even where TF32 matmuls are allowed, and
-    on the CPU they stay on one thread (matmuls this small pay a thread wake-up per call on a
-    busy machine). ``--compile`` fuses each half-step into one kernel.
+    Batched over images. The sums are elementwise products and reductions rather than matmuls,
+    so they stay exact fp32 where TF32 matmuls are allowed.
     """
     col_scale = torch.ones_like(kernel[:, :1, :])
     for _ in range(iters):
@@ -288,13 +324,13 @@ def sinkhorn_scaling(kernel: Tensor, iters: int) -> Tensor:
 
 
 @in_fp32
-def sinkhorn_weights(query: Tensor, key: Tensor, eps: float = 1.0, iters: int = 50) -> Tensor:
+def sinkhorn_weights(query: Tensor, key: Tensor, eps: float = OT_EPS, iters: int = OT_ITERS) -> Tensor:
     """MoNCE's weights of the negatives: an entropic OT plan between queries and keys.
 
     Kernel ``exp(q·kᵀ / eps)`` with self-pairs masked; Sinkhorn scaling towards unit row and
     column sums (ending on the rows), then ×(S−1) so each row's weights over its S−1
-    negatives average exactly 1. Batched over images, no host synchronisation. ``(N, S, S)``.
-    Differentiable: the caller passes attached queries and detached keys (METHOD's gradient
+    negatives average exactly 1. Batched over images. ``(N, S, S)``.
+    Differentiable: the caller passes attached queries and detached keys (the method's gradient
     paths), so the plan's gradient flows back into the queries.
     """
     s = query.shape[1]
@@ -329,7 +365,7 @@ class CCPL(nn.Module):
     Owns one projection head per encoder layer (Linear C→C, ReLU, Linear C→C/4).
     """
 
-    def __init__(self, channels: tuple, num_s: int = 8, num_l: int = 3, tau: float = 0.07):
+    def __init__(self, channels: tuple, num_s: int = NUM_S, num_l: int = NUM_L, tau: float = TAU):
         super().__init__()
         if not 1 <= num_l <= len(channels):
             raise ValueError(f"num_l must be between 1 and {len(channels)} for this mode, got {num_l}")
@@ -340,10 +376,11 @@ class CCPL(nn.Module):
     def queries_and_keys(self, blocks_result: Tensor, blocks_content: Tensor,
                          head: nn.Module) -> tuple[Tensor, Tensor]:
         """The result's projected difference vectors (queries) and the content's (keys). The keys
-        are detached: the head and the network learn through the queries alone (METHOD)."""
+        are detached: the head and the network learn through the queries alone (docs/method.md)."""
         return projected_differences(blocks_result, head), projected_differences(blocks_content, head).detach()
 
     def layer_loss(self, blocks_result: Tensor, blocks_content: Tensor, head: nn.Module) -> dict[str, Tensor]:
+        """The loss of one layer: InfoNCE between the result's and the content's difference vectors."""
         query, key = self.queries_and_keys(blocks_result, blocks_content, head)
         return {"nce": info_nce(query, key, self.tau)}
 
@@ -365,9 +402,12 @@ class CCPL(nn.Module):
 
     def forward(self, feats_result: list[Tensor], feats_content: list[Tensor],
                 anchors: list[Tensor] | None = None) -> dict[str, Tensor]:
-        """Sum of the per-layer losses (``anchors`` as in ``layer_blocks``)."""
+        """Each term of ``layer_loss`` summed over the used layers (``anchors`` as in ``layer_blocks``)."""
+        return self.sum_of_layer_losses(self.layer_blocks(feats_result, feats_content, anchors))
+
+    def sum_of_layer_losses(self, layers: list[tuple[Tensor, Tensor, nn.Module]]) -> dict[str, Tensor]:
         total: dict[str, Tensor] = {}
-        for blocks_result, blocks_content, head in self.layer_blocks(feats_result, feats_content, anchors):
+        for blocks_result, blocks_content, head in layers:
             for name, value in self.layer_loss(blocks_result, blocks_content, head).items():
                 total[name] = total[name] + value if name in total else value
         return total
@@ -375,43 +415,58 @@ class CCPL(nn.Module):
 
 class WCE(CCPL):
     """Weighted contrast estimation: CCPL whose negatives are weighted by an optimal-transport
-    plan (MoNCE), plus a KL term on raw-feature similarities for global consistency."""
+    plan (MoNCE), plus a KL term on raw-feature similarities for global consistency.
 
-    def __init__(self, channels: tuple, num_s: int = 8, num_l: int = 3, tau: float = 0.07,
-                 ot_eps: float = 1.0, ot_iters: int = 50):
+    ``layer_loss`` is the method, one layer at a time; ``forward`` takes the fast path
+    ``stacked_wce``, which gives the same sum (value and gradients) with one Sinkhorn loop
+    for all layers.
+    """
+
+    def __init__(self, channels: tuple, num_s: int = NUM_S, num_l: int = NUM_L, tau: float = TAU,
+                 ot_eps: float = OT_EPS, ot_iters: int = OT_ITERS):
         super().__init__(channels, num_s, num_l, tau)
         self.ot_eps, self.ot_iters = ot_eps, ot_iters
 
-    def forward(self, feats_result: list[Tensor], feats_content: list[Tensor],
-                anchors: list[Tensor] | None = None) -> dict[str, Tensor]:
-        """The OT-weighted InfoNCE and the KL term, each summed over the used layers.
-
-        Layers with as many anchors run their InfoNCE as one batch: their queries and keys are
-        zero-padded to the widest head's width and stacked along the batch. Padding changes no
-        dot product, so no kernel, plan or logit, and the Sinkhorn loop's 2×``ot_iters`` small
-        steps run once instead of once per layer (on a GPU that loop is launch-bound). Stacked
-        layers have the same N·S vectors each, so the stack's mean × its layer count is the sum
-        of their losses.
-        """
-        layers = self.layer_blocks(feats_result, feats_content, anchors)
-        kl = sum(neighbourhood_kl(blocks_result, blocks_content) for blocks_result, blocks_content, _ in layers)
-        return {"nce": self.stacked_nce(layers), "kl": kl}
-
-    def stacked_nce(self, layers: list[tuple[Tensor, Tensor, nn.Module]]) -> Tensor:
-        """The weighted InfoNCE summed over ``layers`` (from ``layer_blocks``), stacked as above."""
-        stacks: dict[int, list[tuple[Tensor, Tensor]]] = {}
-        for blocks_result, blocks_content, head in layers:
-            query, key = self.queries_and_keys(blocks_result, blocks_content, head)
-            stacks.setdefault(query.shape[1], []).append((query, key))
-        return sum(len(pairs) * self.weighted_nce(*stacked(pairs)) for pairs in stacks.values())
+    def layer_loss(self, blocks_result: Tensor, blocks_content: Tensor, head: nn.Module) -> dict[str, Tensor]:
+        """The loss of one layer: the OT-weighted InfoNCE (``nce``) and the KL term (``kl``)."""
+        query, key = self.queries_and_keys(blocks_result, blocks_content, head)
+        return {"nce": self.weighted_nce(query, key), "kl": neighbourhood_kl(blocks_result, blocks_content)}
 
     def weighted_nce(self, query: Tensor, key: Tensor) -> Tensor:
         """InfoNCE with each negative's logit raised by tau × the log of its OT weight."""
         weights = sinkhorn_weights(query, key, self.ot_eps, self.ot_iters)
         return info_nce(query, key, self.tau, log_weights=weights.clamp_min(1e-30).log())
 
+    def forward(self, feats_result: list[Tensor], feats_content: list[Tensor],
+                anchors: list[Tensor] | None = None) -> dict[str, Tensor]:
+        """``sum_of_layer_losses`` by the fast path ``stacked_wce``."""
+        return stacked_wce(self, self.layer_blocks(feats_result, feats_content, anchors))
 
-def stacked(pairs: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+
+def stacked_wce(wce: WCE, layers: list[tuple[Tensor, Tensor, nn.Module]]) -> dict[str, Tensor]:
+    """Fast path of ``wce.sum_of_layer_losses(layers)``: the same value and gradients, with the
+    OT-weighted InfoNCE of all layers in one batch (``stacked_weighted_nce``)."""
+    kl = sum(neighbourhood_kl(blocks_result, blocks_content) for blocks_result, blocks_content, _ in layers)
+    return {"nce": stacked_weighted_nce(wce, layers), "kl": kl}
+
+
+def stacked_weighted_nce(wce: WCE, layers: list[tuple[Tensor, Tensor, nn.Module]]) -> Tensor:
+    """The sum over ``layers`` of ``wce.weighted_nce``, as one batch.
+
+    The queries and keys of layers with as many anchors are zero-padded to the widest head's
+    width and stacked along the batch. Padding changes no dot product, so no kernel, plan or
+    logit; the Sinkhorn loop runs once instead of once per layer (on a GPU its many small steps
+    dominate the step time). Stacked layers have the same N·S vectors each, so the stack's mean
+    × its layer count is the sum of their losses.
+    """
+    stacks: dict[int, list[tuple[Tensor, Tensor]]] = {}
+    for blocks_result, blocks_content, head in layers:
+        query, key = wce.queries_and_keys(blocks_result, blocks_content, head)
+        stacks.setdefault(query.shape[1], []).append((query, key))
+    return sum(len(pairs) * wce.weighted_nce(*zero_padded_stack(pairs)) for pairs in stacks.values())
+
+
+def zero_padded_stack(pairs: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     """``(N, S, D_l)`` query/key pairs zero-padded to the widest D and concatenated along N."""
     width = max(query.shape[-1] for query, _ in pairs)
     return tuple(torch.cat([F.pad(pair[side], (0, width - pair[side].shape[-1])) for pair in pairs])
@@ -455,7 +510,7 @@ class EncoderDecoder(nn.Module):
 
 class ReconstructionNet(EncoderDecoder):
     """Encoder → decoder with no transform: the decoder learns to invert the encoder, the warm
-    start of a transfer run. Losses: ``content`` (METHOD's content loss, MSE at the last layer,
+    start of a transfer run. Losses: ``content`` (the method's content loss, MSE at the last layer,
     here a feature loss against the input itself) and ``pixel`` (MSE between image and result)."""
 
     def forward(self, content: Tensor, style: Tensor | None = None,
@@ -476,7 +531,7 @@ class StyleTransferNet(EncoderDecoder):
     the contrastive terms (``nce`` and, for WCE, ``kl``) between the result and the content.
     """
 
-    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: SCT,
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: nn.Module,
                  contrastive: CCPL | None, mode: str | ModeSpec = "photo"):
         super().__init__(encoder, decoder, mode)
         self.transform, self.contrastive = transform, contrastive
@@ -507,9 +562,9 @@ def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The weight of every loss term, each named like its term (METHOD's defaults).
+    """The weight of every loss term, each named like its term (the method's defaults).
 
-    ``nce`` weights the contrastive InfoNCE (CCPL's or WCE's), ``kl`` WCE's KL term; METHOD
+    ``nce`` weights the contrastive InfoNCE (CCPL's or WCE's), ``kl`` WCE's KL term; the method
     weights both by the contrastive weight 5. This code takes the KL per 3×3 block (a sum over
     each row's 9 entries, averaged over rows, anchors and images); the GLFA reference averages
     over every element, 9× smaller, so ``kl=5/9`` reproduces it. ``pixel`` weights the pixel
@@ -532,7 +587,7 @@ OBJECTIVES = ("transfer", "reconstruction")
 
 
 def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
-                  num_s: int = 8, num_l: int = 3, tau: float = 0.07,
+                  num_s: int = NUM_S, num_l: int = NUM_L, tau: float = TAU,
                   encoder: nn.Sequential | None = None, objective: str = "transfer") -> EncoderDecoder:
     """A training network with freshly initialised decoder, transform and heads.
 

@@ -7,11 +7,12 @@ import argparse
 from pathlib import Path
 
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      add_smoothing_flags, autocast_dtype, command_parser, non_negative_int, resolve_device,
-                      run_main, smoothing_choice, transform_choice, weight_list)
+                      add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice)
+from glfa.device import autocast_dtype, resolve_device
+from glfa.flagtypes import non_negative_int, weight_list
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
-from glfa.test import SAVE_EXTENSIONS, gather_inputs, stylize_all
+from glfa.stylize import SAVE_EXTENSIONS, gather_inputs, stylize_all
 
 
 def build_parser() -> argparse.ArgumentParser:

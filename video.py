@@ -10,9 +10,11 @@ Example: python video.py clip.mp4 --style=test/style/sunset_boats.jpg --output=o
 import argparse
 from pathlib import Path
 
-from glfa.cli import (UserError, add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      add_smoothing_flags, autocast_dtype, command_parser, frame_rate, non_negative_int, positive_int,
-                      resolve_device, run_main, smoothing_choice, transform_choice)
+from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
+                      add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice)
+from glfa.device import autocast_dtype, resolve_device
+from glfa.errors import UserError
+from glfa.flagtypes import frame_rate, non_negative_int, positive_int
 from glfa.images import read_image
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT

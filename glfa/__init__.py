@@ -9,7 +9,9 @@ The package sits one floor below the root and imports the method files there (``
 ``function``, ``sampler``), which need the repository root on ``sys.path``: the root commands,
 ``torch.hub`` and a Python session started in the root have it.
 """
-from glfa.inference import Smoothing, Stylizer
-from glfa.paths import REPO_ROOT, default_vgg, shipped_model
+from glfa.inference import Stylizer
+from glfa.paths import REPO_ROOT, default_vgg
+from glfa.runfolder import shipped_model
+from glfa.smoothing import Smoothing
 
 __all__ = ["Smoothing", "Stylizer", "REPO_ROOT", "default_vgg", "shipped_model"]

@@ -32,8 +32,9 @@ from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 
-from glfa.cli import UserError, unit_float
-from glfa.data import UnreadableImage, list_images, load_rgb
+from glfa.errors import UserError
+from glfa.flagtypes import unit_float
+from glfa.images import UnreadableImage, list_images, load_rgb
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
 
@@ -85,13 +86,6 @@ def decode_upload(data: bytes, draft_size: int) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as err:
         raise UnreadableImage(str(err)) from None
     return load_rgb(io.BytesIO(data), draft_size)
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 0 to 65535 (0: any free port)."""
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text}")
-    return int(text)
 
 
 class Demo:

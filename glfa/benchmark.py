@@ -7,6 +7,7 @@ allocator's peak on a GPU and the growth of the process's resident memory on the
 """
 import ctypes
 import gc
+import math
 import os
 import random
 import threading
@@ -21,12 +22,13 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from glfa.cli import autocast, configure_backends
 from glfa.data import ImageFolderDataset, training_transform
+from glfa.device import autocast, configure_backends
+from glfa.distributed import Process, global_values
 from glfa.inference import Stylizer
-from glfa.train import Process, all_finite, global_values, train_step
+from glfa.train import forward_backward
 from net import (CCPL, NEIGHBOUR_OFFSETS, WCE, LossWeights, StyleTransferNet, info_nce, neighbourhood_kl,
-                 projected_differences, sample_anchors, style_loss)
+                 projected_differences, sample_anchors, stacked_weighted_nce, style_loss)
 from sampler import InfiniteSampler
 
 LOSS_WEIGHTS = LossWeights()
@@ -222,7 +224,7 @@ def _contrastive_term(loss: CCPL, feats_result: list[Tensor], feats_content: lis
     if term == "kl":
         return sum(neighbourhood_kl(blocks_result, blocks_content) for blocks_result, blocks_content, _ in layers)
     if isinstance(loss, WCE):
-        return loss.stacked_nce(layers)
+        return stacked_weighted_nce(loss, layers)
     return sum(loss.layer_loss(*layer)["nce"] for layer in layers)
 
 
@@ -244,8 +246,8 @@ def training_step_call(network: StyleTransferNet, content: Tensor, style: Tensor
     process = Process(0, 1, content.device)
 
     def step() -> None:
-        losses, _ = train_step(model, optimizer, scaler, content, style, LOSS_WEIGHTS, amp_dtype)
-        if not check or all_finite(global_values(losses, False, process)[0]):
+        losses, _ = forward_backward(model, optimizer, scaler, content, style, LOSS_WEIGHTS, amp_dtype)
+        if not check or all(math.isfinite(v) for v in global_values(losses, False, process)[0].values()):
             scaler.step(optimizer)
             scaler.update()
 

@@ -1,6 +1,6 @@
 """The one way to save and load weights, used by training, testing and evaluation.
 
-Reference layout (METHOD.md): ``decoder_iter_N.pth.tar`` and ``lct_iter_N.pth.tar`` hold plain
+Reference layout: ``decoder_iter_N.pth.tar`` and ``lct_iter_N.pth.tar`` hold plain
 state dicts. Decoder keys are the child indexes of the full 29-child layout (a photo-mode
 file from the reference code may hold all 29 children; photo mode takes ``[10:]``). The
 transform's keys are ``cnet.*``, ``snet.*``, ``uncompress.*`` for SCT and LCT alike. An
@@ -19,27 +19,16 @@ from typing import BinaryIO, Callable
 import torch
 from torch import Tensor, nn
 
-from glfa.cli import UserError
+from glfa.errors import UserError
+from glfa.paths import MODELS_DIR, REPO_ROOT
 from net import ModeSpec, build_decoder, build_encoder, build_transform, parse_mode
 
 
-CHECKPOINT_NAME = re.compile(r"^(decoder|lct|sct)_iter_(\d+)\.pth\.tar$")
 TEMPORARY_NAME = re.compile(r"^\..+\.tmp\d+$")  # ``atomic_write``'s temporary files
 
 
 class CheckpointError(UserError):
     """A checkpoint file that is missing, unreadable or does not fit the model."""
-
-
-def checkpoints_by_iteration(folder: Path) -> dict[int, dict[str, Path]]:
-    """The reference-format weights in a training folder: ``{N: {"decoder": path, "lct": path, …}}``
-    for every ``decoder_iter_N.pth.tar``, ``lct_iter_N.pth.tar`` and ``sct_iter_N.pth.tar``."""
-    found: dict[int, dict[str, Path]] = {}
-    for path in folder.iterdir():
-        match = CHECKPOINT_NAME.match(path.name)
-        if match:
-            found.setdefault(int(match.group(2)), {})[match.group(1)] = path
-    return found
 
 
 def load_state_dict(path: str | os.PathLike, what: str = "state dict of weights") -> dict[str, Tensor]:
@@ -94,15 +83,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         raise
 
 
-def remove_temporary_files(folder: Path) -> int:
-    """Delete the temporary files that runs killed while saving left in ``folder``; returns how many.
-    Only call it while no other process writes there (train.py holds the folder's lock)."""
-    orphans = [path for path in folder.iterdir() if TEMPORARY_NAME.match(path.name)] if folder.is_dir() else []
-    for path in orphans:
-        path.unlink(missing_ok=True)
-    return len(orphans)
-
-
 def _safe_load(path: str | os.PathLike) -> object:
     """``torch.load(weights_only=True)`` on CPU; a missing or unreadable file is a ``CheckpointError``."""
     path = Path(path)
@@ -124,12 +104,11 @@ def _safe_load(path: str | os.PathLike) -> object:
 def _missing_file_hint(path: Path) -> str:
     """What to do about a missing file where the defaults and the README look: ``models/`` and
     ``experiments/`` of this repository."""
-    from glfa.paths import MODELS_DIR, REPO_ROOT  # glfa.paths imports this module
     where = path.resolve()
     if where.is_relative_to(MODELS_DIR):
         return ("; python -m models.download fetches models/vgg_normalised.pth, the encoder of art mode (it "
                 "serves photo mode too, given with --vgg)")
-    if where.is_relative_to(REPO_ROOT / "experiments") and CHECKPOINT_NAME.match(where.name):
+    if where.is_relative_to(REPO_ROOT / "experiments") and where.name.endswith(".pth.tar"):
         return ("; train.py writes decoder_iter_N.pth.tar and lct_iter_N.pth.tar into its --save_dir, and "
                 "without --decoder and --LCT the shipped photo model in experiments/photo/ is used")
     return ""
@@ -180,23 +159,29 @@ def check_training_state(state: dict, path: str | os.PathLike) -> None:
 
 def fit_weights(module: nn.Module, state: dict[str, Tensor], path: str | os.PathLike, what: str,
                 hint: str = "") -> None:
-    """Copy the keys ``module`` needs from ``state``, with a clear error for missing, misshapen or
-    non-finite (NaN, inf: a damaged file) ones."""
-    expected = module.state_dict()
+    """Copy the keys ``module`` needs from ``state``, once ``check_weights`` passes them."""
+    check_weights(module.state_dict(), state, path, what, hint)
+    module.load_state_dict({k: state[k] for k in module.state_dict()})
+
+
+def check_weights(expected: dict[str, Tensor], state: dict[str, Tensor], path: str | os.PathLike, what: str,
+                  hint: str = "") -> None:
+    """``state`` must hold every key of ``expected`` with its shape and finite values: a clear
+    error for missing, misshapen or non-finite (NaN, inf: a damaged file) ones."""
     missing = [k for k in expected if k not in state]
     if missing:
         layers = sorted({k.split(".")[0] if k[0].isdigit() else k.rsplit(".", 1)[0] for k in missing},
                         key=lambda s: (len(s), s))
         raise CheckpointError(f"{path} is not a {what}: missing layers {', '.join(layers[:8])}{hint}")
     for key, value in expected.items():
-        if state[key].shape != value.shape:
-            raise CheckpointError(f"{path} does not fit the {what}: {key} has shape "
-                                  f"{tuple(state[key].shape)}, expected {tuple(value.shape)}{hint}")
-        check_finite(state[key], path, f"{what} weight {key}")
-    module.load_state_dict({k: state[k] for k in expected})
+        if not isinstance(state[key], Tensor) or state[key].shape != value.shape:
+            shape = tuple(state[key].shape) if isinstance(state[key], Tensor) else type(state[key]).__name__
+            raise CheckpointError(f"{path} does not fit the {what}: {key} has shape {shape}, "
+                                  f"expected {tuple(value.shape)}{hint}")
+        check_finite_tensor(state[key], path, f"{what} weight {key}")
 
 
-def check_finite(tensor: Tensor, path: str | os.PathLike, what: str) -> None:
+def check_finite_tensor(tensor: Tensor, path: str | os.PathLike, what: str) -> None:
     """A floating-point tensor read from ``path`` must hold no NaN or inf (bit rot, a diverged run)."""
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         raise CheckpointError(f"{path} is damaged: its {what} holds non-finite values (NaN or inf)")

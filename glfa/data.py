@@ -1,114 +1,26 @@
-"""Reading images: recursive listing, robust decoding to RGB, and the training dataset.
+"""The training data: images of a folder, each resized to a square and randomly cropped, with
+unreadable files skipped, and the seeded, rank-aware loaders that feed the training loop.
 
-Training folders can be large and messy. Listing is one recursive, sorted walk; files whose
-extension is not an image's are ignored; images that cannot be decoded are skipped (each
+Training folders can be large and messy: images that cannot be decoded are skipped (each
 reported once, counted in shared memory across loader workers) and replaced by the next
-readable one. Greyscale, palette, RGBA, CMYK and 16-bit images become 8-bit RGB.
+readable one. Each crop depends only on ``(seed, rank, draw)``, whichever worker decodes it.
 """
 import os
 import sys
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps
-from torch.utils.data import Dataset
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from glfa.cli import UserError
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-class UnreadableImage(Exception):
-    """An image file that cannot be decoded."""
-
-
-def list_images(root: str | os.PathLike) -> list[Path]:
-    """Every file with an image extension under ``root``, recursively, sorted.
-
-    One ``os.scandir`` walk, so a hundred thousand files list in well under a second. Linked
-    folders are followed, each real folder once (a link loop cannot recurse forever); a
-    sub-folder that cannot be opened, or an entry that cannot be examined (a link to itself), is
-    reported and left out.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise UserError(f"folder not found: {root}")
-    if root.is_file():
-        return [root] if root.suffix.lower() in IMAGE_EXTENSIONS else []
-    found: list[str] = []
-    pending = [str(root)]
-    seen = {_folder_id(root.stat())}
-    while pending:
-        folder = pending.pop()
-        try:
-            with os.scandir(folder) as listing:
-                entries = sorted(listing, key=lambda entry: entry.name)  # the same folder wins every run
-        except OSError as err:
-            print(f"warning: skipping folder {folder}: {err.strerror or err}", file=sys.stderr)
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=True):
-                    folder_id = _folder_id(entry.stat(follow_symlinks=True))
-                    if folder_id not in seen:
-                        seen.add(folder_id)
-                        pending.append(entry.path)
-                elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-                    found.append(entry.path)
-            except OSError as err:  # a link to itself, or an entry removed meanwhile
-                print(f"warning: skipping {entry.path}: {err.strerror or err}", file=sys.stderr)
-    return [Path(p) for p in sorted(found)]
-
-
-def _folder_id(info: os.stat_result) -> tuple[int, int]:
-    return info.st_dev, info.st_ino
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode as 8-bit RGB: 16-bit and float greyscale are rescaled, not clipped."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
-
-
-def load_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
-    """Decode an image file fully as RGB, honouring EXIF orientation.
-
-    ``draft_size`` lets JPEG decoding downscale by 1/2, 1/4 or 1/8 while keeping both sides
-    at least that size, which makes large photos far cheaper to read. Raises
-    ``UnreadableImage`` for anything that is not a complete, decodable image.
-    """
-    try:
-        with Image.open(path) as image:
-            if draft_size and image.format == "JPEG":
-                image.draft("RGB", (draft_size, draft_size))
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise UnreadableImage(f"{path}: {err}") from None
-
-
-def read_image_or_fail(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
-    """``load_rgb`` for files the user named: an unreadable one is a user error."""
-    if Path(path).is_dir():
-        raise UserError(f"{path} is a folder, not an image")
-    if not Path(path).is_file():
-        raise UserError(f"image not found: {path}")
-    try:
-        return load_rgb(path, draft_size)
-    except UnreadableImage as err:
-        raise UserError(f"cannot read image {err}") from None
+from glfa.distributed import Process, check_same_listing
+from glfa.errors import UserError
+from glfa.images import UnreadableImage, list_images, load_rgb
+from glfa.signals import ignore_stop_signals
+from sampler import InfiniteSampler, SeededSampler
 
 
 def training_transform(image_size: int = 512, crop_size: int = 256) -> Callable:
@@ -168,3 +80,36 @@ class ImageFolderDataset(Dataset):
             if image is not None:
                 return self.transform(image)
         raise RuntimeError(f"no readable image left in {self.root}")
+
+
+class SeededCrops(Dataset):
+    """The training images keyed by ``(index, draw_seed)``: yields ``(index, image)`` whose random
+    crop comes from ``draw_seed``, whichever worker decodes it."""
+
+    def __init__(self, images: ImageFolderDataset):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[int, Tensor]:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return index, self.images[index]
+
+
+def make_loader(root: str | os.PathLike, image_size: int, crop_size: int, batch_size: int, workers: int,
+                process: Process, seed: int, start: int) -> tuple[DataLoader, ImageFolderDataset]:
+    """An endless loader of ``(indexes, crops)`` batches from ``root`` for this rank, starting
+    after its first ``start`` draws; stops early if nothing there is readable."""
+    images = ImageFolderDataset(root, training_transform(image_size, crop_size),
+                                draft_size=image_size)
+    images.check_readable()
+    check_same_listing(images.root, images.paths, process)
+    sampler = SeededSampler(InfiniteSampler(len(images), seed, process.rank, process.world_size, start))
+    loader = DataLoader(SeededCrops(images), batch_size=batch_size, sampler=sampler,
+                        num_workers=workers, pin_memory=process.device.type == "cuda",
+                        persistent_workers=workers > 0, drop_last=True,
+                        worker_init_fn=ignore_stop_signals)
+    return loader, images

@@ -8,21 +8,21 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import torch
-from torch import nn
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from glfa.checkpoint import checkpoints_by_iteration, load_encoder
-from glfa.cli import UserError
-from glfa.data import list_images
+from function import reinhard
+from glfa.checkpoint import load_decoder, load_encoder
+from glfa.errors import UserError
 from glfa.figures import comparison_figure, contact_sheet
-from glfa.images import read_image, thumbnail
-from glfa.inference import Smoothing, Stylizer
+from glfa.images import list_images, read_image, thumbnail
+from glfa.inference import Stylizer
 from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim
-from glfa.paths import default_vgg, shipped_model
+from glfa.paths import default_vgg
+from glfa.runfolder import RunFolder, shipped_model
+from glfa.smoothing import Smoothing
 from glfa.tables import markdown_table, write_csv
-from function import adain_from_stats, calc_mean_std, reinhard
-from net import parse_mode
+from net import AdaIN, parse_mode
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 SHIPPED_NAME = "shipped"
@@ -39,7 +39,7 @@ class Pair:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelFiles:
     """A trained model: decoder and transform checkpoints and the transform's kind."""
 
     name: str
@@ -76,7 +76,7 @@ def trailing_number(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _numbered(folder: str | Path, what: str) -> dict[int, Path]:
+def images_by_number(folder: str | Path, what: str) -> dict[int, Path]:
     images = list_images(folder)
     if not images:
         raise UserError(f"no {what} images in {folder}")
@@ -96,7 +96,7 @@ def pairs_by_number(content_dir: str | Path, style_dir: str | Path) -> list[Pair
 
     Images whose number has no partner are reported on stderr and left out.
     """
-    contents, styles = _numbered(content_dir, "content"), _numbered(style_dir, "style")
+    contents, styles = images_by_number(content_dir, "content"), images_by_number(style_dir, "style")
     common = sorted(contents.keys() & styles.keys())
     if not common:
         raise UserError(f"no content image in {content_dir} shares its number with a style image in {style_dir} "
@@ -167,19 +167,13 @@ def latest_checkpoints(folder: Path) -> tuple[Path, Path, str]:
     """The decoder and transform of the last iteration saved in a training folder, and the kind."""
     if not folder.is_dir():
         raise UserError(f"model folder not found: {folder} (give NAME=DECODER,TRANSFORM[,lct|sct] or NAME=FOLDER)")
-    found = checkpoints_by_iteration(folder)
-    complete = [n for n, files in found.items() if "decoder" in files and ("lct" in files or "sct" in files)]
-    if not complete:
+    model = RunFolder(folder).latest_model()
+    if model is None:
         raise UserError(f"no decoder_iter_N.pth.tar with a matching lct_/sct_iter_N.pth.tar in {folder}")
-    files = found[max(complete)]
-    if "lct" in files and "sct" in files:
-        raise UserError(f"both lct_ and sct_ checkpoints at iteration {max(complete)} in {folder}: "
-                        "name the files explicitly")
-    kind = "lct" if "lct" in files else "sct"
-    return files["decoder"], files[kind], kind
+    return model.decoder, model.transform, model.kind
 
 
-def parse_model(text: str) -> ModelSpec:
+def parse_model(text: str) -> ModelFiles:
     """``NAME=DECODER,TRANSFORM[,lct|sct]`` or ``NAME=FOLDER`` (the folder's latest checkpoints).
 
     Without a kind, it is read from the transform file's name (``sct_…`` is SCT, else LCT).
@@ -192,26 +186,14 @@ def parse_model(text: str) -> ModelSpec:
     parts = rest.split(",")
     if len(parts) == 1:
         decoder, transform, kind = latest_checkpoints(Path(parts[0]))
-        return ModelSpec(name, decoder, transform, kind)
+        return ModelFiles(name, decoder, transform, kind)
     if len(parts) not in (2, 3):
         raise UserError(f"--model {text!r}: expected NAME=DECODER,TRANSFORM[,lct|sct]")
     decoder, transform = Path(parts[0]), Path(parts[1])
     kind = parts[2].lower() if len(parts) == 3 else ("sct" if transform.name.lower().startswith("sct") else "lct")
     if kind not in ("lct", "sct"):
         raise UserError(f"--model {text!r}: the transform kind must be lct or sct, got {parts[2]!r}")
-    return ModelSpec(name, decoder, transform, kind)
-
-
-class AdaINTransform(nn.Module):
-    """AdaIN alone (LCT's skip connection without SCT), shaped like ``net.SCT`` for ``Stylizer``:
-    the AdaIN baseline, decoded by a trained decoder. It has no parameters and needs no matrix."""
-
-    def style_matrix(self, style_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return style_feat.new_zeros(0), calc_mean_std(style_feat)[0]
-
-    def apply(self, content_feat: torch.Tensor, content_mean: torch.Tensor, content_std: torch.Tensor,
-              style_cov: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
-        return adain_from_stats(content_feat, content_mean, content_std, style_mean, style_std)
+    return ModelFiles(name, decoder, transform, kind)
 
 
 class Reinhard:
@@ -243,33 +225,36 @@ def baseline_list(text: str) -> list[str]:
     return names
 
 
-def shipped_model_spec() -> ModelSpec:
+def shipped_model_spec() -> ModelFiles:
     """The shipped photo model, the default ``--model``."""
     decoder, transform = shipped_model()
-    return ModelSpec(SHIPPED_NAME, decoder, transform, "lct")
+    return ModelFiles(SHIPPED_NAME, decoder, transform, "lct")
 
 
 # --------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------
 
-def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, vgg: str | Path | None = None,
+def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *, vgg: str | Path | None = None,
              mode: str = "photo", device: torch.device | str = "cpu", content_size: int = 512,
              style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
              figure_height: int = 256, amp_dtype: torch.dtype | None = None,
-             baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None) -> list[Row]:
+             baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None, long_side: int = 0,
+             adain_decoder: str | Path | None = None) -> list[Row]:
     """Stylise every pair with every model and measure it; write the results, a comparison
     figure per pair and a contact sheet under ``output``. Returns one row per pair and model.
 
     ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
-    by the first model's decoder) as further rows. ``smoothing`` adds a row per model, ``NAME+smooth``,
+    by ``adain_decoder``, by default the first model's decoder) as further rows. ``smoothing`` adds a row per model, ``NAME+smooth``,
     with its results smoothed (the baselines are left as they are). A non-finite metric is an
     error for that model.
 
     Each model is loaded once. Every new combination of image sizes is stylised once untimed
     first, so the time per image leaves out one-off costs (cuDNN picks its algorithms per size).
     ``metrics.csv`` is rewritten after every pair, so an interrupted run keeps its numbers.
-    ``vgg`` left out is the mode's encoder in ``models/``.
+    ``vgg`` left out is the mode's encoder in ``models/``. ``long_side`` (0: off) resizes every
+    content and style image to that longer side instead of the shorter sides ``content_size``
+    and ``style_size``.
     """
     smoothed = [m.name + SMOOTHED_SUFFIX for m in models] if smoothing is not None else []
     names = [m.name for m in models] + smoothed + list(baselines)
@@ -288,8 +273,8 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, 
         stylizers[name] = Smoothed(stylizers[model.name], smoothing)
     if "adain" in baselines:
         first = stylizers[models[0].name]
-        stylizers["adain"] = Stylizer(first.encoder, first.decoder, AdaINTransform(), spec, device=device,
-                                      amp_dtype=amp_dtype)
+        decoder = first.decoder if adain_decoder is None else load_decoder(adain_decoder, spec)
+        stylizers["adain"] = Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype)
     if "reinhard" in baselines:
         stylizers["reinhard"] = Reinhard()
     stylizers = {name: stylizers[name] for name in names}
@@ -301,7 +286,8 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, 
     sheet: list[tuple[str, list[torch.Tensor]]] = []
     sizes_seen: set[tuple[torch.Size, torch.Size]] = set()
     for pair in tqdm(pairs, desc="evaluate", dynamic_ncols=True):
-        content, style = read_image(pair.content, content_size), read_image(pair.style, style_size)
+        content = read_image(pair.content, content_size, long_side=long_side)
+        style = read_image(pair.style, style_size, long_side=long_side)
         style_feats = distance.features(style)
         results: dict[str, torch.Tensor] = {}
         new_sizes = (content.shape, style.shape) not in sizes_seen
@@ -321,11 +307,11 @@ def evaluate(pairs: list[Pair], models: list[ModelSpec], output: str | Path, *, 
         sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
         write_metrics_csv(rows, output / "metrics.csv")
     contact_sheet(sheet, ["content", "style", *names]).save(output / "contact_sheet.png")
-    check_finite(rows)
+    check_metrics_finite(rows)
     return rows
 
 
-def check_finite(rows: list[Row]) -> None:
+def check_metrics_finite(rows: list[Row]) -> None:
     """A NaN or infinite metric means a broken model (or image): an error naming where, not a number."""
     broken = [f"{r.model} on {r.pair} ({m} = {getattr(r, m)})" for r in rows for m in METRICS
               if not math.isfinite(getattr(r, m))]

@@ -1,22 +1,127 @@
-"""Images at a working size and between PIL and tensors: the one place where the commands and
-the Python API resize, read and convert images. Tensors are ``(3, H, W)`` in [0, 1]."""
-import os
+"""Images in and out: listing image files, decoding any file to RGB, resizing to a working size,
+and converting between PIL images and tensors. The one place where the commands, the training
+data and the Python API read and convert images. Tensors are ``(3, H, W)`` in [0, 1].
 
+Listing is one recursive, sorted walk; files whose extension is not an image's are ignored.
+Greyscale, palette, RGBA, CMYK and 16-bit images become 8-bit RGB; EXIF orientation is honoured.
+"""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 from torchvision import transforms
 
-from glfa.data import read_image_or_fail, to_rgb
+from glfa.errors import UserError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
+ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def resize_to_tensor(image: Image.Image, size: int = 0, crop: bool = False, max_size: int = 0) -> Tensor:
+class UnreadableImage(Exception):
+    """An image file that cannot be decoded."""
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Every file with an image extension under ``root``, recursively, sorted.
+
+    One ``os.scandir`` walk, so a hundred thousand files list in well under a second. Linked
+    folders are followed, each real folder once (a link loop cannot recurse forever); a
+    sub-folder that cannot be opened, or an entry that cannot be examined (a link to itself), is
+    reported and left out.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"folder not found: {root}")
+    if root.is_file():
+        return [root] if root.suffix.lower() in IMAGE_EXTENSIONS else []
+    found: list[str] = []
+    pending = [str(root)]
+    seen = {_folder_id(root.stat())}
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)  # the same folder wins every run
+        except OSError as err:
+            print(f"warning: skipping folder {folder}: {err.strerror or err}", file=sys.stderr)
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    folder_id = _folder_id(entry.stat(follow_symlinks=True))
+                    if folder_id not in seen:
+                        seen.add(folder_id)
+                        pending.append(entry.path)
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                    found.append(entry.path)
+            except OSError as err:  # a link to itself, or an entry removed meanwhile
+                print(f"warning: skipping {entry.path}: {err.strerror or err}", file=sys.stderr)
+    return [Path(p) for p in sorted(found)]
+
+
+def _folder_id(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB: 16-bit and float greyscale are rescaled, not clipped."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
+    """Decode an image file fully as RGB, honouring EXIF orientation.
+
+    ``draft_size`` lets JPEG decoding downscale by 1/2, 1/4 or 1/8 while keeping both sides
+    at least that size, which makes large photos far cheaper to read. Raises
+    ``UnreadableImage`` for anything that is not a complete, decodable image.
+    """
+    try:
+        with Image.open(path) as image:
+            if draft_size and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise UnreadableImage(f"{path}: {err}") from None
+
+
+def read_image_or_fail(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
+    """``load_rgb`` for files the user named: an unreadable one is a user error."""
+    if Path(path).is_dir():
+        raise UserError(f"{path} is a folder, not an image")
+    if not Path(path).is_file():
+        raise UserError(f"image not found: {path}")
+    try:
+        return load_rgb(path, draft_size)
+    except UnreadableImage as err:
+        raise UserError(f"cannot read image {err}") from None
+
+
+def resize_to_tensor(image: Image.Image, size: int = 0, crop: bool = False, max_size: int = 0,
+                     long_side: int = 0) -> Tensor:
     """An RGB image as a tensor, its shorter side resized to ``size`` (0 keeps it) and, with
     ``crop``, centre-cropped to a ``size`` square. Without ``crop``, ``max_size`` (0: none) caps
     the longer side of the resized image, which then keeps its aspect ratio with a shorter
-    side below ``size``."""
+    side below ``size``. ``long_side`` instead resizes the longer side to exactly that."""
     steps = []
-    if size:
+    if long_side:
+        width, height = image.size
+        scale = long_side / max(width, height)
+        steps.append(transforms.Resize((max(1, round(height * scale)), max(1, round(width * scale)))))
+    elif size:
         width, height = resized_size(image, size)
         if max_size and not crop and max(width, height) > max_size:
             scale = max_size / max(width, height)
@@ -34,10 +139,13 @@ def resized_size(image: Image.Image, size: int) -> tuple[int, int]:
     return (size, int(size * height / width)) if width <= height else (int(size * width / height), size)
 
 
-def read_image(path: str | os.PathLike, size: int = 0, crop: bool = False, draft: bool = False) -> Tensor:
-    """A file the user named (unreadable: a user error) at ``size`` (see ``resize_to_tensor``).
-    ``draft`` decodes JPEGs far larger than ``size`` at a reduced scale first, which is faster."""
-    return resize_to_tensor(read_image_or_fail(path, (size or None) if draft else None), size, crop)
+def read_image(path: str | os.PathLike, size: int = 0, crop: bool = False, draft: bool = False,
+               long_side: int = 0) -> Tensor:
+    """A file the user named (unreadable: a user error) at ``size`` or ``long_side`` (see
+    ``resize_to_tensor``). ``draft`` decodes JPEGs far larger than ``size`` at a reduced scale
+    first, which is faster."""
+    return resize_to_tensor(read_image_or_fail(path, (size or None) if draft else None), size, crop,
+                            long_side=long_side)
 
 
 def as_tensor(image: Image.Image | Tensor) -> Tensor:

@@ -29,12 +29,16 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from function import calc_mean_std, coral, full_precision, guided_filter
+from function import calc_mean_std, coral, full_precision
 from glfa.checkpoint import load_decoder, load_encoder, load_transform
-from glfa.cli import UserError, autocast, configure_backends, resolve_device
+from glfa.device import autocast, check_precision, configure_backends, resolve_device
+from glfa.errors import UserError
 from glfa.images import as_tensor, to_pil
-from glfa.paths import default_vgg, model_files
-from net import SCT, ModeSpec, parse_mode
+from glfa.paths import default_vgg
+from glfa.runfolder import model_files
+from glfa.smoothing import Smoothing, smooth_tiled, smoothing_option
+from glfa.tiles import chunked_mean_std, reach, spans
+from net import AdaIN, ModeSpec, StyleStatistics, Transform, build_transform, parse_mode
 
 # Automatic tiles: at most this side (px), and small enough for half the free memory at
 # about this many bytes per pixel of a tile (the first encoder and last decoder layers hold
@@ -43,31 +47,8 @@ MAX_AUTO_TILE = 2048
 BYTES_PER_PIXEL = 64 * 4 * 4
 TILE_MULTIPLE = 64
 
-# The lowest --smooth_eps: below it the filter's 3×3 determinants (about eps³ in flat regions)
-# leave fp32's range, and the output is the noisy result itself anyway.
-MIN_SMOOTH_EPS = 1e-6
-
 Item = TypeVar("Item")
 Loaded = TypeVar("Loaded")
-
-
-def reach(layers: Iterable[nn.Module]) -> float:
-    """How far, in input pixels, an output of ``layers`` can depend on inputs on either side.
-
-    Convolutions add their half-width at the current scale, 2×2 max-pools one input step
-    before halving the resolution, nearest upsampling doubles it. A tile grown by at least
-    this much yields exact values in its interior, whatever its border padding does.
-    """
-    distance, step = 0.0, 1.0
-    for layer in layers:
-        if isinstance(layer, nn.Conv2d):
-            distance += (layer.kernel_size[0] - 1) // 2 * layer.dilation[0] * step
-        elif isinstance(layer, nn.MaxPool2d):
-            distance += (layer.kernel_size - 1) * step
-            step *= layer.stride
-        elif isinstance(layer, nn.Upsample):
-            step /= layer.scale_factor
-    return distance
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -89,36 +70,6 @@ def auto_tile_size(device: torch.device, bytes_per_element: int = 4) -> int:
     return max(TILE_MULTIPLE * 4, min(MAX_AUTO_TILE, side // TILE_MULTIPLE * TILE_MULTIPLE))
 
 
-def spans(length: int, tile: int, halo: int, multiple: int = 1) -> list[tuple[int, int, int, int]]:
-    """Cut ``[0, length)`` into near-equal tiles of at most ``tile`` starting on multiples of
-    ``multiple``: ``(start, end, halo_start, halo_end)`` each, the halo span grown by ``halo``
-    on both sides and clipped to the range."""
-    count = -(-length // tile)
-    step = -(-length // (count * multiple)) * multiple
-    return [(start, min(start + step, length), max(0, start - halo), min(length, start + step + halo))
-            for start in range(0, length, step)]
-
-
-def combine_mean_std(counts: Tensor, means: Tensor, sq_devs: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """Exact mean and ``sqrt(unbiased var + eps)`` from per-chunk counts, means and sums of
-    squared deviations (Chan et al.'s parallel formula, in fp64). Chunks are on dim 0."""
-    counts, means, sq_devs = counts.double(), means.double(), sq_devs.double()
-    total = counts.sum()
-    mean = (counts * means).sum(0) / total
-    sq_dev = sq_devs.sum(0) + (counts * (means - mean) ** 2).sum(0)
-    return mean.float(), (sq_dev / (total - 1) + eps).sqrt().float()
-
-
-def chunked_mean_std(feat: Tensor, rows: int, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
-    """``calc_mean_std`` of a large ``(N, C, H, W)`` feature, ``rows`` rows at a time (fp32 chunks)."""
-    chunks = feat.split(rows, dim=2)
-    counts = torch.tensor([float(c.shape[2] * c.shape[3]) for c in chunks], device=feat.device)
-    stats = [torch.var_mean(full_precision(c), dim=(2, 3), correction=0, keepdim=True) for c in chunks]
-    variances, means = (torch.stack(s) for s in zip(*stats))
-    count = counts.view(-1, 1, 1, 1, 1)
-    return combine_mean_std(count, means, variances * count, eps)
-
-
 def read_ahead(items: Iterable[Item], load: Callable[[Item], Loaded], depth: int = 2) -> Iterator[tuple[Item, Loaded]]:
     """``(item, load(item))`` in order, with the next ``depth`` items loading in background
     threads meanwhile (decoding and resizing release the GIL). ``load``'s exceptions are
@@ -132,63 +83,6 @@ def read_ahead(items: Iterable[Item], load: Callable[[Item], Loaded], depth: int
                 pending.append((following, pool.submit(load, following)))
                 break
             yield item, future.result()
-
-
-@dataclass(frozen=True)
-class Smoothing:
-    """Edge-aware smoothing of a result by a guided filter (He et al.) with the content photo as
-    guide. ``radius`` is the window's half-width in pixels of the result (fixed, not scaled with
-    the image, so tiles agree with the whole); ``eps`` (on [0, 1] intensities, squared) is the
-    guide's local variance below which the result is flattened: larger smooths more.
-    The defaults were chosen on the shared photo pairs (README, "The shipped model")."""
-
-    radius: int = 8
-    eps: float = 1e-3
-
-    def __post_init__(self):
-        if isinstance(self.radius, bool) or not isinstance(self.radius, int) or self.radius < 1:
-            raise ValueError(f"Smoothing radius must be a positive integer, got {self.radius!r}")
-        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= MIN_SMOOTH_EPS):
-            raise ValueError(f"Smoothing eps must be a finite number ≥ {MIN_SMOOTH_EPS:g}, got {self.eps!r}")
-
-    @property
-    def reach(self) -> int:
-        """How far, in pixels, an output pixel depends on the inputs: a box filter of box filters."""
-        return 2 * self.radius
-
-    def __call__(self, guide: Tensor, result: Tensor) -> Tensor:
-        """``result`` ``(N, C, H, W)`` smoothed with ``guide`` ``(N, 3, H, W)``, in fp32, clamped to [0, 1]."""
-        return guided_filter(guide, result, self.radius, self.eps).clamp(0, 1)
-
-
-def smoothing_option(smooth: "Smoothing | bool | None") -> Smoothing | None:
-    """A ``smooth=`` argument as a ``Smoothing`` or None: True is the default ``Smoothing()``,
-    False and None are none."""
-    if smooth is None or smooth is False:
-        return None
-    if smooth is True:
-        return Smoothing()
-    if isinstance(smooth, Smoothing):
-        return smooth
-    raise TypeError(f"smooth must be a Smoothing, True, False or None, got {type(smooth).__name__}")
-
-
-def smooth_tiled(guide: Tensor, result: Tensor, smoothing: Smoothing, tile: int,
-                 progress: tqdm | None = None) -> Tensor:
-    """``smoothing(guide, result)`` of ``(1, C, H, W)`` images computed in tiles of at most
-    ``tile`` px (0: whole), each grown by the filter's reach and cropped back, so the tiles
-    equal the whole. ``progress`` counts the tiles."""
-    if not tile:
-        return smoothing(guide, result)
-    height, width = result.shape[-2:]
-    smoothed = torch.empty_like(result, dtype=torch.float32)
-    for y0, y1, hy0, hy1 in spans(height, tile, smoothing.reach):
-        for x0, x1, hx0, hx1 in spans(width, tile, smoothing.reach):
-            part = smoothing(guide[..., hy0:hy1, hx0:hx1], result[..., hy0:hy1, hx0:hx1])
-            smoothed[..., y0:y1, x0:x1] = part[..., y0 - hy0:y1 - hy0, x0 - hx0:x1 - hx0]
-            if progress is not None:
-                progress.update()
-    return smoothed
 
 
 class Stylizer:
@@ -206,7 +100,7 @@ class Stylizer:
     calls' default smoothing (a ``Smoothing``, True for the default one, or None for none).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: SCT, mode: str | ModeSpec = "photo", *,
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: Transform, mode: str | ModeSpec = "photo", *,
                  device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
                  tile_size: int = 0, channels_last: bool = False, compile: bool = False, progress: bool = False,
                  smooth: Smoothing | bool | None = None):
@@ -214,6 +108,7 @@ class Stylizer:
         self.smooth = smoothing_option(smooth)
         self.progress = progress
         self.device = resolve_device(device)
+        check_precision(amp_dtype, self.device)
         self.amp_dtype = amp_dtype
         self.tile_size = tile_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -232,12 +127,14 @@ class Stylizer:
                          *, vgg: str | os.PathLike | None = None, mode: str | ModeSpec = "photo", kind: str = "lct",
                          **options) -> "Stylizer":
         """A Stylizer from checkpoint files; ``decoder``/``transform`` left out are the shipped
-        model's (``paths.shipped_model``), ``vgg`` left out is the mode's encoder in ``models/``.
-        ``kind`` applies the transform as ``lct`` or ``sct``; ``options`` go to ``__init__``."""
+        model's (``runfolder.shipped_model``), ``vgg`` left out is the mode's encoder in ``models/``.
+        ``kind`` applies the transform as ``lct`` or ``sct``, or ``adain`` (AdaIN alone, no
+        transform file); ``options`` go to ``__init__``."""
         spec = parse_mode(mode)
-        decoder, transform = model_files(decoder, transform, spec)
+        decoder, transform = model_files(decoder, "adain" if kind == "adain" else transform, spec)
         encoder = load_encoder(default_vgg(spec) if vgg is None else vgg, spec)
-        return cls(encoder, load_decoder(decoder, spec), load_transform(transform, spec, kind), spec, **options)
+        feature_transform = AdaIN() if kind == "adain" else load_transform(transform, spec, kind)
+        return cls(encoder, load_decoder(decoder, spec), feature_transform, spec, **options)
 
     def __call__(self, content: Image.Image | Tensor, style: Image.Image | Tensor, *, alpha: float = 1.0,
                  preserve_color: bool = False, smooth: Smoothing | bool | None = None) -> Image.Image | Tensor:
@@ -294,17 +191,16 @@ class Stylizer:
             return calc_mean_std(feat)
         return chunked_mean_std(feat, max(tile // self.spec.downscale, 1))
 
-    def _style_stats(self, style_feat: Tensor, tile: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The style's compressed covariance, channel means and channel stds."""
+    def _style_stats(self, style_feat: Tensor, tile: int) -> StyleStatistics:
+        """The transform's statistics of a style feature (its stds taken in chunks when tiled)."""
         with autocast(self.device, self.amp_dtype):
-            style_cov, style_mean = self.transform.style_matrix(style_feat)
-        return style_cov, style_mean.float(), self._mean_std(style_feat, tile)[1]
+            stats = self.transform.style_statistics(style_feat)
+        return stats._replace(mean=stats.mean.float(), std=self._mean_std(style_feat, tile)[1])
 
-    def _transform(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
-                   style_stats: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-        """SCT or LCT of a (tile of a) content feature from global statistics, in fp32."""
+    def _transform(self, feat: Tensor, content_stats: tuple[Tensor, Tensor], style_stats: StyleStatistics) -> Tensor:
+        """The transform of a (tile of a) content feature from global statistics, in fp32."""
         with autocast(self.device, self.amp_dtype):
-            return self.transform.apply(feat, *content_stats, *style_stats).float()
+            return self.transform.apply(feat, *content_stats, style_stats).float()
 
     @torch.no_grad()
     def stylize(self, content: Tensor, styles: list[Tensor], weights: list[float] | None = None,
@@ -393,7 +289,7 @@ class Stylizer:
         return result
 
     def _blend_and_decode(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
-                          style_stats: list[tuple[Tensor, Tensor, Tensor]], weights: list[float],
+                          style_stats: list[StyleStatistics], weights: list[float],
                           alpha: float) -> Tensor:
         """Decode a (tile of the) content feature transformed towards each style, the results
         mixed with ``weights`` and blended with the content feature by ``alpha``."""

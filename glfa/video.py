@@ -27,10 +27,9 @@ from torch import Tensor
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from glfa.cli import UserError
-from glfa.data import list_images, read_image_or_fail
+from glfa.errors import UserError
 from glfa.figures import image_rows, line_chart, save_gif
-from glfa.images import resize_to_tensor, thumbnail, to_pil
+from glfa.images import list_images, read_image_or_fail, resize_to_tensor, thumbnail, to_pil
 from glfa.inference import Stylizer
 from glfa.metrics import luminance
 from glfa.tables import markdown_table, write_csv

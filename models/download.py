@@ -22,7 +22,9 @@ from typing import Iterator
 from torch.hub import download_url_to_file
 
 from glfa.checkpoint import CheckpointError, load_encoder
-from glfa.cli import UserError, add_mode_flag, command_parser, positive_float, run_main
+from glfa.cli import add_mode_flag, command_parser, run_main
+from glfa.errors import UserError
+from glfa.flagtypes import positive_float
 
 DEFAULT_URL = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/vgg_normalised.pth"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "vgg_normalised.pth"

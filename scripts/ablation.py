@@ -11,7 +11,6 @@ Tiny CPU run (a smoke test on the bundled photos):
         --content_size=64 --device=cpu --output=output/ablation_tiny
 """
 import argparse
-import json
 import shlex
 import subprocess
 import sys
@@ -19,21 +18,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from glfa.cli import (UserError, add_device_flag, add_mode_flag, add_vgg_flag, command_parser,  # noqa: E402
-                      non_negative_int, positive_int, resolve_device, run_main)
-from glfa.eval import (METRICS, ModelSpec, Row, average_rows, evaluate, find_pairs, metrics_table,  # noqa: E402
+from glfa.cli import add_device_flag, add_mode_flag, add_vgg_flag, command_parser, run_main, training_config
+from glfa.config import TrainConfig, differences
+from glfa.device import resolve_device
+from glfa.errors import UserError
+from glfa.eval import (METRICS, ModelFiles, Row, average_rows, evaluate, find_pairs, metrics_table,
                        write_tables)
-from glfa.paths import default_vgg  # noqa: E402
-from glfa.tables import write_csv  # noqa: E402
-from train import parse_args as parse_train_args  # noqa: E402
+from glfa.flagtypes import non_negative_int, positive_int
+from glfa.paths import REPO_ROOT, default_vgg
+from glfa.runfolder import RunFolder
+from glfa.tables import write_csv
 
 VARIANTS = ("lct_wce", "lct_ccpl", "sct_wce", "sct_ccpl")
-# train.py arguments that say where and how fast a run goes, not what it trains.
-NOT_COMPARED = {"save_dir", "log_dir", "n_threads", "device", "resume", "keep_last", "save_model_interval",
-                "compile", "channels_last", "max_nonfinite"}
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="shorter side of the content images (0 keeps the original size)")
     evaluation.add_argument("--style_size", type=non_negative_int,
                             help="shorter side of the style images (default: --content_size)")
-    parser.add_argument("--output", default=str(REPO / "experiments" / "ablation"),
+    parser.add_argument("--output", default=str(REPO_ROOT / "experiments" / "ablation"),
                         help="checkpoints, logs, evaluation, table")
     add_device_flag(parser)
     return parser
@@ -102,65 +98,72 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.vgg = str(args.vgg or default_vgg(args.training_mode))
     args.save_model_interval = args.save_model_interval or args.max_iter
     args.style_size = args.content_size if args.style_size is None else args.style_size
+    try:
+        args.train_args = shlex.split(args.train_args)
+    except ValueError as err:
+        parser.error(f"--train_args {args.train_args!r} cannot be split into flags: {err}")
     return args
 
 
-def checkpoints(folder: Path, v: Variant, iteration: int) -> tuple[Path, Path]:
-    return folder / f"decoder_iter_{iteration}.pth.tar", folder / f"{v.transform}_iter_{iteration}.pth.tar"
-
-
-def train_command(args: argparse.Namespace, v: Variant, folder: Path) -> list[str]:
-    """The ``train.py`` command line of one variant: only the transform and loss differ."""
-    command = [sys.executable, str(REPO / "train.py"),
-               f"--content_dir={args.content_dir}", f"--style_dir={args.style_dir}", f"--vgg={args.vgg}",
-               f"--training_mode={args.training_mode}", f"--transform={v.transform}",
-               f"--contrastive={v.contrastive}", f"--save_dir={folder}", f"--log_dir={folder / 'logs'}",
-               f"--max_iter={args.max_iter}", f"--save_model_interval={args.save_model_interval}",
-               f"--batch_size={args.batch_size}", f"--image_size={args.image_size}",
-               f"--crop_size={args.crop_size}", f"--n_threads={args.n_threads}", f"--seed={args.seed}"]
+def train_argv(args: argparse.Namespace, v: Variant, folder: Path) -> list[str]:
+    """The ``train.py`` flags of one variant: only the transform and loss differ."""
+    argv = [f"--content_dir={args.content_dir}", f"--style_dir={args.style_dir}", f"--vgg={args.vgg}",
+            f"--training_mode={args.training_mode}", f"--transform={v.transform}",
+            f"--contrastive={v.contrastive}", f"--save_dir={folder}", f"--log_dir={folder / 'logs'}",
+            f"--max_iter={args.max_iter}", f"--save_model_interval={args.save_model_interval}",
+            f"--batch_size={args.batch_size}", f"--image_size={args.image_size}",
+            f"--crop_size={args.crop_size}", f"--n_threads={args.n_threads}", f"--seed={args.seed}"]
     if args.device:
-        command.append(f"--device={args.device}")
-    return command + shlex.split(args.train_args)
+        argv.append(f"--device={args.device}")
+    return argv + args.train_args
 
 
-def check_reusable(args: argparse.Namespace, v: Variant, folder: Path) -> None:
-    """Checkpoints already in ``folder`` are reused only when the arguments recorded beside them
-    (``iter_N.json``) are those this ablation would train with; otherwise a ``UserError``."""
-    record = folder / f"iter_{args.max_iter}.json"
+def variant_config(args: argparse.Namespace, v: Variant, folder: Path) -> TrainConfig:
+    """The training configuration of one variant, checked before anything is trained."""
     try:
-        saved = json.loads(record.read_text())["args"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{v.name}: {folder} holds checkpoints of iteration {args.max_iter}, but no readable "
-                        f"{record.name} says how they were trained; use --retrain to train again, or another "
-                        "--output") from None
-    wanted = vars(parse_train_args(train_command(args, v, folder)[2:]))
-    changed = [f"--{key} {saved.get(key)} (now {value})" for key, value in wanted.items()
-               if key not in NOT_COMPARED and saved.get(key) != value]
+        return training_config(train_argv(args, v, folder))
+    except UserError as err:
+        raise UserError(f"{v.name}: {err}") from None
+    except SystemExit:
+        raise UserError(f"{v.name}: train.py refuses these flags (see above); check --train_args") from None
+
+
+def check_reusable(config: TrainConfig, v: Variant, folder: RunFolder) -> None:
+    """Checkpoints already in ``folder`` are reused only when the settings recorded beside them
+    (``iter_N.json``) are those this ablation would train with; otherwise a ``UserError``."""
+    record = folder.read_record(config.max_iter)
+    if record is None or not isinstance(record.get("args"), dict):
+        raise UserError(f"{v.name}: {folder.path} holds checkpoints of iteration {config.max_iter}, but no readable "
+                        f"{folder.record(config.max_iter).name} says how they were trained; use --retrain to train "
+                        "again, or another --output")
+    changed = [f"--{name} {then} (now {now})" for name, then, now in differences(record["args"], config)]
     if changed:
-        raise UserError(f"{v.name}: the checkpoints in {folder} were trained with {', '.join(changed)}; "
+        raise UserError(f"{v.name}: the checkpoints in {folder.path} were trained with {', '.join(changed)}; "
                         "use --retrain to train again, or another --output")
 
 
-def train_variant(args: argparse.Namespace, v: Variant, folder: Path) -> ModelSpec:
+def train_variant(args: argparse.Namespace, v: Variant, path: Path) -> ModelFiles:
     """Train one variant (unless its final checkpoints exist, trained alike), its output going to ``train.log``."""
-    decoder, transform = checkpoints(folder, v, args.max_iter)
+    config, folder = variant_config(args, v, path), RunFolder(path)
+    decoder, transform = folder.decoder(config.max_iter), folder.transform(config.max_iter, v.transform)
     if decoder.is_file() and transform.is_file() and not args.retrain:
-        check_reusable(args, v, folder)
+        check_reusable(config, v, folder)
         print(f"{v.name}: reusing {decoder.name} and {transform.name}")
-        return ModelSpec(v.name, decoder, transform, v.transform)
-    folder.mkdir(parents=True, exist_ok=True)
-    log_path = folder / "train.log"
+        return ModelFiles(v.name, decoder, transform, v.transform)
+    path.mkdir(parents=True, exist_ok=True)
+    log_path = path / "train.log"
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        finished = subprocess.run(train_command(args, v, folder), stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, str(REPO_ROOT / "train.py"), *train_argv(args, v, path)]
+        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if finished.returncode != 0:
-        last = [line for line in log_path.read_text().splitlines() if line.strip()][-1:] or ["(no output)"]
-        raise UserError(f"training {v.name} failed (exit {finished.returncode}): {last[0].strip()} "
+        last = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-1:]
+        raise UserError(f"training {v.name} failed (exit {finished.returncode}): {(last or ['(no output)'])[0].strip()} "
                         f"- full log in {log_path}")
     if not (decoder.is_file() and transform.is_file()):
         raise UserError(f"training {v.name} finished without writing {decoder.name} and {transform.name}")
     print(f"{v.name}: trained {args.max_iter} iterations in {time.perf_counter() - start:.1f} s")
-    return ModelSpec(v.name, decoder, transform, v.transform)
+    return ModelFiles(v.name, decoder, transform, v.transform)
 
 
 def ablation_tables(averages: list[Row], variants: list[Variant], output: Path) -> str:

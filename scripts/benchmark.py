@@ -15,19 +15,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
-
-import glfa.benchmark as bench  # noqa: E402
-from glfa.checkpoint import load_encoder  # noqa: E402
-from glfa.cli import (UserError, add_device_flag, add_mode_flag, add_vgg_flag, choice_list,  # noqa: E402
-                      command_parser, non_negative_int, positive_int, positive_int_list, resolve_device, run_main)
-from glfa.inference import Stylizer  # noqa: E402
-from glfa.paths import default_vgg  # noqa: E402
-from glfa.tables import markdown_table  # noqa: E402
-from net import build_decoder, build_encoder, build_network, build_transform, parse_mode  # noqa: E402
+import glfa.benchmark as bench
+from glfa.checkpoint import load_encoder
+from glfa.cli import add_device_flag, add_mode_flag, add_vgg_flag, command_parser, run_main
+from glfa.device import resolve_device
+from glfa.errors import UserError
+from glfa.flagtypes import choice_list, non_negative_int, positive_int, positive_int_list
+from glfa.inference import Stylizer
+from glfa.paths import REPO_ROOT, default_vgg
+from glfa.tables import markdown_table
+from net import build_decoder, build_encoder, build_network, build_transform, parse_mode
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SECTIONS = ("train", "share", "sync", "loader", "inference")
@@ -72,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--share_batch", type=non_negative_int, default=8,
                         help="batch for WCE's share of a step (0 skips that table)")
     parser.add_argument("--share_crop", type=positive_int, default=256, help="crop for WCE's share of a step")
-    parser.add_argument("--loader_dir", default=str(REPO.parent / "shared" / "data" / "bsds500" / "train"),
+    parser.add_argument("--loader_dir", default=str(REPO_ROOT.parent / "shared" / "data" / "bsds500" / "train"),
                         help="image folder for the loader (skipped when missing)")
     parser.add_argument("--loader_workers", type=non_negative_int, help="loader workers (default: up to 8 cores)")
     parser.add_argument("--loader_batches", type=positive_int, help="batches timed (GPU 40, CPU 10)")

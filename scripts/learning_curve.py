@@ -15,18 +15,18 @@ import struct
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from google.protobuf.message import DecodeError
+from PIL import Image
+from tensorboardX.proto.event_pb2 import Event
 
-from PIL import Image  # noqa: E402
-from tensorboardX.proto.event_pb2 import Event  # noqa: E402
-
-from glfa.checkpoint import checkpoints_by_iteration  # noqa: E402
-from glfa.cli import (UserError, add_device_flag, add_vgg_flag, command_parser, non_negative_int,  # noqa: E402
-                      positive_float, positive_int, resolve_device, run_main)
-from glfa.eval import METRICS, ModelSpec, Pair, Row, average_rows, evaluate, find_pairs  # noqa: E402
-from glfa.figures import line_chart  # noqa: E402
-from glfa.tables import markdown_table, write_csv  # noqa: E402
+from glfa.cli import add_device_flag, add_vgg_flag, command_parser, run_main
+from glfa.device import resolve_device
+from glfa.errors import UserError
+from glfa.eval import METRICS, ModelFiles, Pair, Row, average_rows, evaluate, find_pairs
+from glfa.figures import line_chart
+from glfa.flagtypes import non_negative_int, positive_float, positive_int
+from glfa.runfolder import RunFolder
+from glfa.tables import markdown_table, write_csv
 
 
 def read_events(path: Path) -> list[tuple[int, float]]:
@@ -41,7 +41,12 @@ def read_events(path: Path) -> list[tuple[int, float]]:
         offset += 12 + length + 4
         if len(record) < length:
             break                               # a file still being written ends mid-record
-        event = Event.FromString(record)
+        try:
+            event = Event.FromString(record)
+        except DecodeError:
+            print(f"warning: {path} holds a damaged record at byte {offset - 16 - length}; the events after "
+                  "it are left out of the training hours", file=sys.stderr)
+            break
         if event.HasField("summary"):
             steps.append((event.step, event.wall_time))
     return steps
@@ -69,8 +74,12 @@ def earlier_rows(path: Path, pairs: list[Pair]) -> list[Row] | None:
     ``pairs``: a curve grows as training goes on without evaluating old checkpoints again."""
     if not path.is_file():
         return None
-    with open(path) as handle:
-        rows = [Row(r["pair"], r["model"], *(float(r[m]) for m in METRICS)) for r in csv.DictReader(handle)]
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = [Row(r["pair"], r["model"], *(float(r[m]) for m in METRICS)) for r in csv.DictReader(handle)]
+    except (ValueError, KeyError, TypeError, csv.Error):
+        print(f"note: {path} is damaged; evaluating that checkpoint again", file=sys.stderr)
+        return None
     return rows if sorted(r.pair for r in rows) == sorted(p.name for p in pairs) else None
 
 
@@ -84,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--every_pair", action="store_true", help="pair every content with every style image")
     parser.add_argument("--every", type=positive_int, default=1,
                         help="evaluate only iterations that are multiples of this (and the last one)")
+    parser.add_argument("--pairs", help="text file, one 'content style' pair of image paths a line")
     parser.add_argument("--content_size", type=non_negative_int, default=0,
                         help="shorter side of the content images (0 keeps the original size)")
+    parser.add_argument("--long_side", type=non_negative_int, default=0,
+                        help="resize every image to this longer side instead (e.g. 512)")
     parser.add_argument("--max_gap", type=positive_float, default=300.0,
                         help="longer pauses between logged iterations (seconds) do not count as training time")
     parser.add_argument("--output", required=True, help="folder for curve.csv, curve.md, curve.png and the results")
@@ -97,21 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     run_dir, output = Path(args.run_dir), Path(args.output)
-    found = checkpoints_by_iteration(run_dir) if run_dir.is_dir() else {}
-    complete = sorted(n for n, files in found.items() if {"decoder", "lct"} <= files.keys())
-    if not complete:
-        raise UserError(f"no decoder_iter_N.pth.tar with a matching lct_iter_N.pth.tar in {run_dir}")
-    chosen = [n for n in complete if n % args.every == 0 or n == complete[-1]]
-    hours = training_hours(Path(args.log_dir) if args.log_dir else run_dir / "logs", args.max_gap)
-    pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, every_pair=args.every_pair)
+    saved = RunFolder(run_dir).models()
+    if not saved:
+        raise UserError(f"no decoder_iter_N.pth.tar with a matching lct_/sct_iter_N.pth.tar in {run_dir}")
+    chosen = [m for m in saved if m.iteration % args.every == 0 or m is saved[-1]]
+    log_dir = Path(args.log_dir) if args.log_dir else (run_dir.parent if run_dir.name == "ema" else run_dir) / "logs"
+    hours = training_hours(log_dir, args.max_gap)
+    pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, args.pairs, every_pair=args.every_pair)
     device = resolve_device(args.device)
 
     table = []
-    for iteration in chosen:
-        model = ModelSpec(f"iter_{iteration}", found[iteration]["decoder"], found[iteration]["lct"], "lct")
+    for saved_model in chosen:
+        iteration = saved_model.iteration
+        model = ModelFiles(f"iter_{iteration}", saved_model.decoder, saved_model.transform, saved_model.kind)
         rows = earlier_rows(output / model.name / "metrics.csv", pairs) or evaluate(
             pairs, [model], output / model.name, vgg=args.vgg, device=device, content_size=args.content_size,
-            style_size=args.content_size, zoom=None)
+            style_size=args.content_size, zoom=None, long_side=args.long_side)
         average = average_rows(rows)[0]
         table.append((iteration, hours.get(iteration, float("nan")), average.ssim, average.gram_loss))
         print(f"iteration {iteration}: SSIM {average.ssim:.4f}, Gram loss {average.gram_loss:.4g}", flush=True)

@@ -1,13 +1,9 @@
-"""Shared pytest fixtures: the repository on ``sys.path`` and the optional ``../shared`` material."""
+"""Shared pytest fixtures: the optional ``../shared`` material and small training folders. The
+repository root is on the import path through pyproject.toml's pytest settings."""
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 
 def _shared_dir() -> Path:

@@ -1,23 +1,13 @@
 """scripts/ablation.py: four variants trained alike, evaluated together, one four-row table."""
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from glfa.cli import run_main
+from scripts import ablation
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("ablation", REPO / "scripts" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ablation = load_script()
 
 
 @pytest.fixture
@@ -34,7 +24,7 @@ def flags(training_folders: tuple[Path, Path], training_vgg: Path, tmp_path: Pat
 
 def test_variants_differ_only_in_transform_and_loss(flags: list[str]):
     args = ablation.parse_args(flags)
-    commands = {v.name: ablation.train_command(args, v, Path("out") / v.name) for v in args.variants}
+    commands = {v.name: ablation.train_argv(args, v, Path("out") / v.name) for v in args.variants}
     assert list(commands) == ["lct_wce", "lct_ccpl", "sct_wce", "sct_ccpl"]
     shared = [{f for f in c if not f.startswith(("--transform=", "--contrastive=", "--save_dir=", "--log_dir="))}
               for c in commands.values()]
@@ -66,12 +56,18 @@ def test_tiny_ablation_writes_a_four_row_table_and_reuses_its_checkpoints(flags:
 
 
 def test_failed_training_is_one_error_line(flags: list[str], capsys: pytest.CaptureFixture):
+    missing = str(Path(flags[flags.index("--output") + 1]) / "missing_state.pth")
     with pytest.raises(SystemExit) as exit_info:
-        run_main(lambda: ablation.main(flags + ["--variants", "sct_wce", "--train_args", "--num_l 9"]))
+        run_main(lambda: ablation.main(flags + ["--variants", "sct_wce", "--train_args", f"--resume {missing}"]))
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: training sct_wce failed (exit 2)")
-    assert "--num_l 9 exceeds" in error[0] and "train.log" in error[0]
+    assert "checkpoint not found" in error[0] and "train.log" in error[0]
+    with pytest.raises(SystemExit) as exit_info:                 # refused before any training starts
+        run_main(lambda: ablation.main(flags + ["--variants", "sct_wce", "--train_args", "--num_l 9"]))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: sct_wce: --num_l 9 exceeds")
 
 
 def test_checkpoints_are_reused_only_when_trained_with_the_same_arguments(flags: list[str], tmp_path: Path,

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from glfa import Stylizer, shipped_model
-from glfa.cli import UserError
+from glfa.errors import UserError
 from glfa.paths import default_vgg
 from helpers import REPO_ROOT, copy_repository, write_model
 

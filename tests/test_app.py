@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from glfa.app import Demo, DemoServer
-from glfa.cli import UserError
+from glfa.errors import UserError
 from glfa.inference import Stylizer
 from helpers import REPO_ROOT, write_model
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from glfa.checkpoint import (CheckpointError, load_decoder, load_encoder, load_state_dict, load_transform,
                         save_state_dict)
-from glfa.cli import UserError
+from glfa.errors import UserError
 from net import SCT, build_decoder, build_transform, decoder_layout, vgg_layout
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from glfa.cli import UserError
-from glfa.data import (ImageFolderDataset, UnreadableImage, list_images, load_rgb, read_image_or_fail, to_rgb,
-                  training_transform)
+from glfa.errors import UserError
+from glfa.data import ImageFolderDataset, training_transform
+from glfa.images import UnreadableImage, list_images, load_rgb, read_image_or_fail, to_rgb
 
 
 def write_jpeg(path: Path, size=(32, 24), colour=(200, 100, 50)) -> Path:

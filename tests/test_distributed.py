@@ -11,7 +11,7 @@ import pytest
 import torch.distributed as dist
 
 from glfa.checkpoint import load_training_state
-from glfa.data import list_images
+from glfa.images import list_images
 from sampler import InfiniteSampler
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 import eval as eval_cli
-from glfa.cli import UserError, run_main
+from glfa.cli import run_main
+from glfa.errors import UserError
 from glfa.eval import latest_checkpoints, pairs_by_number, parse_model, read_pairs_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ def test_baselines_run_beside_the_model_and_reinhard_matches_the_function(
 
 
 def test_non_finite_metrics_are_an_error(tmp_path: Path):
-    from glfa.eval import Row, check_finite
-    check_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2)])
+    from glfa.eval import Row, check_metrics_finite
+    check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2)])
     with pytest.raises(UserError, match=r"non-finite metric\(s\) for broken on a_b \(ssim = nan\)"):
-        check_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2), Row("a_b", "broken", float("nan"), 0.4, 1e-3, 0.1, 0.2)])
+        check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2), Row("a_b", "broken", float("nan"), 0.4, 1e-3, 0.1, 0.2)])

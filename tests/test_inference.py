@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from function import calc_mean_std
-from glfa.inference import Stylizer, chunked_mean_std, combine_mean_std, reach, read_ahead, spans
+from glfa.inference import Stylizer, read_ahead
+from glfa.tiles import chunked_mean_std, combine_mean_std, reach, spans
 from helpers import lively
 from net import build_decoder, build_encoder, build_transform
 

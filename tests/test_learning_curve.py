@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from tensorboardX import SummaryWriter
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts import learning_curve
 
-import learning_curve  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_training_hours_sum_the_gaps_and_skip_pauses(tmp_path: Path):

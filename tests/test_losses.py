@@ -452,10 +452,9 @@ def test_total_loss_uses_every_weight():
 def test_train_flags_reach_the_loss_weights():
     """``--kl_weight`` is relative to ``--wce_weight`` (METHOD's ``wce_weight·(nce + kl)``)."""
     from train import parse_args
-    from glfa.train import loss_weights
     args = parse_args(["--content_dir", "c", "--style_dir", "s", "--content_weight", "0.5", "--style_weight", "3",
                        "--wce_weight", "2", "--kl_weight", "0.125", "--pixel_weight", "7"])
-    assert loss_weights(args) == net.LossWeights(content=0.5, style=3.0, nce=2.0, kl=0.25, pixel=7.0)
+    assert args.loss_weights == net.LossWeights(content=0.5, style=3.0, nce=2.0, kl=0.25, pixel=7.0)
 
 
 def test_content_loss_is_taken_at_the_last_layer():

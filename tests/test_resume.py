@@ -15,7 +15,9 @@ from tensorboardX.proto.event_pb2 import Event
 import glfa.checkpoint as checkpoint
 import glfa.train as training
 from glfa.checkpoint import load_training_state
-from glfa.cli import UserError
+from glfa.errors import UserError
+from glfa.runfolder import RunFolder
+from glfa.schedule import learning_rate
 from train import parse_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +85,7 @@ def test_resumed_run_equals_uninterrupted_run(training_flags: list[str], tmp_pat
     assert training.train(args) == 0
     resumed = load_training_state(state_path(tmp_path, 5))
     assert_same_state(resumed, load_training_state(reference(5)))
-    expected_lr = training.learning_rate(1e-4, 0.5, 4)
+    expected_lr = learning_rate(1e-4, 0.5, 4)
     assert resumed["optimizer"]["param_groups"][0]["lr"] == pytest.approx(expected_lr, rel=1e-12)
 
     # TensorBoard continues: the writer purges anything logged from iteration 4 on, then logs 4 and 5.
@@ -129,7 +131,7 @@ def test_sigkill_leaves_only_complete_states(training_flags: list[str], tmp_path
     wait_for(state_path(tmp_path, 1), process)
     process.kill()
     process.communicate(timeout=60)
-    states = training.training_states(tmp_path / "exp")
+    states = RunFolder(tmp_path / "exp").training_states()
     for iteration, path in states:
         assert load_training_state(path)["iteration"] == iteration
     last = states[-1][0]
@@ -150,7 +152,7 @@ def test_a_save_killed_midway_keeps_the_previous_file(tmp_path: Path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save_training_state({"iteration": 2}, path)
     assert load_training_state(path)["iteration"] == 1
-    assert training.training_states(tmp_path) == [(1, path)]
+    assert RunFolder(tmp_path).training_states() == [(1, path)]
 
 
 def test_mismatched_resume_is_refused_in_one_line(training_flags: list[str], tmp_path: Path, reference) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from glfa.checkpoint import (CheckpointError, load_decoder, load_encoder, load_state_dict, load_transform,
                              save_state_dict, save_training_state)
 from glfa.cli import run_main
-from glfa.data import list_images
+from glfa.images import list_images
 from helpers import copy_repository, write_model
 from net import build_encoder
 

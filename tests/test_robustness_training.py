@@ -20,7 +20,10 @@ import torch
 import glfa.checkpoint as checkpoint
 import glfa.train as training
 from glfa.checkpoint import load_training_state, save_state_dict, save_training_state
-from glfa.cli import UserError, run_main
+from glfa.cli import run_main
+from glfa.errors import UserError
+from glfa.resume import git_commit
+from glfa.runfolder import RunFolder
 from net import StyleTransferNet, build_encoder
 from train import parse_args
 
@@ -207,7 +210,7 @@ def test_a_damaged_training_state_is_refused_in_one_line(case: str, saved_state:
 
 def test_sigterm_stops_at_the_iteration_it_arrives_in(training_flags: list[str], tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    step = training.train_step
+    step = training.forward_backward
     calls = itertools.count(1)
 
     def terminated_in_iteration_2(*args, **kwargs):
@@ -215,9 +218,9 @@ def test_sigterm_stops_at_the_iteration_it_arrives_in(training_flags: list[str],
             os.kill(os.getpid(), signal.SIGTERM)
         return step(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_step", terminated_in_iteration_2)
+    monkeypatch.setattr(training, "forward_backward", terminated_in_iteration_2)
     assert run_training(training_flags, tmp_path, "--max_iter", "10") == 128 + signal.SIGTERM
-    assert [n for n, _ in training.training_states(tmp_path / "exp")] == [1, 2]
+    assert [n for n, _ in RunFolder(tmp_path / "exp").training_states()] == [1, 2]
 
 
 def test_resuming_with_another_encoder_file_is_pointed_out(training_flags: list[str], tmp_path: Path,
@@ -260,7 +263,7 @@ def test_every_save_records_what_produced_it(training_flags: list[str], training
                    for v in torch.load(exp / f"decoder_iter_{n}.pth.tar", weights_only=True).values())
     elapsed = [record["elapsed_seconds"] for record in records]
     assert 0 < elapsed[0] < elapsed[1] < elapsed[2]                 # cumulative across the resume
-    assert training.git_commit(tmp_path) == "unknown"
+    assert git_commit(tmp_path) == "unknown"
 
 
 def test_a_training_state_without_a_record_still_resumes(saved_state: dict, training_flags: list[str],
@@ -272,17 +275,17 @@ def test_a_training_state_without_a_record_still_resumes(saved_state: dict, trai
 
 
 def test_lock_is_refused_while_held_by_another_process(tmp_path: Path) -> None:
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from glfa.train import RunLock; "
-            "RunLock(sys.argv[2]).acquire(); print('held', flush=True); time.sleep(60)")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(REPO), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    code = ("import sys, time; from glfa.runfolder import RunFolder; "
+            "RunFolder(sys.argv[1]).lock().acquire(); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UserError, match=f"PID {holder.pid} on host {socket.gethostname()}"):
-            training.RunLock(tmp_path).acquire()
+            RunFolder(tmp_path).lock().acquire()
     finally:
         holder.kill()
         holder.wait()
-    lock = training.RunLock(tmp_path)
+    lock = RunFolder(tmp_path).lock()
     lock.acquire()                                                  # the holder is gone: taken over
     lock.release()
     assert not (tmp_path / "train.lock").exists()

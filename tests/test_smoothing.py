@@ -13,8 +13,9 @@ from PIL import Image
 from function import box_filter, guided_filter
 from glfa import Smoothing
 from glfa.cli import run_main
-from glfa.eval import ModelSpec, evaluate, find_pairs
-from glfa.inference import Stylizer, smooth_tiled, smoothing_option
+from glfa.eval import ModelFiles, evaluate, find_pairs
+from glfa.inference import Stylizer
+from glfa.smoothing import smooth_tiled, smoothing_option
 from helpers import REPO_ROOT, lively, write_model
 from net import build_decoder, build_encoder, build_transform
 
@@ -248,7 +249,7 @@ def test_bad_smooth_flags_are_one_error_line(name: str, needed: list[str], capsy
 
 def test_eval_adds_a_smoothed_row_per_model_and_leaves_the_baselines(model: tuple[Path, Path], tmp_path: Path):
     pairs = find_pairs(content_dir=PHOTOS / "content", style_dir=PHOTOS / "style", every_pair=True)[:2]
-    spec = ModelSpec("m", *model, "lct")
+    spec = ModelFiles("m", *model, "lct")
     rows = evaluate(pairs, [spec], tmp_path, content_size=32, style_size=32, figure_height=32, zoom=None,
                     baselines=("reinhard",), smoothing=Smoothing(radius=2, eps=1e-2))
     assert [r.model for r in rows] == ["m", "m+smooth", "reinhard"] * 2

@@ -7,7 +7,9 @@ import torch
 
 import glfa.train as training
 from glfa.checkpoint import CheckpointError, load_state_dict, load_training_state, save_state_dict
-from glfa.cli import UserError
+from glfa.data import SeededCrops, make_loader
+from glfa.distributed import Process
+from glfa.errors import UserError
 from net import StyleTransferNet
 from sampler import InfiniteSampler, SeededSampler, draw_seed
 from train import parse_args
@@ -46,24 +48,24 @@ def test_sampler_resumes_mid_stream_across_a_pass_boundary() -> None:
 
 
 def test_crops_depend_on_the_draw_seed_not_on_the_worker(training_flags: list[str], tmp_path: Path) -> None:
-    args = parse_args(training_flags)
-    process = training.Process(0, 1, torch.device("cpu"))
-    loader, images = training.make_loader(args.content_dir, args, process, seed=5, start=0)
+    config = parse_args(training_flags)
+    process = Process(0, 1, torch.device("cpu"))
+    sizes = (config.image_size, config.crop_size, config.batch_size)
+    loader, images = make_loader(config.content_dir, *sizes, 0, process, seed=5, start=0)
     in_main = take(iter(loader), 3)
-    args.n_threads = 2
-    in_workers = take(iter(training.make_loader(args.content_dir, args, process, seed=5, start=0)[0]), 3)
+    in_workers = take(iter(make_loader(config.content_dir, *sizes, 2, process, seed=5, start=0)[0]), 3)
     for (index_a, crops_a), (index_b, crops_b) in zip(in_main, in_workers):
         assert torch.equal(index_a, index_b) and torch.equal(crops_a, crops_b)
-    dataset = training.SeededCrops(images)
+    dataset = SeededCrops(images)
     same_image = [dataset[(0, seed)][1] for seed in (11, 11, 12)]
     assert torch.equal(same_image[0], same_image[1]) and not torch.equal(same_image[0], same_image[2])
     assert in_main[0][1].shape == (2, 3, 16, 16)
 
 
 def test_unused_projection_heads_are_frozen(training_flags: list[str]) -> None:
-    args = parse_args([*training_flags, "--num_l", "2"])
-    network = training.build_training_network(args, torch.device("cpu"))
-    trainable = {id(p) for p in training.trainable_parameters(network)}
+    config = parse_args([*training_flags, "--num_l", "2"])
+    network = training.build_training_network(config, torch.device("cpu"))
+    trainable = {id(p) for p in network.parameters() if p.requires_grad}
     heads = network.contrastive.heads
     assert not any(id(p) in trainable for p in heads[0].parameters())
     assert all(id(p) in trainable for p in itertools.chain(heads[1].parameters(), heads[2].parameters()))

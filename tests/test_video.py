@@ -11,7 +11,8 @@ from PIL import Image
 import glfa.video as video
 import video as video_cli
 from glfa.checkpoint import save_state_dict
-from glfa.cli import UserError, run_main
+from glfa.cli import run_main
+from glfa.errors import UserError
 from glfa.images import read_image
 from net import build_decoder, build_encoder, build_transform
 

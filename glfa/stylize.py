@@ -9,10 +9,10 @@ import torch
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from glfa.cli import UserError
-from glfa.data import UnreadableImage, list_images, load_rgb, read_image_or_fail
+from glfa.errors import UserError
 from glfa.figures import contact_sheet as make_contact_sheet
-from glfa.images import resize_to_tensor, resized_size, thumbnail
+from glfa.images import (UnreadableImage, list_images, load_rgb, read_image_or_fail, resize_to_tensor, resized_size,
+                         thumbnail)
 from glfa.inference import Stylizer, read_ahead
 
 SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -43,10 +43,10 @@ def output_names(paths: list[Path], root: Path | None, separator: str = "/") -> 
     stems = [separator.join(r.with_suffix("").parts) for r in relative]
     counts = Counter(stem.lower() for stem in stems)
     stems = [f"{stem}_{p.suffix.lstrip('.')}" if counts[stem.lower()] > 1 else stem for stem, p in zip(stems, paths)]
-    return list(_numbered(stems))
+    return list(unique_names(stems))
 
 
-def _numbered(names: Iterable[str], taken: set[str] | None = None) -> Iterator[str]:
+def unique_names(names: Iterable[str], taken: set[str] | None = None) -> Iterator[str]:
     """``names`` with ``_2``, ``_3``… added to each repeat (case-insensitively) of an earlier one,
     or of one already in ``taken`` (lower case; the names given out are added to it)."""
     taken = set() if taken is None else taken
@@ -114,7 +114,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                 continue
             for suffix, style_images, style_weights in jobs:
                 result = stylizer.stylize(content, style_images, style_weights, alpha, preserve_color)
-                name = next(_numbered([f"{content_name}{suffix}"], written))
+                name = next(unique_names([f"{content_name}{suffix}"], written))
                 path = output / f"{name}{save_ext}"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image(result, path)

@@ -1,0 +1,60 @@
+"""Tiling large images so that memory stays bounded and no seam appears: how far a layer stack
+sees (its reach), how an axis is cut into tiles with halos, and exact channel statistics
+combined from chunks, so that statistics of the whole image need not hold it at once."""
+from typing import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from function import full_precision
+
+
+def reach(layers: Iterable[nn.Module]) -> float:
+    """How far, in input pixels, an output of ``layers`` can depend on inputs on either side.
+
+    Convolutions add their half-width at the current scale, 2×2 max-pools one input step
+    before halving the resolution, nearest upsampling doubles it. A tile grown by at least
+    this much yields exact values in its interior, whatever its border padding does.
+    """
+    distance, step = 0.0, 1.0
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            distance += (layer.kernel_size[0] - 1) // 2 * layer.dilation[0] * step
+        elif isinstance(layer, nn.MaxPool2d):
+            distance += (layer.kernel_size - 1) * step
+            step *= layer.stride
+        elif isinstance(layer, nn.Upsample):
+            step /= layer.scale_factor
+    return distance
+
+
+def spans(length: int, tile: int, halo: int, multiple: int = 1) -> list[tuple[int, int, int, int]]:
+    """Cut ``[0, length)`` into near-equal tiles of at most ``tile`` starting on multiples of
+    ``multiple``: ``(start, end, halo_start, halo_end)`` each, the halo span grown by ``halo``
+    on both sides and clipped to the range."""
+    count = -(-length // tile)
+    step = -(-length // (count * multiple)) * multiple
+    return [(start, min(start + step, length), max(0, start - halo), min(length, start + step + halo))
+            for start in range(0, length, step)]
+
+
+def combine_mean_std(counts: Tensor, means: Tensor, sq_devs: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Exact mean and ``sqrt(unbiased var + eps)`` from per-chunk counts, means and sums of
+    squared deviations (Chan et al.'s parallel formula, in fp64). Chunks are on dim 0."""
+    counts, means, sq_devs = counts.double(), means.double(), sq_devs.double()
+    total = counts.sum()
+    mean = (counts * means).sum(0) / total
+    sq_dev = sq_devs.sum(0) + (counts * (means - mean) ** 2).sum(0)
+    return mean.float(), (sq_dev / (total - 1) + eps).sqrt().float()
+
+
+def chunked_mean_std(feat: Tensor, rows: int, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """``calc_mean_std`` of a large ``(N, C, H, W)`` feature, ``rows`` rows at a time (fp32 chunks)."""
+    chunks = feat.split(rows, dim=2)
+    counts = torch.tensor([float(c.shape[2] * c.shape[3]) for c in chunks], device=feat.device)
+    stats = [torch.var_mean(full_precision(c), dim=(2, 3), correction=0, keepdim=True) for c in chunks]
+    variances, means = (torch.stack(s) for s in zip(*stats))
+    count = counts.view(-1, 1, 1, 1, 1)
+    return combine_mean_std(count, means, variances * count, eps)
+
+
