@@ -529,12 +529,15 @@ class StyleTransferNet(EncoderDecoder):
 
     Losses: content (MSE at the last layer), style (mean and std MSE at every used layer) and
     the contrastive terms (``nce`` and, for WCE, ``kl``) between the result and the content.
+    With ``identity``, also ``identity``: the pixel MSE between the content and its transfer to
+    its own style, ``decoder(transform(c, c))``, which should give the content back (SANet's
+    identity loss; it keeps the decoder sharp where the losses above do not look).
     """
 
     def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: nn.Module,
-                 contrastive: CCPL | None, mode: str | ModeSpec = "photo"):
+                 contrastive: CCPL | None, mode: str | ModeSpec = "photo", identity: bool = False):
         super().__init__(encoder, decoder, mode)
-        self.transform, self.contrastive = transform, contrastive
+        self.transform, self.contrastive, self.identity = transform, contrastive, identity
 
     def forward(self, content: Tensor, style: Tensor,
                 anchors: list[Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
@@ -550,6 +553,9 @@ class StyleTransferNet(EncoderDecoder):
         }
         if self.contrastive is not None:
             losses.update(self.contrastive(result_feats, content_feats, anchors))
+        if self.identity:
+            itself = self.decoder(self.transform(content_feats[-1], content_feats[-1]))
+            losses["identity"] = F.mse_loss(itself.float(), content.float())
         return losses, result
 
 
@@ -568,7 +574,8 @@ class LossWeights:
     weights both by the contrastive weight 5. This code takes the KL per 3×3 block (a sum over
     each row's 9 entries, averaged over rows, anchors and images); the GLFA reference averages
     over every element, 9× smaller, so ``kl=5/9`` reproduces it. ``pixel`` weights the pixel
-    loss of the reconstruction objective (``ReconstructionNet``).
+    loss of the reconstruction objective (``ReconstructionNet``), ``identity`` the identity loss
+    of ``StyleTransferNet`` (off by default).
     """
 
     content: float = 1.0
@@ -576,6 +583,7 @@ class LossWeights:
     nce: float = 5.0
     kl: float = 5.0
     pixel: float = PIXEL_WEIGHT
+    identity: float = 0.0
 
 
 def total_loss(losses: dict[str, Tensor], weights: LossWeights) -> Tensor:
@@ -588,12 +596,14 @@ OBJECTIVES = ("transfer", "reconstruction")
 
 def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
                   num_s: int = NUM_S, num_l: int = NUM_L, tau: float = TAU,
-                  encoder: nn.Sequential | None = None, objective: str = "transfer") -> EncoderDecoder:
+                  encoder: nn.Sequential | None = None, objective: str = "transfer",
+                  identity: bool = False) -> EncoderDecoder:
     """A training network with freshly initialised decoder, transform and heads.
 
     ``objective`` ``transfer`` is the method (``StyleTransferNet``); ``reconstruction`` trains
     the decoder alone to invert the encoder (``ReconstructionNet``; the transform and
-    contrastive arguments are unused). ``contrastive`` is ``wce``, ``ccpl`` or ``none``.
+    contrastive arguments are unused). ``contrastive`` is ``wce``, ``ccpl`` or ``none``;
+    ``identity`` adds the identity loss.
     ``encoder`` is the pretrained VGG (``glfa.checkpoint.load_encoder``); without one the
     encoder has random weights.
     """
@@ -606,4 +616,4 @@ def build_network(mode: str = "photo", transform: str = "lct", contrastive: str 
     if objective == "reconstruction":
         return ReconstructionNet(encoder, build_decoder(spec), spec)
     loss = None if contrastive == "none" else CONTRASTIVE[contrastive](spec.channels, num_s, num_l, tau)
-    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec)
+    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec, identity)

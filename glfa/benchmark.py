@@ -26,7 +26,7 @@ from glfa.data import ImageFolderDataset, training_transform
 from glfa.device import autocast, configure_backends
 from glfa.distributed import Process, global_values
 from glfa.inference import Stylizer
-from glfa.train import forward_backward
+from glfa.model import forward_backward
 from net import (CCPL, NEIGHBOUR_OFFSETS, WCE, LossWeights, StyleTransferNet, info_nce, neighbourhood_kl,
                  projected_differences, sample_anchors, stacked_weighted_nce, style_loss)
 from sampler import InfiniteSampler
@@ -197,24 +197,29 @@ def training_parts(network: StyleTransferNet, content: Tensor, style: Tensor, am
 
     parts = {"encoder": encoder, "transform": transform, "decoder": decoder,
              "content": content_loss, "style": style_part}
-    loss = network.contrastive
-    if loss is not None:
-        def contrastive_term(term: str) -> Callable[[], None]:
-            def run() -> None:
-                with autocast(device, amp_dtype):
-                    _contrastive_term(loss, _leaves(result_feats), content_feats, term).backward()
-            return run
-
-        def whole() -> None:
-            with autocast(device, amp_dtype):
-                losses = loss(_leaves(result_feats), content_feats)
-            sum(losses.values()).backward()
-
-        parts["nce"] = contrastive_term("nce")
-        if isinstance(loss, WCE):
-            parts["kl"] = contrastive_term("kl")
-        parts["contrastive"] = whole
+    if network.contrastive is not None:
+        parts.update(contrastive_parts(network.contrastive, result_feats, content_feats, amp_dtype))
     return {name: timer(fn) for name, fn in parts.items()}
+
+
+def contrastive_parts(loss: CCPL, result_feats: list[Tensor], content_feats: list[Tensor],
+                      amp_dtype: torch.dtype | None) -> dict[str, Callable[[], None]]:
+    """The contrastive loss's parts of a step, forward and backward: ``nce``, ``kl`` (WCE) and
+    ``contrastive`` (the whole module)."""
+    device = content_feats[-1].device
+
+    def term(name: str) -> Callable[[], None]:
+        def run() -> None:
+            with autocast(device, amp_dtype):
+                _contrastive_term(loss, _leaves(result_feats), content_feats, name).backward()
+        return run
+
+    def whole() -> None:
+        with autocast(device, amp_dtype):
+            losses = loss(_leaves(result_feats), content_feats)
+        sum(losses.values()).backward()
+
+    return {"nce": term("nce"), **({"kl": term("kl")} if isinstance(loss, WCE) else {}), "contrastive": whole}
 
 
 def _contrastive_term(loss: CCPL, feats_result: list[Tensor], feats_content: list[Tensor], term: str) -> Tensor:

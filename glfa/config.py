@@ -98,6 +98,9 @@ class TrainConfig:
     pixel_weight: float = flag(DEFAULT_WEIGHTS.pixel, OPTIMISATION, "--objective reconstruction: weight of the pixel "
                                "loss (the feature loss has --content_weight)", kind=non_negative_float,
                                resume=MAY_CHANGE)
+    identity_weight: float = flag(DEFAULT_WEIGHTS.identity, OPTIMISATION, "weight of the identity loss: the pixel "
+                                  "error of the content transferred to its own style (0: off; it costs one more "
+                                  "decoder pass)", kind=non_negative_float, resume=MAY_CHANGE)
     tau: float = flag(TAU, OPTIMISATION, "InfoNCE temperature", kind=positive_float, resume=MAY_CHANGE)
     num_s: int = flag(NUM_S, OPTIMISATION, "anchors per layer", kind=positive_int, resume=MAY_CHANGE)
     num_l: int = flag(NUM_L, OPTIMISATION, "contrastive layers (the last ones)", kind=positive_int,
@@ -139,9 +142,10 @@ class TrainConfig:
     @property
     def loss_weights(self) -> LossWeights:
         """The objective's weights: ``--contrastive_weight`` weights the InfoNCE, and WCE's KL term
-        has ``--kl_weight`` times it, as in METHOD."""
+        has ``--kl_weight`` times it, as in the method."""
         return LossWeights(content=self.content_weight, style=self.style_weight, nce=self.contrastive_weight,
-                           kl=self.contrastive_weight * self.kl_weight, pixel=self.pixel_weight)
+                           kl=self.contrastive_weight * self.kl_weight, pixel=self.pixel_weight,
+                           identity=self.identity_weight)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes`` (checked like a new config)."""

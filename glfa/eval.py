@@ -22,7 +22,7 @@ from glfa.paths import default_vgg
 from glfa.runfolder import RunFolder, shipped_model
 from glfa.smoothing import Smoothing
 from glfa.tables import markdown_table, write_csv
-from net import AdaIN, parse_mode
+from net import AdaIN, ModeSpec, parse_mode
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 SHIPPED_NAME = "shipped"
@@ -245,27 +245,58 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
     figure per pair and a contact sheet under ``output``. Returns one row per pair and model.
 
     ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
-    by ``adain_decoder``, by default the first model's decoder) as further rows. ``smoothing`` adds a row per model, ``NAME+smooth``,
-    with its results smoothed (the baselines are left as they are). A non-finite metric is an
-    error for that model.
+    by ``adain_decoder``, by default the first model's decoder) as further rows. ``smoothing``
+    adds a row per model, ``NAME+smooth``, with its results smoothed (the baselines are left as
+    they are). A non-finite metric is an error for that model.
 
-    Each model is loaded once. Every new combination of image sizes is stylised once untimed
-    first, so the time per image leaves out one-off costs (cuDNN picks its algorithms per size).
+    On a GPU, every new combination of image sizes is stylised once untimed first, so the time
+    per image leaves out one-off costs (cuDNN picks its algorithms per size).
     ``metrics.csv`` is rewritten after every pair, so an interrupted run keeps its numbers.
     ``vgg`` left out is the mode's encoder in ``models/``. ``long_side`` (0: off) resizes every
     content and style image to that longer side instead of the shorter sides ``content_size``
     and ``style_size``.
     """
-    smoothed = [m.name + SMOOTHED_SUFFIX for m in models] if smoothing is not None else []
-    names = [m.name for m in models] + smoothed + list(baselines)
-    if len(set(names)) != len(names):
-        raise UserError(f"model names must differ, got {', '.join(names)}")
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} exists and is not a folder")
     spec = parse_mode(mode)
     vgg = default_vgg(spec) if vgg is None else vgg
     distance = StyleDistance(load_encoder(vgg, spec).to(device), spec)
+    stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder)
+    for name in stylizers:
+        (output / "results" / name).mkdir(parents=True, exist_ok=True)
+    (output / "figures").mkdir(parents=True, exist_ok=True)
+
+    rows: list[Row] = []
+    sheet: list[tuple[str, list[torch.Tensor]]] = []
+    sizes_seen: set[tuple[torch.Size, torch.Size]] = set()
+    for pair in tqdm(pairs, desc="evaluate", dynamic_ncols=True):
+        content = read_image(pair.content, content_size, long_side=long_side)
+        style = read_image(pair.style, style_size, long_side=long_side)
+        warm_up = torch.device(device).type == "cuda" and (content.shape, style.shape) not in sizes_seen
+        sizes_seen.add((content.shape, style.shape))
+        style_feats, results = distance.features(style), {}
+        for name, stylizer in stylizers.items():
+            row, results[name] = measure(stylizer, content, style, style_feats, distance, warm_up)
+            rows.append(Row(pair.name, name, *row))
+            save_image(results[name], output / "results" / name / f"{pair.name}.png")
+        comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
+        sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
+        write_metrics_csv(rows, output / "metrics.csv")
+    contact_sheet(sheet, ["content", "style", *stylizers]).save(output / "contact_sheet.png")
+    check_metrics_finite(rows)
+    return rows
+
+
+def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Path, device: torch.device | str,
+                        amp_dtype: torch.dtype | None, baselines: tuple[str, ...], smoothing: Smoothing | None,
+                        adain_decoder: str | Path | None) -> dict[str, "Stylizer | Smoothed | Reinhard"]:
+    """Every evaluated row's stylizer by name, in table order: the models, their smoothed
+    versions, then the baselines. Each model is loaded once."""
+    smoothed = [m.name + SMOOTHED_SUFFIX for m in models] if smoothing is not None else []
+    names = [m.name for m in models] + smoothed + list(baselines)
+    if len(set(names)) != len(names):
+        raise UserError(f"model names must differ, got {', '.join(names)}")
     stylizers = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
                                                    kind=m.kind, device=device, amp_dtype=amp_dtype)
                  for m in models}
@@ -277,38 +308,22 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
         stylizers["adain"] = Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype)
     if "reinhard" in baselines:
         stylizers["reinhard"] = Reinhard()
-    stylizers = {name: stylizers[name] for name in names}
-    for name in names:
-        (output / "results" / name).mkdir(parents=True, exist_ok=True)
-    (output / "figures").mkdir(parents=True, exist_ok=True)
+    return {name: stylizers[name] for name in names}
 
-    rows: list[Row] = []
-    sheet: list[tuple[str, list[torch.Tensor]]] = []
-    sizes_seen: set[tuple[torch.Size, torch.Size]] = set()
-    for pair in tqdm(pairs, desc="evaluate", dynamic_ncols=True):
-        content = read_image(pair.content, content_size, long_side=long_side)
-        style = read_image(pair.style, style_size, long_side=long_side)
-        style_feats = distance.features(style)
-        results: dict[str, torch.Tensor] = {}
-        new_sizes = (content.shape, style.shape) not in sizes_seen
-        sizes_seen.add((content.shape, style.shape))
-        for name, stylizer in stylizers.items():
-            if new_sizes:
-                stylizer.stylize(content, [style])
-            start = time.perf_counter()
-            result = stylizer.stylize(content, [style])
-            seconds = time.perf_counter() - start
-            losses = distance.losses(distance.features(result), style_feats)
-            rows.append(Row(pair.name, name, luminance_ssim(result, content), edge_ssim(result, content),
-                            losses["gram_loss"], losses["mean_std_loss"], seconds))
-            save_image(result, output / "results" / name / f"{pair.name}.png")
-            results[name] = result
-        comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
-        sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
-        write_metrics_csv(rows, output / "metrics.csv")
-    contact_sheet(sheet, ["content", "style", *names]).save(output / "contact_sheet.png")
-    check_metrics_finite(rows)
-    return rows
+
+def measure(stylizer: "Stylizer | Smoothed | Reinhard", content: torch.Tensor, style: torch.Tensor,
+            style_feats: list[torch.Tensor], distance: StyleDistance,
+            warm_up: bool) -> tuple[tuple[float, ...], torch.Tensor]:
+    """The metrics of one stylised pair (``Row``'s order after its names) and the result, against
+    the style's features ``style_feats``; with ``warm_up``, one untimed call first."""
+    if warm_up:
+        stylizer.stylize(content, [style])
+    start = time.perf_counter()
+    result = stylizer.stylize(content, [style])
+    seconds = time.perf_counter() - start
+    losses = distance.losses(distance.features(result), style_feats)
+    return (luminance_ssim(result, content), edge_ssim(result, content), losses["gram_loss"],
+            losses["mean_std_loss"], seconds), result
 
 
 def check_metrics_finite(rows: list[Row]) -> None:

@@ -20,7 +20,6 @@ import math
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
@@ -38,7 +37,7 @@ from glfa.paths import default_vgg
 from glfa.runfolder import model_files
 from glfa.smoothing import Smoothing, smooth_tiled, smoothing_option
 from glfa.tiles import chunked_mean_std, reach, spans
-from net import AdaIN, ModeSpec, StyleStatistics, Transform, build_transform, parse_mode
+from net import AdaIN, ModeSpec, StyleStatistics, Transform, parse_mode
 
 # Automatic tiles: at most this side (px), and small enough for half the free memory at
 # about this many bytes per pixel of a tile (the first encoder and last decoder layers hold

@@ -59,6 +59,38 @@ def unique_names(names: Iterable[str], taken: set[str] | None = None) -> Iterato
         yield unique
 
 
+class ImageReader:
+    """Reads the images of a run at their working size. A file the user named must be readable
+    (a ``UserError``); one found in a folder that cannot be read is skipped with a warning and
+    counted in ``failures``. Resized images longer than ``max_size`` are scaled down, with a note."""
+
+    def __init__(self, crop: bool = False, max_size: int = 0):
+        self.crop, self.max_size = crop, max_size
+        self.failures: list[Path] = []
+
+    def __call__(self, path: Path, size: int, named: bool) -> torch.Tensor | None:
+        try:
+            image = read_image_or_fail(path, size or None) if named else load_rgb(path, size or None)
+        except UnreadableImage as err:
+            print(f"warning: skipping unreadable image {err}", file=sys.stderr)
+            self.failures.append(path)
+            return None
+        width, height = resized_size(image, size) if size else image.size
+        if self.max_size and size and not self.crop and max(width, height) > self.max_size:
+            print(f"note: {path} would be {width}×{height} px at a shorter side of {size}; scaled down to fit "
+                  f"--max_size {self.max_size}")
+        return resize_to_tensor(image, size, self.crop, self.max_size)
+
+
+def style_jobs(styles: list[tuple[str, torch.Tensor]], weights: list[float] | None) -> list[tuple]:
+    """``(name suffix, style images, weights)`` per output of a content image: one per style, or
+    with ``weights`` a single mix of them all (CCPL's ``_interpolation``)."""
+    if weights:
+        total = sum(weights)
+        return [("_interpolation", [image for _, image in styles], [w / total for w in weights])]
+    return [(f"_stylized_{name}", [image], None) for name, image in styles]
+
+
 def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list[Path], output: Path, *,
                 content_size: int = 512, style_size: int = 512, crop: bool = False, max_size: int = 0,
                 content_root: Path | None = None, style_root: Path | None = None,
@@ -69,50 +101,27 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     content image, ``<content>_interpolation<save_ext>`` (CCPL's name). Contents found under
     ``content_root`` keep their sub-folders; ``output_names`` keeps every output's name its own.
 
-    Files the user named (``…_root`` None) must be readable. Images found in a folder that cannot
-    be read are skipped with a warning; once the others are written, a ``UserError`` counts them.
-    Resized images longer than ``max_size`` (0: no limit) are scaled down to it, with a note.
-    ``contact_sheet`` also writes ``contact_sheet.png``: one row per pair, content, style, result.
+    Unreadable images are handled by ``ImageReader``; once the others are written, a
+    ``UserError`` counts those skipped. ``contact_sheet`` also writes ``contact_sheet.png``: one
+    row per pair, content, style, result.
     """
     if weights and len(weights) != len(style_paths):
         raise UserError(f"{len(weights)} interpolation weights for {len(style_paths)} style images")
     output.mkdir(parents=True, exist_ok=True)
-    failures: list[Path] = []
-
-    def read(path: Path, size: int, named: bool) -> torch.Tensor | None:
-        try:
-            image = read_image_or_fail(path, size or None) if named else load_rgb(path, size or None)
-        except UnreadableImage as err:
-            print(f"warning: skipping unreadable image {err}", file=sys.stderr)
-            failures.append(path)
-            return None
-        width, height = resized_size(image, size) if size else image.size
-        if max_size and size and not crop and max(width, height) > max_size:
-            print(f"note: {path} would be {width}×{height} px at a shorter side of {size}; scaled down to fit "
-                  f"--max_size {max_size}")
-        return resize_to_tensor(image, size, crop, max_size)
-
-    styles = [(p, name, read(p, style_size, style_root is None))
-              for p, name in zip(style_paths, output_names(style_paths, style_root, "_"))]
-    styles = [(p, name, s) for p, name, s in styles if s is not None]
+    read = ImageReader(crop, max_size)
+    styles = [(name, read(path, style_size, style_root is None))
+              for path, name in zip(style_paths, output_names(style_paths, style_root, "_"))]
+    styles = [(name, image) for name, image in styles if image is not None]
     if not styles:
         raise UserError(f"none of the style images in {style_paths[0].parent} can be read")
-    if weights:
-        total = sum(weights)
-        jobs = [("_interpolation", [s for _, _, s in styles], [w / total for w in weights])]
-    else:
-        jobs = [(f"_stylized_{name}", [s], None) for _, name, s in styles]
-
+    jobs = style_jobs(styles, weights)
     named_contents = list(zip(content_paths, output_names(content_paths, content_root)))
     contents = read_ahead(named_contents, lambda item: read(item[0], content_size, content_root is None))
     written: set[str] = set()  # a last guard: no output of this run overwrites another
     sheet: list[tuple[str, list[torch.Tensor]]] = []
     with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
         for (_, content_name), content in contents:
-            if content is None:
-                progress.update(len(jobs))
-                continue
-            for suffix, style_images, style_weights in jobs:
+            for suffix, style_images, style_weights in jobs if content is not None else ():
                 result = stylizer.stylize(content, style_images, style_weights, alpha, preserve_color)
                 name = next(unique_names([f"{content_name}{suffix}"], written))
                 path = output / f"{name}{save_ext}"
@@ -121,8 +130,10 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                 if contact_sheet:
                     sheet.append((name, [thumbnail(image) for image in (content, style_images[0], result)]))
                 progress.update()
+            if content is None:
+                progress.update(len(jobs))
     if sheet:
         labels = ["content", "style" if not weights else "first style", "result"]
         make_contact_sheet(sheet, labels).save(output / "contact_sheet.png")
-    if failures:
-        raise UserError(f"{len(failures)} image(s) could not be read and were skipped (see warnings above)")
+    if read.failures:
+        raise UserError(f"{len(read.failures)} image(s) could not be read and were skipped (see warnings above)")

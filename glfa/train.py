@@ -1,5 +1,6 @@
-"""The training loop behind ``train.py``: the network, its optimiser and data, and the loop that
-trains it (learning rate → batch → losses → backward → step → log → save).
+"""The training loop behind ``train.py``: the run's optimiser, data and files around the network
+(``glfa.model``), and the loop that trains it (learning rate → batch → losses → backward → step →
+log → save).
 
 One process (``python train.py``) or one process per GPU under ``torchrun`` (``glfa.distributed``):
 then the network is wrapped in DistributedDataParallel, each rank draws its own share of every
@@ -31,86 +32,24 @@ from typing import Iterator
 import torch
 from tensorboardX import SummaryWriter
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from glfa.checkpoint import (CheckpointError, atomic_write, fit_weights, load_decoder, load_encoder, load_transform,
-                             save_json, save_state_dict, save_training_state)
+from glfa.checkpoint import CheckpointError, atomic_write, fit_weights, save_json, save_state_dict, save_training_state
 from glfa.config import TrainConfig
 from glfa.data import make_loader
-from glfa.device import autocast, autocast_dtype, configure_backends
+from glfa.device import autocast_dtype, configure_backends
 from glfa.distributed import Process, end_process, from_main, global_values, start_process, wait_for_all
 from glfa.errors import UserError
+from glfa.model import build_training_network, contrastive_of, forward_backward, trained_modules, wrap_for_training
 from glfa.resume import check_optimizer_state, note_encoder_change, read_resume_state, run_record
 from glfa.runfolder import RunFolder
 from glfa.schedule import WeightAverage, iteration_seed, learning_rate, seed_everything
 from glfa.signals import StopSignals
-from net import EncoderDecoder, LossWeights, build_network, total_loss
 
 
 class TrainingDiverged(UserError):
     """The loss stayed non-finite for ``--max_nonfinite`` iterations in a row, or for every step of a run."""
-
-
-# --------------------------------------------------------------------------------------------
-# The network, its optimiser and one forward/backward pass
-# --------------------------------------------------------------------------------------------
-
-def build_training_network(config: TrainConfig, device: torch.device) -> EncoderDecoder:
-    """The network ``config`` describes, encoder weights loaded, ``--init_*`` weights in, on ``device``.
-
-    Projection heads of layers the contrastive loss does not use (``--num_l`` below the mode's
-    layer count) are frozen: they never get a gradient, and DDP would wait for one.
-    """
-    network = build_network(config.training_mode, config.transform, config.contrastive, config.num_s,
-                            config.num_l, config.tau, encoder=load_encoder(config.vgg, config.training_mode),
-                            objective=config.objective)
-    if config.init_decoder:
-        network.decoder.load_state_dict(load_decoder(config.init_decoder, config.training_mode).state_dict())
-    if config.init_transform:
-        transform = load_transform(config.init_transform, config.training_mode, config.transform)
-        network.transform.load_state_dict(transform.state_dict())
-    if contrastive_of(network) is not None:
-        heads = network.contrastive.heads
-        heads[:len(heads) - config.num_l].requires_grad_(False)
-    network = network.to(device)
-    if config.channels_last:
-        network = network.to(memory_format=torch.channels_last)
-    return network
-
-
-def contrastive_of(network: EncoderDecoder) -> nn.Module | None:
-    """The network's contrastive loss (with its projection heads), None when it has none."""
-    return getattr(network, "contrastive", None)
-
-
-def trained_modules(network: EncoderDecoder) -> dict[str, nn.Module]:
-    """The decoder and, for the transfer objective, the transform: what is saved as weights."""
-    transform = getattr(network, "transform", None)
-    return {"decoder": network.decoder, **({"transform": transform} if transform is not None else {})}
-
-
-def wrap_for_training(network: EncoderDecoder, compile_network: bool, process: Process) -> nn.Module:
-    """DistributedDataParallel across ranks, then ``torch.compile`` when asked."""
-    model: nn.Module = network
-    if process.distributed:
-        device_ids = [process.device.index] if process.device.type == "cuda" else None
-        model = DistributedDataParallel(network, device_ids=device_ids)
-    return torch.compile(model) if compile_network else model
-
-
-def forward_backward(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                     content: Tensor, style: Tensor | None, weights: LossWeights,
-                     amp_dtype: torch.dtype | None) -> tuple[dict[str, Tensor], Tensor]:
-    """Losses and gradients of one batch. Returns the loss terms (``total`` last) and the result;
-    the optimiser step is the caller's, once it knows the losses are finite on every rank."""
-    with autocast(content.device, amp_dtype):
-        losses, result = model(content, style)
-    loss = total_loss(losses, weights)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    return {**losses, "total": loss}, result
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from net import (CCPL, WCE, build_network, gather_blocks, info_nce, neighbourhoo
 
 # The 3×3 block in the reference order: the anchor, then its 8 neighbours row by row.
 BLOCK_OFFSETS = [(0, 0), (-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
-LOSS_WEIGHTS = {"content": 1.0, "style": 10.0, "nce": 5.0, "kl": 5.0}     # METHOD.md's defaults
+LOSS_WEIGHTS = {"content": 1.0, "style": 10.0, "nce": 5.0, "kl": 5.0}     # the method's defaults
 PHOTO_ANCHORS = [torch.tensor([[1, 1], [2, 5], [5, 3], [6, 6]])] * 3     # inside 8×8 and larger maps
 
 
@@ -325,7 +325,7 @@ def test_adam_steps_lower_the_total_loss():
 
 
 # ---------------------------------------------------------------------------------------------
-# Gradient paths and the objective (METHOD: keys detached, OT plan differentiable in the
+# Gradient paths and the objective (docs/method.md: keys detached, OT plan differentiable in the
 # queries, the weights as given, the content loss at the last layer)
 # ---------------------------------------------------------------------------------------------
 
@@ -403,21 +403,24 @@ def test_sinkhorn_runs_fifty_iterations_by_default(feats, monkeypatch):
 
 
 @pytest.mark.parametrize("anchors", [ANCHORS, [ANCHORS[0], ANCHORS[1][:3]]], ids=["stacked", "anchor_counts_differ"])
-def test_wce_stacking_equals_the_sum_of_layer_losses(feats, anchors):
-    """Zero-padding the layers' projected vectors to one width and running one InfoNCE over the
-    stack gives the per-layer sum, value and gradient, also when the layers' anchor counts
-    differ (those are not stacked)."""
+def test_wce_fast_path_equals_the_sum_of_layer_losses(feats, anchors):
+    """``WCE.forward`` (the fast path ``stacked_wce``: the layers' projected vectors zero-padded
+    to one width, one InfoNCE over the stack) gives the readable per-layer sum
+    (``sum_of_layer_losses`` of ``layer_loss``), value and gradient of both terms, also when
+    the layers' anchor counts differ (those are not stacked)."""
     torch.manual_seed(42)
     wce = WCE(CHANNELS, num_s=4, num_l=2)
     result = [(f + 0.5 * shuffled(f, seed=43 + i)).requires_grad_() for i, f in enumerate(feats)]
-    expected = 0.0
-    for blocks_result, blocks_content, head in wce.layer_blocks(result, feats, anchors):
-        query, key = wce.queries_and_keys(blocks_result, blocks_content, head)
-        expected = expected + wce.weighted_nce(query, key)
-    found = wce(result, feats, anchors)["nce"]
-    torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-6)
-    for a, b in zip(torch.autograd.grad(found, result), torch.autograd.grad(expected, result)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    expected = wce.sum_of_layer_losses(wce.layer_blocks(result, feats, anchors))
+    found = wce(result, feats, anchors)
+    assert found.keys() == expected.keys() == {"nce", "kl"}
+    for term in ("nce", "kl"):
+        torch.testing.assert_close(found[term], expected[term], rtol=1e-5, atol=1e-6)
+        for a, b in zip(torch.autograd.grad(found[term], result, retain_graph=True),
+                        torch.autograd.grad(expected[term], result, retain_graph=True)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    by_hand = sum(wce.weighted_nce(*wce.queries_and_keys(*layer)) for layer in wce.layer_blocks(result, feats, anchors))
+    torch.testing.assert_close(expected["nce"], by_hand)
 
 
 def test_wce_matches_infonce_with_a_numpy_sinkhorn_plan(feats):
@@ -450,7 +453,7 @@ def test_total_loss_uses_every_weight():
 
 
 def test_train_flags_reach_the_loss_weights():
-    """``--kl_weight`` is relative to ``--wce_weight`` (METHOD's ``wce_weight·(nce + kl)``)."""
+    """``--kl_weight`` is relative to ``--wce_weight`` (the method's ``wce_weight·(nce + kl)``)."""
     from train import parse_args
     args = parse_args(["--content_dir", "c", "--style_dir", "s", "--content_weight", "0.5", "--style_weight", "3",
                        "--wce_weight", "2", "--kl_weight", "0.125", "--pixel_weight", "7"])
@@ -482,3 +485,21 @@ def test_unit_vectors_keep_gradients_bounded_near_zero():
         assert torch.isfinite(vector.grad).all() and vector.grad.norm() <= 1.01 / net.UNIT_EPS
     ordinary = torch.randn(5, 64, generator=torch.Generator().manual_seed(52))
     torch.testing.assert_close(net.unit_vectors(ordinary).norm(dim=-1), torch.ones(5))
+
+
+def test_identity_loss_is_the_pixel_error_of_the_content_in_its_own_style():
+    """``identity``: MSE between the content and ``decoder(transform(c, c))``, only when asked for."""
+    network = make_network("photo", "lct", "wce", seed=60)
+    network.identity = True
+    content, style = _images(seed=61)
+    losses, _ = network(content, style, anchors=PHOTO_ANCHORS)
+    with torch.no_grad():
+        feat = nn.Sequential(*network.stages)(content)
+        expected = torch.nn.functional.mse_loss(network.decoder(network.transform(feat, feat)), content)
+    assert losses["identity"].item() == pytest.approx(expected.item(), rel=1e-5)
+    weights = net.LossWeights(identity=3.0)
+    without = {k: v for k, v in losses.items() if k != "identity"}
+    assert (net.total_loss(losses, weights) - net.total_loss(without, weights)).item() == pytest.approx(
+        3.0 * expected.item(), rel=1e-4)
+    network.identity = False
+    assert "identity" not in network(content, style, anchors=PHOTO_ANCHORS)[0]

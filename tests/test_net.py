@@ -1,4 +1,4 @@
-"""net.py: encoder/decoder layouts, modes, and SCT/LCT against a hand computation of METHOD.md."""
+"""net.py: encoder/decoder layouts, modes, and SCT/LCT/AdaIN against a hand computation of the method."""
 import copy
 
 import numpy as np
@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from function import calc_mean_std
 from net import (LCT, MODES, SCT, build_decoder, build_encoder, build_transform, decoder_layout,
                  parse_mode, vgg_layout)
 
@@ -21,7 +22,7 @@ def test_vgg_layout_has_53_children_and_reference_relu_indexes():
     relus = [i for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)]
     assert len(relus) == 16
     # relu1_1, relu2_1, relu3_1, relu4_1 are the 1st, 3rd, 5th and 9th ReLUs: children 3, 10, 17, 30,
-    # so the slices [:4], [4:11], [11:18], [18:31] of METHOD.md end on them.
+    # so the slices [:4], [4:11], [11:18], [18:31] of the method (docs/method.md) end on them.
     assert [relus[0], relus[2], relus[4], relus[8]] == [3, 10, 17, 30]
     pools = [i for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d)]
     assert pools == [7, 14, 27, 40]
@@ -120,7 +121,7 @@ def _np_mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hand_sct(model: SCT, content: torch.Tensor, style: torch.Tensor) -> np.ndarray:
-    """METHOD.md's SCT step by step in float64 numpy; only the cnet/snet conv stacks are the model's."""
+    """The method's SCT step by step in float64 numpy; only the cnet/snet conv stacks are the model's."""
     double = copy.deepcopy(model).double()
     c, s = content.double().numpy(), style.double().numpy()
     c_mean, c_std = _np_mean_std(c)
@@ -176,6 +177,20 @@ def test_lct_is_mean_of_sct_and_adain(mode):
     np.testing.assert_allclose(out_lct.double().numpy(), (out_sct.double().numpy() + adain) / 2,
                                rtol=1e-4, atol=1e-5 * scale)
     assert not torch.allclose(out_lct, out_sct)
+
+
+@pytest.mark.parametrize("mode", ["photo", "art"])
+def test_adain_is_a_transform_without_weights_applied_from_statistics(mode):
+    """AdaIN (``--transform adain``) keeps the transform protocol: statistics once, then ``apply``;
+    it equals AdaIN by hand, has no parameters and no covariance."""
+    content, style = _features(mode, seed=7)
+    adain = build_transform("adain", mode)
+    stats = adain.style_statistics(style)
+    assert stats.cov is None and list(adain.parameters()) == []
+    with torch.no_grad():
+        out = adain.apply(content, *calc_mean_std(content), stats)
+    np.testing.assert_allclose(out.double().numpy(), _hand_adain(content, style), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(adain(content, style), out)
 
 
 @pytest.mark.parametrize("mode", ["photo", "art"])

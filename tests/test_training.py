@@ -9,6 +9,7 @@ import glfa.train as training
 from glfa.checkpoint import CheckpointError, load_state_dict, load_training_state, save_state_dict
 from glfa.data import SeededCrops, make_loader
 from glfa.distributed import Process
+from glfa.model import build_training_network
 from glfa.errors import UserError
 from net import StyleTransferNet
 from sampler import InfiniteSampler, SeededSampler, draw_seed
@@ -64,7 +65,7 @@ def test_crops_depend_on_the_draw_seed_not_on_the_worker(training_flags: list[st
 
 def test_unused_projection_heads_are_frozen(training_flags: list[str]) -> None:
     config = parse_args([*training_flags, "--num_l", "2"])
-    network = training.build_training_network(config, torch.device("cpu"))
+    network = build_training_network(config, torch.device("cpu"))
     trainable = {id(p) for p in network.parameters() if p.requires_grad}
     heads = network.contrastive.heads
     assert not any(id(p) in trainable for p in heads[0].parameters())

@@ -12,7 +12,7 @@ from glfa.checkpoint import load_state_dict, load_training_state
 from glfa.errors import UserError
 from glfa.schedule import WeightAverage, learning_rate
 from helpers import lively, write_model
-from net import ReconstructionNet, build_decoder, build_encoder, build_network, total_loss, LossWeights
+from net import LossWeights, ReconstructionNet, build_decoder, build_encoder, total_loss
 from train import parse_args
 
 
