@@ -119,6 +119,9 @@ class TrainConfig:
                               "--save_dir (none: start fresh)", metavar="PATH|auto")
     max_nonfinite: int = flag(10, RUNNING, "stop, saving a training state, after this many non-finite losses in a "
                               "row", kind=positive_int)
+    time_limit: float = flag(0.0, RUNNING, "stop after this many minutes of training, saving weights and a training "
+                             "state as at --save_model_interval (0: no limit; --resume auto continues)",
+                             kind=non_negative_float, metavar="MINUTES")
 
     def __post_init__(self) -> None:
         """Refuse combinations that cannot train, before any work is done."""

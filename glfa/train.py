@@ -102,11 +102,16 @@ class Trainer:
                 torch.manual_seed(iteration_seed(config.seed, self.process.rank, self.iteration))
                 losses, result = forward_backward(self.model, self.optimizer, self.scaler, content, style,
                                                   self.weights, self.amp_dtype)
-                values, stop = global_values(losses, bool(signals.received), self.process)
+                values, stop = global_values(losses, bool(signals.received) or self.out_of_time(), self.process)
                 self.step_if_finite(values)
                 log(values)
-                if self.iteration % config.save_model_interval == 0 or self.iteration == config.max_iter:
+                timed_out = stop and not signals.received
+                if self.iteration % config.save_model_interval == 0 or self.iteration == config.max_iter or timed_out:
                     self.save(content, style, result)
+                if timed_out:
+                    print(f"--time_limit {config.time_limit:g} minutes reached at iteration {self.iteration}; "
+                          "continue with --resume auto")
+                    break
                 if stop:
                     return self.stop(signals.received or signal.SIGTERM)
                 if self.iteration >= config.max_iter:
@@ -115,8 +120,16 @@ class Trainer:
             raise TrainingDiverged(f"every step of this run was skipped (non-finite loss at iterations {first} to "
                                    f"{self.iteration}): nothing was trained; lower --lr or check the data")
         self.report_skipped_images()
+        if self.process.is_main:
+            seconds = time.monotonic() - self.started
+            print(f"trained iterations {first} to {self.iteration} in {seconds:.1f} s: "
+                  f"{1000 * seconds / (self.iteration - first + 1):.1f} ms an iteration")
         wait_for_all(self.process)
         return 0
+
+    def out_of_time(self) -> bool:
+        """Whether ``--time_limit`` minutes of this run's training have passed."""
+        return bool(self.config.time_limit) and time.monotonic() - self.started > 60 * self.config.time_limit
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor | None]]:
         """The next iteration's content and style batches on the device (style None when reconstructing)."""
