@@ -345,12 +345,21 @@ METRICS = tuple(f.name for f in fields(Row) if f.name not in ("pair", "model"))
 
 def average_rows(rows: list[Row]) -> list[Row]:
     """One row per model with every metric averaged over the pairs, in the models' order."""
-    averages = []
-    for model in dict.fromkeys(r.model for r in rows):
-        values = torch.tensor([[getattr(r, m) for m in METRICS] for r in rows if r.model == model],
-                              dtype=torch.float64).mean(0).tolist()
-        averages.append(Row("average", model, *values))
-    return averages
+    return [Row("average", model, *values.mean(0).tolist()) for model, values in metric_values(rows).items()]
+
+
+def standard_error_rows(rows: list[Row]) -> list[Row]:
+    """One row per model with the standard error of each metric's mean over the pairs
+    (sample standard deviation / √pairs; NaN for a single pair)."""
+    return [Row("stderr", model, *(values.std(0) / len(values) ** 0.5).tolist())
+            for model, values in metric_values(rows).items()]
+
+
+def metric_values(rows: list[Row]) -> dict[str, torch.Tensor]:
+    """Each model's metrics as a ``(pairs, metrics)`` float64 tensor, in the models' order."""
+    return {model: torch.tensor([[getattr(r, m) for m in METRICS] for r in rows if r.model == model],
+                                dtype=torch.float64)
+            for model in dict.fromkeys(r.model for r in rows)}
 
 
 def write_metrics_csv(rows: list[Row], path: str | Path) -> None:
@@ -359,27 +368,35 @@ def write_metrics_csv(rows: list[Row], path: str | Path) -> None:
 
 
 def metrics_table(rows: list[Row], label_headers: tuple[str, ...] = ("model",),
-                  labels: list[list[str]] | None = None) -> str:
+                  labels: list[list[str]] | None = None, errors: list[Row] | None = None) -> str:
     """A Markdown table of ``rows``: label columns (by default the rows' fields named in
-    ``label_headers``; ``labels`` gives other values, one list per row), then the metrics."""
+    ``label_headers``; ``labels`` gives other values, one list per row), then the metrics, each
+    followed by ``± error`` when ``errors`` gives one row of standard errors per row."""
     if labels is None:
         labels = [[str(getattr(r, h)) for h in label_headers] for r in rows]
+
+    def cell(row: Row, error: Row | None, metric: str) -> str:
+        value = format(getattr(row, metric), METRIC_FORMATS[metric])
+        return value if error is None else f"{value} ± {format(getattr(error, metric), METRIC_FORMATS[metric])}"
+
     return markdown_table([*label_headers, *(METRIC_HEADERS[m] for m in METRICS)],
-                          ([*row_labels, *(format(getattr(r, m), METRIC_FORMATS[m]) for m in METRICS)]
-                           for r, row_labels in zip(rows, labels)))
+                          ([*row_labels, *(cell(r, e, m) for m in METRICS)]
+                           for r, e, row_labels in zip(rows, errors or [None] * len(rows), labels)))
 
 
 def report(rows: list[Row]) -> str:
-    """The Markdown report: averages per model, then every pair."""
+    """The Markdown report: per model the mean ± standard error over the pairs, then every pair."""
     pairs = len(dict.fromkeys(r.pair for r in rows))
-    return (f"### Average over {pairs} pair(s)\n\n{metrics_table(average_rows(rows))}\n\n"
+    averages = metrics_table(average_rows(rows), errors=standard_error_rows(rows))
+    return (f"### Mean ± standard error over {pairs} pair(s)\n\n{averages}\n\n"
             f"### Per pair\n\n{metrics_table(rows, ('pair', 'model'))}\n")
 
 
 def write_tables(rows: list[Row], output: str | Path) -> str:
-    """Write ``metrics.csv`` (per pair, then averages) and ``metrics.md``; return the Markdown."""
+    """Write ``metrics.csv`` (per pair, then the means and their standard errors) and ``metrics.md``;
+    return the Markdown."""
     output = Path(output)
-    write_metrics_csv(rows + average_rows(rows), output / "metrics.csv")
+    write_metrics_csv(rows + average_rows(rows) + standard_error_rows(rows), output / "metrics.csv")
     text = report(rows)
     (output / "metrics.md").write_text(text)
     return text

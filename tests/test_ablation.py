@@ -3,6 +3,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from glfa.cli import run_main
 from scripts import ablation
@@ -50,6 +51,10 @@ def test_tiny_ablation_writes_a_four_row_table_and_reuses_its_checkpoints(flags:
         assert (output / name / f"{kind}_iter_2.pth.tar").is_file()
         assert (output / "eval" / "results" / name).is_dir()
     assert (output / "eval" / "contact_sheet.png").is_file()
+    assert all(" ± " in line for line in table[2:]) and all(float(r["ssim_stderr"]) >= 0 for r in rows)
+    for figure in ("wce_vs_ccpl.jpg", "lct_vs_sct.jpg"):          # the paper's two comparisons
+        with Image.open(output / figure) as image:
+            assert image.width > 4 * 100 and image.height > 192
 
     ablation.main(flags)                                    # checkpoints there: evaluation only
     assert capsys.readouterr().out.count(": reusing decoder_iter_2.pth.tar") == 4

@@ -100,8 +100,8 @@ def test_eval_on_photo_pairs_prints_table_and_writes_csv_markdown_figures(
     assert all(f"| {name} | lct |" in printed for name in pair_names)
     with open(output / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 8 * 2 + 2
-    per_pair = [r for r in rows if r["pair"] != "average"]
+    assert len(rows) == 8 * 2 + 2 + 2
+    per_pair = [r for r in rows if r["pair"] not in ("average", "stderr")]
     for row in per_pair:
         assert -1 <= float(row["ssim"]) <= 1 and -1 <= float(row["edge_ssim"]) <= 1
         assert float(row["gram_loss"]) > 0 and float(row["mean_std_loss"]) > 0 and float(row["seconds"]) > 0
@@ -109,10 +109,17 @@ def test_eval_on_photo_pairs_prints_table_and_writes_csv_markdown_figures(
         average = next(r for r in rows if r["pair"] == "average" and r["model"] == model)
         values = [float(r["ssim"]) for r in per_pair if r["model"] == model]
         assert float(average["ssim"]) == pytest.approx(sum(values) / len(values))
+        stderr = next(r for r in rows if r["pair"] == "stderr" and r["model"] == model)
+        mean = sum(values) / len(values)
+        by_hand = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
+        assert float(stderr["ssim"]) == pytest.approx(by_hand)
     lct_ssim = [float(r["ssim"]) for r in per_pair if r["model"] == "lct"]
     sct_ssim = [float(r["ssim"]) for r in per_pair if r["model"] == "as_sct"]
     assert lct_ssim != sct_ssim                       # the transform kind really differs
-    assert (output / "metrics.md").read_text().startswith("### Average over 8 pair(s)")
+    report = (output / "metrics.md").read_text()
+    assert report.startswith("### Mean ± standard error over 8 pair(s)")
+    assert f"| as_sct | {float(average['ssim']):.4f} ± {float(stderr['ssim']):.4f} |" in report
+    assert " ± " in report.split("### Per pair")[0] and " ± " not in report.split("### Per pair")[1]
 
     assert sorted(p.name for p in (output / "figures").iterdir()) == [f"{name}.png" for name in pair_names]
     with Image.open(output / "figures" / "in1_tar1.png") as figure:
