@@ -66,12 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     if bool(args.input) == bool(args.frames_dir):
         raise UserError("give one video file or frame folder: as VIDEO_OR_FOLDER or as --frames_dir"
                         + (", not both" if args.input else ""))
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before the clip is probed
     clip = open_clip(args.input or args.frames_dir, args.fps)
     style = read_image(args.style, args.style_size)
-    device = resolve_device(args.device)
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
-                                         amp_dtype=autocast_dtype(args.amp, device), smooth=args.smoothing)
+                                         amp_dtype=amp_dtype, smooth=args.smoothing)
     means = process_video(stylizer, clip, style, output, content_size=args.content_size, alpha=args.alpha,
                           preserve_color=args.preserve_color, flow=args.flow == "tvl1",
                           preview_height=args.preview_height)

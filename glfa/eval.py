@@ -8,14 +8,13 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from function import reinhard
 from glfa.checkpoint import load_decoder, load_encoder
 from glfa.errors import UserError
 from glfa.figures import comparison_figure, contact_sheet
-from glfa.images import list_images, read_image, thumbnail
+from glfa.images import list_images, read_image, save_image_file, thumbnail
 from glfa.inference import Stylizer
 from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim
 from glfa.paths import default_vgg
@@ -107,6 +106,18 @@ def pairs_by_number(content_dir: str | Path, style_dir: str | Path) -> list[Pair
     return [Pair(f"{contents[n].stem}_{styles[n].stem}", contents[n], styles[n]) for n in common]
 
 
+def read_text_file(path: Path) -> str:
+    """A text file the user named, as UTF-8 (a byte-order mark allowed); other bytes, even in a
+    comment, are a ``UserError`` naming the file, the line and the byte position."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise UserError(f"{path} is not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} (line {line}); "
+                        "save it as UTF-8") from None
+
+
 def read_pairs_file(path: str | Path) -> list[Pair]:
     """Pairs listed one per line as ``content style`` (comma- or whitespace-separated; ``#``
     starts a comment). Relative paths are taken from the file's folder."""
@@ -114,7 +125,7 @@ def read_pairs_file(path: str | Path) -> list[Pair]:
     if not path.is_file():
         raise UserError(f"pairs file not found: {path}")
     pairs: list[Pair] = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text_file(path).splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -279,7 +290,7 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
         for name, stylizer in stylizers.items():
             row, results[name] = measure(stylizer, content, style, style_feats, distance, warm_up)
             rows.append(Row(pair.name, name, *row))
-            save_image(results[name], output / "results" / name / f"{pair.name}.png")
+            save_image_file(results[name], output / "results" / name / f"{pair.name}.png")
         comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
         sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
         write_metrics_csv(rows, output / "metrics.csv")

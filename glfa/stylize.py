@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from glfa.errors import UserError
 from glfa.figures import contact_sheet as make_contact_sheet
 from glfa.images import (UnreadableImage, list_images, load_rgb, read_image_or_fail, resize_to_tensor, resized_size,
-                         thumbnail)
+                         save_image_file, thumbnail)
 from glfa.inference import Stylizer, read_ahead
 
 SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -21,9 +20,8 @@ SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 def gather_inputs(single: str | None, folder: str | None, what: str) -> list[Path]:
     """The files named by ``--content``/``--style`` (comma-separated), else the images in the folder."""
     if single:
+        check_names(single, what)
         names = single.split(",")
-        if not all(name.strip() for name in names):
-            raise UserError(f"--{what} {single!r} holds an empty name (a stray comma?)")
         folders = [name for name in names if Path(name).is_dir()]
         if folders:
             raise UserError(f"--{what} {folders[0]} is a folder: use --{what}_dir for a folder of images")
@@ -32,6 +30,12 @@ def gather_inputs(single: str | None, folder: str | None, what: str) -> list[Pat
     if not paths:
         raise UserError(f"no {what} images in {folder}")
     return paths
+
+
+def check_names(names: str | None, what: str) -> None:
+    """``--content``/``--style``: comma-separated file names, none of them empty (a stray comma)."""
+    if names is not None and not all(name.strip() for name in names.split(",")):
+        raise UserError(f"--{what} {names!r} holds an empty name (a stray comma?)")
 
 
 def output_names(paths: list[Path], root: Path | None, separator: str = "/") -> list[str]:
@@ -126,7 +130,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                 name = next(unique_names([f"{content_name}{suffix}"], written))
                 path = output / f"{name}{save_ext}"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                save_image(result, path)
+                save_image_file(result, path)
                 if contact_sheet:
                     sheet.append((name, [thumbnail(image) for image in (content, style_images[0], result)]))
                 progress.update()

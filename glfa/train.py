@@ -57,9 +57,10 @@ class TrainingDiverged(UserError):
 # --------------------------------------------------------------------------------------------
 
 class Trainer:
-    """One training run: network, optimiser, data streams, and the run folder it writes."""
+    """One training run: network, optimiser, data streams, and the run folder it writes;
+    ``amp_dtype`` is the autocast precision (``autocast_dtype``, checked by ``train`` first)."""
 
-    def __init__(self, config: TrainConfig, process: Process):
+    def __init__(self, config: TrainConfig, process: Process, amp_dtype: torch.dtype | None):
         self.config, self.process = config, process
         self.folder, device = RunFolder(config.save_dir), process.device
         seed_everything(config.seed)
@@ -71,7 +72,7 @@ class Trainer:
         self.record = run_record(config, config.vgg) if process.is_main else {}
         self.optimizer = torch.optim.Adam([p for p in self.network.parameters() if p.requires_grad], lr=config.lr)
         self.weights = config.loss_weights
-        self.amp_dtype = autocast_dtype(config.amp, device)
+        self.amp_dtype = amp_dtype
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.iteration, self.draws, self.saved_iteration = 0, 0, -1
         self.elapsed_before = 0.0  # the training time of the runs this one continues
@@ -354,9 +355,10 @@ def train(config: TrainConfig) -> int:
     folder = RunFolder(config.save_dir)
     lock = folder.lock()
     try:
+        amp_dtype = autocast_dtype(config.amp, process.device)     # refused before anything is loaded or written
         configure_backends(process.device)
         from_main(process, lambda: folder.claim(lock))
-        return Trainer(config, process).run()
+        return Trainer(config, process, amp_dtype).run()
     finally:
         lock.release()
         end_process(process)

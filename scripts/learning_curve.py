@@ -11,6 +11,7 @@ Example: python scripts/learning_curve.py --run_dir experiments/photo_run \
 """
 import argparse
 import csv
+import math
 import struct
 import sys
 from pathlib import Path
@@ -78,7 +79,11 @@ def earlier_rows(path: Path, pairs: list[Pair]) -> list[Row] | None:
         with open(path, encoding="utf-8", newline="") as handle:
             rows = [Row(r["pair"], r["model"], *(float(r[m]) for m in METRICS)) for r in csv.DictReader(handle)]
     except (ValueError, KeyError, TypeError, csv.Error):
-        print(f"note: {path} is damaged; evaluating that checkpoint again", file=sys.stderr)
+        rows = None
+    if rows is None or not all(math.isfinite(getattr(r, m)) for r in rows for m in METRICS):
+        # unreadable, or the NaN of a broken model (evaluate writes each pair's numbers before it checks them)
+        print(f"note: {path} is damaged or holds non-finite metrics; evaluating that checkpoint again",
+              file=sys.stderr)
         return None
     return rows if sorted(r.pair for r in rows) == sorted(p.name for p in pairs) else None
 

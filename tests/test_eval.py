@@ -186,3 +186,21 @@ def test_non_finite_metrics_are_an_error(tmp_path: Path):
     check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2)])
     with pytest.raises(UserError, match=r"non-finite metric\(s\) for broken on a_b \(ssim = nan\)"):
         check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2), Row("a_b", "broken", float("nan"), 0.4, 1e-3, 0.1, 0.2)])
+
+
+def test_issue20_11_a_pairs_file_that_is_not_utf8_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Case 11: ``eval.py --pairs FILE`` with bytes that are not UTF-8, even in a comment, gave a
+    UnicodeDecodeError traceback; now one line naming the file and the byte's position."""
+    touch_images(tmp_path / "imgs", ["a.png", "b.png"])
+    listing = tmp_path / "pairs.txt"
+    listing.write_bytes("# pairs\n# photos by Zoë\n".encode("latin-1") + b"imgs/a.png imgs/b.png\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: eval_cli.main(["--pairs", str(listing), "--model", f"m={tmp_path / 'd.pth'},t.pth",
+                                        "--output", str(tmp_path / "out"), "--device", "cpu"]))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [f"error: {listing} is not UTF-8 text: byte 0xeb at offset 22 (line 2); "
+                                        "save it as UTF-8"]
+    assert not (tmp_path / "out").exists()
+    listing.write_bytes(b"\xef\xbb\xbf# pairs\nimgs/a.png imgs/b.png\n")       # UTF-8 with a byte-order mark
+    assert [p.name for p in read_pairs_file(listing)] == ["a_b"]
