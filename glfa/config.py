@@ -101,6 +101,10 @@ class TrainConfig:
     identity_weight: float = flag(DEFAULT_WEIGHTS.identity, OPTIMISATION, "weight of the identity loss: the pixel "
                                   "error of the content transferred to its own style (0: off; it costs one more "
                                   "decoder pass)", kind=non_negative_float, resume=MAY_CHANGE)
+    identity_feature_weight: float = flag(DEFAULT_WEIGHTS.identity_feature, OPTIMISATION, "weight of the identity "
+                                          "loss on features: the encoder features of that result against the "
+                                          "content's, summed over the layers (0: off)", kind=non_negative_float,
+                                          resume=MAY_CHANGE)
     tau: float = flag(TAU, OPTIMISATION, "InfoNCE temperature", kind=positive_float, resume=MAY_CHANGE)
     num_s: int = flag(NUM_S, OPTIMISATION, "anchors per layer", kind=positive_int, resume=MAY_CHANGE)
     num_l: int = flag(NUM_L, OPTIMISATION, "contrastive layers (the last ones)", kind=positive_int,
@@ -148,7 +152,7 @@ class TrainConfig:
         has ``--kl_weight`` times it, as in the method."""
         return LossWeights(content=self.content_weight, style=self.style_weight, nce=self.contrastive_weight,
                            kl=self.contrastive_weight * self.kl_weight, pixel=self.pixel_weight,
-                           identity=self.identity_weight)
+                           identity=self.identity_weight, identity_feature=self.identity_feature_weight)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes`` (checked like a new config)."""

@@ -75,7 +75,7 @@ class Trainer:
         self.amp_dtype = amp_dtype
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.iteration, self.draws, self.saved_iteration = 0, 0, -1
-        self.elapsed_before = 0.0  # the training time of the runs this one continues
+        self.elapsed_before = self.cpu_before = 0.0  # the wall and CPU seconds of the runs this one continues
         self.steps_taken = self.nonfinite_in_row = 0
         if resumed:
             self.restore(*resumed)
@@ -198,6 +198,7 @@ class Trainer:
         progress = tqdm(initial=self.iteration, total=self.config.max_iter, desc="train", dynamic_ncols=True,
                         disable=not is_main)
         self.started = last = time.monotonic()
+        self.cpu_started = time.process_time()
 
         def log(values: dict[str, float]) -> None:
             nonlocal last
@@ -280,7 +281,9 @@ class Trainer:
         if state["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.draws = state["iteration"], state["draws"]
-        self.elapsed_before = float(state.get("metadata", {}).get("elapsed_seconds", 0.0))
+        metadata = state.get("metadata", {})
+        self.elapsed_before = float(metadata.get("elapsed_seconds", 0.0))
+        self.cpu_before = float(metadata.get("cpu_seconds", 0.0))
         if state["world_size"] != self.process.world_size and self.process.is_main:
             print(f"note: resuming with {self.process.world_size} process(es) instead of {state['world_size']}: "
                   "the data order is not the one the saved run would have followed")
@@ -301,7 +304,8 @@ class Trainer:
         path = self.folder.state(self.iteration)
         if self.process.is_main and self.saved_iteration != self.iteration:
             elapsed = self.elapsed_before + time.monotonic() - self.started
-            metadata = {"iteration": self.iteration, "elapsed_seconds": round(elapsed, 3),
+            cpu = self.cpu_before + time.process_time() - self.cpu_started
+            metadata = {"iteration": self.iteration, "elapsed_seconds": round(elapsed, 3), "cpu_seconds": round(cpu, 3),
                         "files": [*written, path.name], **self.record}
             with self.saving():
                 save_training_state(self.state(metadata), path)

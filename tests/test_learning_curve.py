@@ -35,13 +35,15 @@ def test_curve_of_a_short_run(tmp_path: Path, training_flags: list[str], trainin
                    check=True, capture_output=True)
     learning_curve.main(["--run_dir", str(run), "--content_dir", str(REPO / "test/content"), "--style_dir",
                          str(REPO / "test/style"), "--every_pair", "--content_size", "32", "--vgg", str(training_vgg),
-                         "--output", str(tmp_path / "curve"), "--device", "cpu"])
+                         "--output", str(tmp_path / "curve"), "--device", "cpu", "--start_cpu_hours", "2"])
     with open(tmp_path / "curve" / "curve.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     assert float(rows[0]["hours"]) == 0 and float(rows[1]["hours"]) > 0
+    assert 2 < float(rows[0]["cpu_hours"]) < float(rows[1]["cpu_hours"]) < 2.1   # the warm start's hours added
     assert all(-1 <= float(r["ssim"]) <= 1 and float(r["gram_loss"]) > 0 for r in rows)
-    assert "| iteration | training hours | SSIM ↑ | Gram loss ↓ |" in capsys.readouterr().out
+    assert all(float(r["ssim_stderr"]) >= 0 for r in rows)
+    assert "| iteration | training hours | CPU hours | SSIM ↑ | Gram loss ↓ |" in capsys.readouterr().out
     assert (tmp_path / "curve" / "curve.png").stat().st_size > 1000
 
 
