@@ -60,6 +60,8 @@ class TrainConfig:
                                     "optimiser", metavar="PATH")
     init_transform: str | None = flag(None, DATA, "start from this transform (lct_iter_N.pth.tar) with a fresh "
                                       "optimiser", metavar="PATH")
+    freeze_decoder: bool = flag(False, DATA, "keep the decoder as it starts (e.g. from --init_decoder) and train the "
+                                "transform and heads alone", resume=MUST_MATCH, switch="plain")
     image_size: int = flag(512, DATA, "images are resized to this square", kind=positive_int, resume=MAY_CHANGE)
     crop_size: int = flag(256, DATA, "random crop taken after resizing", kind=positive_int, resume=MAY_CHANGE)
 
@@ -140,6 +142,8 @@ class TrainConfig:
             raise UserError(f"--crop_size must be at least {spec.min_side} in {spec.name} mode, got {self.crop_size}")
         if self.image_size < self.crop_size:
             raise UserError(f"--image_size ({self.image_size}) must be at least --crop_size ({self.crop_size})")
+        if self.objective == "reconstruction" and self.freeze_decoder:
+            raise UserError("--freeze_decoder leaves nothing to train in --objective reconstruction")
         if self.objective == "reconstruction" and self.init_transform:
             raise UserError("--init_transform has nothing to start: --objective reconstruction trains the decoder "
                             "alone")

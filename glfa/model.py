@@ -13,7 +13,8 @@ from net import EncoderDecoder, LossWeights, build_network, total_loss
 
 
 def build_training_network(config: TrainConfig, device: torch.device) -> EncoderDecoder:
-    """The network ``config`` describes, encoder weights loaded, ``--init_*`` weights in, on ``device``.
+    """The network ``config`` describes, encoder weights loaded, ``--init_*`` weights in, on ``device``;
+    with ``--freeze_decoder`` the decoder takes no gradients.
 
     Projection heads of layers the contrastive loss does not use (``--num_l`` below the mode's
     layer count) are frozen: they never get a gradient, and DDP would wait for one.
@@ -30,6 +31,8 @@ def build_training_network(config: TrainConfig, device: torch.device) -> Encoder
     if contrastive_of(network) is not None:
         heads = network.contrastive.heads
         heads[:len(heads) - config.num_l].requires_grad_(False)
+    if config.freeze_decoder:
+        network.decoder.requires_grad_(False)
     network = network.to(device)
     if config.channels_last:
         network = network.to(memory_format=torch.channels_last)

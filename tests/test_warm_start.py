@@ -163,3 +163,16 @@ def test_time_limit_saves_everything_and_stops(training_flags: list[str], tmp_pa
     assert len(states) == 1 and 1 <= states[0] < 50
     assert (tmp_path / "exp" / f"decoder_iter_{states[0]}.pth.tar").is_file()
     assert (tmp_path / "exp" / f"grid_iter_{states[0]}.png").is_file()
+
+
+def test_a_frozen_decoder_stays_as_it_started_while_the_transform_learns(training_flags: list[str],
+                                                                         tmp_path: Path) -> None:
+    decoder_file, transform_file = write_model(tmp_path / "given", 7, seed=5)
+    assert run(training_flags, tmp_path / "exp", "--init_decoder", str(decoder_file), "--init_transform",
+               str(transform_file), "--freeze_decoder", "--max_iter", "2", "--save_model_interval", "2") == 0
+    given, kept = load_state_dict(decoder_file), load_state_dict(tmp_path / "exp" / "decoder_iter_2.pth.tar")
+    assert all(torch.equal(given[k], kept[k]) for k in given)
+    trained = load_state_dict(tmp_path / "exp" / "lct_iter_2.pth.tar")
+    assert any(not torch.equal(v, load_state_dict(transform_file)[k]) for k, v in trained.items())
+    with pytest.raises(UserError, match="leaves nothing to train"):
+        parse_args([*training_flags, "--objective", "reconstruction", "--freeze_decoder"])
