@@ -362,7 +362,8 @@ def average_rows(rows: list[Row]) -> list[Row]:
 def standard_error_rows(rows: list[Row]) -> list[Row]:
     """One row per model with the standard error of each metric's mean over the pairs
     (sample standard deviation / √pairs; NaN for a single pair)."""
-    return [Row("stderr", model, *(values.std(0) / len(values) ** 0.5).tolist())
+    return [Row("stderr", model, *((values.std(0) / len(values) ** 0.5).tolist() if len(values) > 1
+                                   else [math.nan] * len(METRICS)))
             for model, values in metric_values(rows).items()]
 
 
