@@ -49,7 +49,7 @@ class ModelFiles:
 
 @dataclass
 class Row:
-    """The metrics of one model on one pair (or their average, with ``pair == "average"``)."""
+    """The metrics of one model on one pair (or their average, ``pair == "average"``, or its standard error, ``pair == "stderr"``)."""
 
     pair: str
     model: str

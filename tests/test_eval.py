@@ -169,7 +169,9 @@ def test_baselines_run_beside_the_model_and_reinhard_matches_the_function(
     assert "| reinhard |" in printed and "| adain |" in printed
     with open(tmp_path / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert {r["model"] for r in rows} == {"lct", "reinhard", "adain"} and len(rows) == 3 * 12 + 3
+    assert {r["model"] for r in rows} == {"lct", "reinhard", "adain"}
+    assert len(rows) == 3 * 12 + 3 + 3  # every pair, then an average and a standard-error row per model
+    assert sorted(r["pair"] for r in rows if r["pair"] in ("average", "stderr")) == ["average"] * 3 + ["stderr"] * 3
     pair = "coast_dune_night_lake"
     content = read_image(photos / "content" / "coast_dune.jpg", 32)
     style = read_image(photos / "style" / "night_lake.jpg", 32)
