@@ -214,14 +214,15 @@ class Reinhard:
         return reinhard(content, styles[0])
 
 
-class Smoothed:
-    """A model evaluated with ``--smooth``: the same ``Stylizer``, its results smoothed."""
+class Configured:
+    """A model evaluated with ``--alpha`` and/or ``--smooth``: the same ``Stylizer``, every call
+    given that content-style blend and smoothing."""
 
-    def __init__(self, stylizer: Stylizer, smoothing: Smoothing):
-        self.stylizer, self.smoothing = stylizer, smoothing
+    def __init__(self, stylizer: Stylizer, alpha: float = 1.0, smoothing: Smoothing | None = None):
+        self.stylizer, self.alpha, self.smoothing = stylizer, alpha, smoothing
 
     def stylize(self, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
-        return self.stylizer.stylize(content, styles, smooth=self.smoothing)
+        return self.stylizer.stylize(content, styles, alpha=self.alpha, smooth=self.smoothing)
 
 
 BASELINES = ("reinhard", "adain")
@@ -251,8 +252,8 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
              style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
              figure_height: int = 256, amp_dtype: torch.dtype | None = None,
              baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None, long_side: int = 0,
-             adain_decoder: str | Path | None = None) -> list[Row]:
-    """Stylise every pair with every model and measure it; write the results, a comparison
+             adain_decoder: str | Path | None = None, alpha: float = 1.0) -> list[Row]:
+    """Stylise every pair with every model (at the blend ``alpha``) and measure it; write the results, a comparison
     figure per pair and a contact sheet under ``output``. Returns one row per pair and model.
 
     ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
@@ -273,7 +274,7 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
     spec = parse_mode(mode)
     vgg = default_vgg(spec) if vgg is None else vgg
     distance = StyleDistance(load_encoder(vgg, spec).to(device), spec)
-    stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder)
+    stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder, alpha)
     for name in stylizers:
         (output / "results" / name).mkdir(parents=True, exist_ok=True)
     (output / "figures").mkdir(parents=True, exist_ok=True)
@@ -301,9 +302,10 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
 
 def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Path, device: torch.device | str,
                         amp_dtype: torch.dtype | None, baselines: tuple[str, ...], smoothing: Smoothing | None,
-                        adain_decoder: str | Path | None) -> dict[str, "Stylizer | Smoothed | Reinhard"]:
-    """Every evaluated row's stylizer by name, in table order: the models, their smoothed
-    versions, then the baselines. Each model is loaded once."""
+                        adain_decoder: str | Path | None,
+                        alpha: float = 1.0) -> dict[str, "Stylizer | Configured | Reinhard"]:
+    """Every evaluated row's stylizer by name, in table order: the models (at ``alpha``), their
+    smoothed versions, then the baselines (at full stylisation). Each model is loaded once."""
     smoothed = [m.name + SMOOTHED_SUFFIX for m in models] if smoothing is not None else []
     names = [m.name for m in models] + smoothed + list(baselines)
     if len(set(names)) != len(names):
@@ -312,17 +314,19 @@ def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Pat
                                                    kind=m.kind, device=device, amp_dtype=amp_dtype)
                  for m in models}
     for model, name in zip(models, smoothed):
-        stylizers[name] = Smoothed(stylizers[model.name], smoothing)
+        stylizers[name] = Configured(stylizers[model.name], alpha, smoothing)
     if "adain" in baselines:
         first = stylizers[models[0].name]
         decoder = first.decoder if adain_decoder is None else load_decoder(adain_decoder, spec)
         stylizers["adain"] = Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype)
     if "reinhard" in baselines:
         stylizers["reinhard"] = Reinhard()
+    if alpha != 1.0:
+        stylizers.update({m.name: Configured(stylizers[m.name], alpha) for m in models})
     return {name: stylizers[name] for name in names}
 
 
-def measure(stylizer: "Stylizer | Smoothed | Reinhard", content: torch.Tensor, style: torch.Tensor,
+def measure(stylizer: "Stylizer | Configured | Reinhard", content: torch.Tensor, style: torch.Tensor,
             style_feats: list[torch.Tensor], distance: StyleDistance,
             warm_up: bool) -> tuple[tuple[float, ...], torch.Tensor]:
     """The metrics of one stylised pair (``Row``'s order after its names) and the result, against
