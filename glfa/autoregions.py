@@ -78,6 +78,7 @@ def majority_filter(labels: Tensor, count: int) -> Tensor:
 
 
 def sample(count: int, limit: int, generator: torch.Generator) -> Tensor:
+    """Up to ``limit`` distinct indexes below ``count``, drawn with ``generator`` (the fitting set)."""
     return torch.randperm(count, generator=generator)[:limit]
 
 

@@ -183,6 +183,7 @@ def with_segments(pairs: list[Pair], pairs_dir: str | Path) -> list[Pair]:
 
 
 def pair_maps(pair: Pair) -> tuple[LabelMap, LabelMap] | None:
+    """The pair's content and style maps, read; None for a pair without maps."""
     if pair.content_seg is None or pair.style_seg is None:
         return None
     return read_label_map(pair.content_seg, "content"), read_label_map(pair.style_seg, "style")

@@ -70,6 +70,7 @@ def checked_map(mask: Mask, image: Tensor, source: str) -> LabelMap:
 
 
 def label_counts(labels: Tensor) -> dict[int, int]:
+    """How many positions each label holds."""
     values, counts = labels.unique(return_counts=True)
     return dict(zip(values.tolist(), counts.tolist()))
 

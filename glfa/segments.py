@@ -38,9 +38,11 @@ class LabelMap:
     source: str = "the map"
 
     def name(self, label: int) -> str:
+        """How a label is written in notes: ``#rrggbb`` for colours, else its number."""
         return f"#{label:06x}" if self.colours else str(label)
 
     def names(self, labels: list[int]) -> str:
+        """Labels as a comma-separated list for notes."""
         return ", ".join(self.name(label) for label in labels)
 
 

@@ -57,6 +57,7 @@ def gather_maps(single: str | None, folder: str | None, images: list[Path], imag
 
 
 def read_map(path: Path | None, what: str) -> LabelMap | None:
+    """The map file of an image, or None when the run has no maps."""
     return None if path is None else read_label_map(path, what)
 
 

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def averages_table(rows: list, title: str) -> str:
+    """eval.py's averages over the pairs under a heading."""
     return f"### {title}\n\n{metrics_table(average_rows(rows))}\n"
 
 
@@ -155,6 +156,7 @@ def timings(stylizer: Stylizer, pairs: list[Pair], k: int, long_side: int, repea
 
 
 def cost_table(seconds: dict[str, list[float]]) -> str:
+    """Median seconds per image of each variant, and its ratio to the global transfer."""
     base = statistics.median(seconds["global"])
     rows = [[name, f"{statistics.median(values):.3f}", f"{statistics.median(values) / base:.2f}×", len(values)]
             for name, values in seconds.items()]
