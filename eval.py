@@ -96,13 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before any file is read
     models = [parse_model(text) for text in args.model] if args.model else [shipped_model_spec()]
     pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, args.pairs, args.every_pair)
     pairs = with_segments(pairs, args.pairs_dir) if args.seg else pairs
-    device = resolve_device(args.device)
     rows = evaluate(pairs, models, args.output, vgg=args.vgg, mode=args.testing_mode, device=device,
                     content_size=args.content_size, style_size=args.style_size, zoom=args.zoom,
-                    figure_height=args.figure_height, amp_dtype=autocast_dtype(args.amp, device),
+                    figure_height=args.figure_height, amp_dtype=amp_dtype,
                     baselines=tuple(args.baselines or ()), smoothing=args.smoothing, long_side=args.long_side,
                     adain_decoder=args.adain_decoder, auto_regions=args.auto_regions)
     print(write_tables(rows, args.output))

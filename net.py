@@ -598,9 +598,10 @@ class StyleTransferNet(EncoderDecoder):
 
     Losses: content (MSE at the last layer), style (mean and std MSE at every used layer) and
     the contrastive terms (``nce`` and, for WCE, ``kl``) between the result and the content.
-    With ``identity``, also ``identity``: the pixel MSE between the content and its transfer to
-    its own style, ``decoder(transform(c, c))``, which should give the content back (SANet's
-    identity loss; it keeps the decoder sharp where the losses above do not look).
+    With ``identity``, also SANet's identity losses of the content transferred to its own style,
+    ``decoder(transform(c, c))``, which should give the content back: ``identity``, their pixel
+    MSE, and ``identity_feature``, the MSE of their features summed over the used layers. They
+    keep the decoder sharp where the losses above do not look.
     """
 
     def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: nn.Module,
@@ -625,6 +626,8 @@ class StyleTransferNet(EncoderDecoder):
         if self.identity:
             itself = self.decoder(self.transform(content_feats[-1], content_feats[-1]))
             losses["identity"] = F.mse_loss(itself.float(), content.float())
+            losses["identity_feature"] = sum(F.mse_loss(i.float(), c.float()) for i, c in
+                                             zip(self.encode_with_intermediate(itself), content_feats))
         return losses, result
 
 
@@ -643,8 +646,8 @@ class LossWeights:
     weights both by the contrastive weight 5. This code takes the KL per 3×3 block (a sum over
     each row's 9 entries, averaged over rows, anchors and images); the GLFA reference averages
     over every element, 9× smaller, so ``kl=5/9`` reproduces it. ``pixel`` weights the pixel
-    loss of the reconstruction objective (``ReconstructionNet``), ``identity`` the identity loss
-    of ``StyleTransferNet`` (off by default).
+    loss of the reconstruction objective (``ReconstructionNet``), ``identity`` and
+    ``identity_feature`` the identity losses of ``StyleTransferNet`` (off by default).
     """
 
     content: float = 1.0
@@ -653,6 +656,7 @@ class LossWeights:
     kl: float = 5.0
     pixel: float = PIXEL_WEIGHT
     identity: float = 0.0
+    identity_feature: float = 0.0
 
 
 def total_loss(losses: dict[str, Tensor], weights: LossWeights) -> Tensor:

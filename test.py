@@ -9,14 +9,14 @@ Region by region: python test.py --content photo.jpg --style style.jpg \
 import argparse
 from pathlib import Path
 
+from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
                       add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice)
 from glfa.device import autocast_dtype, resolve_device
-from glfa.autoregions import DEFAULT_REGIONS
-from glfa.flagtypes import non_negative_int, positive_int, weight_list
+from glfa.flagtypes import non_negative_int, positive_int, tile_side, weight_list
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
-from glfa.stylize import SAVE_EXTENSIONS, gather_inputs, gather_maps, stylize_all
+from glfa.stylize import SAVE_EXTENSIONS, check_names, gather_inputs, gather_maps, stylize_all
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="e.g. 1,1,2: mix the --style images with these weights")
     add_device_flag(parser)
     add_amp_flag(parser)
-    parser.add_argument("--tile_size", type=non_negative_int, default=0,
-                        help="stylise larger images in seamless tiles of this many pixels "
+    parser.add_argument("--tile_size", type=tile_side, default=0,
+                        help="stylise larger images in seamless tiles of this many pixels, at least 64 "
                              "(0: automatic, by free memory; small images stay whole)")
     parser.add_argument("--channels_last", action="store_true", help="channels-last memory layout")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
@@ -107,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give exactly one of --content and --content_dir")
     if bool(args.style) == bool(args.style_dir):
         parser.error("give exactly one of --style and --style_dir")
+    check_names(args.content, "content")        # before the flags that depend on how many names there are
+    check_names(args.style, "style")
     if args.style_interpolation_weights and not args.style:
         parser.error("--style_interpolation_weights needs --style with comma-separated images")
     if args.style and "," in args.style and not args.style_interpolation_weights:
@@ -119,6 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before any file is read
     content_paths = gather_inputs(args.content, args.content_dir, "content")
     style_paths = gather_inputs(args.style, args.style_dir, "style")
     content_root = Path(args.content_dir) if args.content_dir else None
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     style_maps = gather_maps(args.style_segment, args.style_segment_dir, style_paths, style_root, "style")
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
-                                         amp_dtype=autocast_dtype(args.amp, device), tile_size=args.tile_size,
+                                         amp_dtype=amp_dtype, tile_size=args.tile_size,
                                          channels_last=args.channels_last, compile=args.compile, progress=True,
                                          smooth=args.smoothing)
     stylize_all(stylizer, content_paths, style_paths, Path(args.output), content_size=args.content_size,

@@ -11,11 +11,11 @@ Example: python video.py clip.mp4 --style=test/style/sunset_boats.jpg --output=o
 import argparse
 from pathlib import Path
 
+from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
                       add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice)
 from glfa.device import autocast_dtype, resolve_device
 from glfa.errors import UserError
-from glfa.autoregions import DEFAULT_REGIONS
 from glfa.flagtypes import frame_rate, non_negative_int, positive_int
 from glfa.images import read_image
 from glfa.inference import Stylizer
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     if bool(args.input) == bool(args.frames_dir):
         raise UserError("give one video file or frame folder: as VIDEO_OR_FOLDER or as --frames_dir"
                         + (", not both" if args.input else ""))
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before the clip is probed
     clip = open_clip(args.input or args.frames_dir, args.fps)
     style = read_image(args.style, args.style_size)
     style_map = None
@@ -85,10 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         check_map_file(Path(args.style_segment), Path(args.style), "style")
         style_map = read_label_map(args.style_segment, "style")
     regions = frame_regions(clip, style_map, args.content_segment, args.content_segment_dir, args.auto_regions)
-    device = resolve_device(args.device)
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
-                                         amp_dtype=autocast_dtype(args.amp, device), smooth=args.smoothing)
+                                         amp_dtype=amp_dtype, smooth=args.smoothing)
     means = process_video(stylizer, clip, style, output, content_size=args.content_size, alpha=args.alpha,
                           preserve_color=args.preserve_color, flow=args.flow == "tvl1",
                           preview_height=args.preview_height, regions=regions)

@@ -1,377 +1,402 @@
-"""The local web demo behind ``app.py``: one page where a content and a style photo (uploaded, or
-picked from ``test/``) are stylised with a chosen alpha, colour preservation and smoothing.
+"""The local web demo behind ``app.py``: a Gradio page where a content and a style photo (uploaded,
+or picked from ``test/``) are stylised with a chosen alpha, colour preservation and smoothing.
 
-The server is the standard library's ``http.server``, so the demo needs nothing beyond the core
-requirements. Uploads are read into memory and decoded there: nothing is written to disk. Photos
-longer than ``max_side`` on a side are scaled down first, and the page says so; a file that is not
-an image, a missing photo or a bad option is answered with a message for the page. The page is
-HTML with a little JavaScript and loads nothing from outside.
-
-Routes: ``GET /`` the page, ``GET /test/<content|style>/<name>`` a test photo, ``POST /stylize``
-a ``multipart/form-data`` form (``content``/``style`` files or ``content_example``/``style_example``
-names, ``alpha``, ``preserve_color``, ``smooth``) answered with JSON: ``image`` (a PNG data URL),
-``width``, ``height``, ``filename``, ``notes`` and ``seconds``, or ``error``.
+Gradio draws the page and queues the requests (one at a time: decoding and the model take turns);
+this module decodes the uploads and guards the server. Uploads reach our code as bytes and are
+decoded in memory by ``decode_upload``, within a pixel budget and at a reduced scale, so a small
+file that declares a huge image costs neither gigabytes nor minutes. Gradio itself stores each
+upload, and the images it shows, in a private temporary folder that is emptied as files age and
+removed when the server stops. ``RequestGuard`` answers only the page's own requests: a foreign
+``Host`` (DNS rebinding) or ``Origin`` (another web page) is refused, as are bodies over the upload
+limit; uvicorn serves it, with a time limit on request headers. Nothing is loaded from outside:
+no CDN, fonts, telemetry, version check or share link.
 """
 import argparse
-import base64
-import email.parser
-import email.policy
+import asyncio
 import html
 import io
-import json
-import mimetypes
-import re
+import ipaddress
+import os
+import signal
+import socket
+import tempfile
 import threading
 import time
-import traceback
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import warnings
 from pathlib import Path
-from typing import NamedTuple
-from urllib.parse import unquote, urlsplit
 
-from PIL import Image
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
 
-from glfa.errors import UserError
-from glfa.flagtypes import unit_float
-from glfa.images import UnreadableImage, list_images, load_rgb
-from glfa.inference import Stylizer
-from glfa.paths import REPO_ROOT
+import gradio as gr  # noqa: E402
+import h11  # noqa: E402
+import numpy as np  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from PIL import Image  # noqa: E402
+from starlette.datastructures import Headers  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
+from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: E402
+
+from glfa.errors import UserError  # noqa: E402
+from glfa.flagtypes import unit_float  # noqa: E402
+from glfa.images import list_images, to_rgb  # noqa: E402
+from glfa.inference import Stylizer  # noqa: E402
+from glfa.paths import EXAMPLES_DIR  # noqa: E402
 
 MAX_SIDE = 1024                   # px: longer photos are scaled down to this
-MAX_UPLOAD = 64 * 2**20           # bytes in one request
-EXAMPLES = REPO_ROOT / "test"     # test photos to pick from: content/ and style/
+MAX_PIXELS = 100_000_000          # pixels one photo may decode to (4 bytes each at most)
+MAX_UPLOAD = 50 * 2**20           # bytes in one uploaded file (Gradio's max_file_size)
+FORM_SLACK = 2**20                # bytes a request may carry beyond one file: its form fields
+HEADER_TIMEOUT = 10.0             # s a client has to send a request's headers
+MAX_CONNECTIONS = 64              # connections and requests at once; more get a 503
+QUEUE_SIZE = 16                   # requests waiting for the model; more are turned away
+CACHE_CLEANUP = (60, 900)         # every minute, Gradio deletes its files older than 15 minutes
+REDUCING_GAP = 2                  # box-reduce to about twice the final size, then Lanczos (Pillow's thumbnail)
+STRIP_PIXELS = 2**21              # pixels converted at a time while reducing a large image
+EXAMPLES = EXAMPLES_DIR           # test photos to pick from: content/ and style/
 KINDS = ("content", "style")
 # Pillow's own decoders for the extensions data.IMAGE_EXTENSIONS lists (JPEG opens phones' MPO
 # files too); formats Pillow hands to outside programs through temporary files (EPS) are left out.
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
+AVERAGEABLE = ("L", "LA", "RGB", "RGBA")  # modes Pillow's reduce averages correctly
+ORIENTATION_TAG = 0x0112
+TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+CSS = "#message p { margin: .2rem 0; } #message .error { color: #cf222e; font-weight: 600; }"
 
 
-class Field(NamedTuple):
-    """One field of a form: its file name (None for a plain field) and its bytes."""
-    filename: str | None
-    data: bytes
+# --------------------------------------------------------------------------------------------
+# Bounded decoding
+# --------------------------------------------------------------------------------------------
+
+def scaled_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` scaled down to at most ``max_side`` px on a side (unchanged if it fits)."""
+    width, height = size
+    if max(width, height) <= max_side:
+        return size
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-class Photo(NamedTuple):
-    """A photo ready to stylise: the image, a name for the download, a note when it was scaled down."""
-    image: Image.Image
-    name: str
-    note: str | None
+def _grey_scale(image: Image.Image) -> float | None:
+    """The factor taking 16- and 32-bit greyscale to 8 bits (``data.to_rgb``'s rule, decided once
+    for the whole image so that every strip gets the same), None for other modes."""
+    if image.mode.startswith("I;16"):
+        return 255 / 65535
+    if image.mode in ("I", "F"):
+        return 255 / (65535 if image.getextrema()[1] > 255 else 255)
+    return None
 
 
-def parse_form(content_type: str, body: bytes) -> dict[str, Field]:
-    """The fields of a ``multipart/form-data`` body by name (the standard library's MIME parser,
-    which keeps binary parts intact)."""
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise UserError("expected the form as multipart/form-data")
-    header = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
-    if not message.is_multipart():
-        raise UserError("the form could not be read")
-    fields = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name:
-            fields[name] = Field(part.get_filename(), part.get_payload(decode=True) or b"")
-    return fields
+def _reduced_rgb(image: Image.Image, factor: int) -> Image.Image:
+    """``image`` as 8-bit RGB reduced ``factor`` times (box average), strip by strip: only Pillow's
+    decoded image and one strip are ever held at full size, and no float64 copy is made. Strips in
+    ``AVERAGEABLE`` modes are reduced before they are converted (transparency is averaged
+    premultiplied, so this equals converting first), which is far cheaper."""
+    scale = _grey_scale(image)
+    width, height = image.size
+    rows = factor * max(1, STRIP_PIXELS // (width * factor))
+    reduced = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(top + rows, height)))
+        if scale is not None:
+            values = np.asarray(strip, dtype=np.float32) * scale + 0.5
+            strip = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+        if strip.mode not in AVERAGEABLE:  # palettes, bilevel, CMYK…: their values cannot be averaged as they are
+            strip = to_rgb(strip)
+        if factor > 1:
+            strip = strip.reduce(factor)
+        reduced.paste(to_rgb(strip), (0, top // factor))
+    return reduced
 
 
-def decode_upload(data: bytes, draft_size: int) -> Image.Image:
-    """An uploaded image decoded in memory as RGB, if it is in one of ``UPLOAD_FORMATS``
-    (``data.load_rgb``: EXIF orientation, JPEGs drafted at about ``draft_size``)."""
-    Image.init()                                     # registers every format, not only the common ones
+def decode_upload(data: bytes, max_side: int, max_pixels: int = MAX_PIXELS,
+                  what: str = "The image") -> tuple[Image.Image, str | None]:
+    """An uploaded file's bytes as an RGB image at most ``max_side`` px on a side (EXIF orientation
+    applied), and a note for the page when it was scaled down.
+
+    Memory and time stay bounded whatever the file declares: an image that would decode to more
+    than ``max_pixels`` is refused before decoding, a JPEG is decoded at a reduced scale (``draft``),
+    and other formats are reduced strip by strip. A file that is not an image Pillow reads itself
+    (``UPLOAD_FORMATS``), is truncated or is a decompression bomb is a ``UserError`` starting with
+    ``what``, never an exception from Pillow.
+    """
+    unreadable = UserError(f"{what} is not an image this demo can read: upload a JPEG, PNG, WebP, GIF, "
+                           "BMP, TIFF or PPM file")
+    too_large = f"{what} is larger than this demo decodes (at most {max_pixels / 1e6:g} Mpx)"
     try:
-        Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS).close()
-    except (OSError, SyntaxError, ValueError) as err:
-        raise UnreadableImage(str(err)) from None
-    return load_rgb(io.BytesIO(data), draft_size)
+        with warnings.catch_warnings():  # our budget is tighter than Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
+    except Image.DecompressionBombError:
+        raise UserError(too_large) from None
+    except Exception:  # noqa: BLE001 - untrusted bytes: any failure of Pillow means "not an image"
+        raise unreadable from None
+    with image:
+        width, height = image.size
+        target = scaled_size(image.size, max_side)
+        if target != image.size and image.format in ("JPEG", "MPO"):
+            image.draft(None, (target[0] * REDUCING_GAP, target[1] * REDUCING_GAP))
+        if image.width * image.height > max_pixels:
+            raise UserError(f"{too_large}: it is {width}×{height} px")
+        factor = max(1, min(image.width // (target[0] * REDUCING_GAP), image.height // (target[1] * REDUCING_GAP)))
+        try:
+            reduced = _reduced_rgb(image, factor)
+            orientation = image.getexif().get(ORIENTATION_TAG, 1)
+        except Exception:  # noqa: BLE001 - a truncated or corrupt file fails while decoding
+            raise unreadable from None
+    result = reduced if reduced.size == target else reduced.resize(target, Image.Resampling.LANCZOS)
+    if orientation in TRANSPOSES:
+        result = result.transpose(TRANSPOSES[orientation])
+    note = None if target == (width, height) else (
+        f"{what} was scaled down from {width}×{height} to {result.width}×{result.height} px "
+        f"(this demo takes at most {max_side} px on a side).")
+    return result, note
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------
+
+Answer = tuple[Image.Image | None, Image.Image | None, Image.Image | None, str]
 
 
 class Demo:
-    """What the page talks to: the model, the test photos to pick from and the largest side.
-    ``stylize`` answers one form; calls to the model take turns."""
+    """What the page talks to: the model, the test photos to pick from, the largest side and the
+    pixel budget. ``stylize`` answers one request; requests take turns (decoding included)."""
 
     def __init__(self, stylizer: Stylizer, max_side: int = MAX_SIDE, examples: Path = EXAMPLES,
-                 max_upload: int = MAX_UPLOAD):
+                 max_pixels: int = MAX_PIXELS):
         self.stylizer = stylizer
         self.max_side = max_side
-        self.max_upload = max_upload
-        self.examples = {kind: {path.name: path for path in list_images(examples / kind)}
-                         if (examples / kind).is_dir() else {} for kind in KINDS}
-        self._model_lock = threading.Lock()
+        self.max_pixels = max_pixels
+        self.examples = {kind: list_images(examples / kind) if (examples / kind).is_dir() else [] for kind in KINDS}
+        self._lock = threading.Lock()
 
-    def page(self) -> str:
-        """The HTML page, with the test photos as choices."""
-        text = PAGE.replace("<!--max_side-->", str(self.max_side))
-        for kind in KINDS:
-            options = "".join(f'<option value="{html.escape(name)}">{html.escape(name)}</option>'
-                              for name in self.examples[kind])
-            text = text.replace(f"<!--{kind}_options-->", options)
-        return text
-
-    def example_file(self, url_path: str) -> Path | None:
-        """The test photo that ``/test/<kind>/<name>`` names, None for any other path."""
-        match = re.fullmatch(r"/test/(content|style)/([^/]+)", url_path)
-        return self.examples[match[1]].get(match[2]) if match else None
-
-    def stylize(self, content_type: str, body: bytes) -> dict:
-        """Stylise the pair a form names, with its options; the answer for the page (see the
-        module's docstring). A bad form is a ``UserError`` whose message is for the page."""
-        form = parse_form(content_type, body)
+    def stylize(self, content: bytes | None, style: bytes | None, alpha: float = 1.0,
+                preserve_color: bool = False, smooth: bool = False) -> Answer:
+        """The page's answer: the content and style photos as used, the result, and a message (the
+        time taken and any notes, or what is wrong with the request)."""
         try:
-            alpha = unit_float(form["alpha"].data.decode()) if "alpha" in form else 1.0
-        except (argparse.ArgumentTypeError, UnicodeDecodeError) as err:
-            raise UserError(f"alpha {err}") from None
-        content, style = (self.photo(form, kind) for kind in KINDS)
-        started = time.perf_counter()
-        with self._model_lock:
-            result = self.stylizer(content.image, style.image, alpha=alpha,
-                                   preserve_color="preserve_color" in form, smooth="smooth" in form)
-        seconds = time.perf_counter() - started
-        png = io.BytesIO()
-        result.save(png, "PNG")
-        print(f"stylised {content.name} with {style.name} at {result.width}×{result.height} in {seconds:.1f} s",
-              flush=True)
-        return {"image": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii"),
-                "width": result.width, "height": result.height,
-                "filename": f"{content.name}_stylized_{style.name}.png",
-                "notes": [photo.note for photo in (content, style) if photo.note], "seconds": round(seconds, 1)}
-
-    def photo(self, form: dict[str, Field], kind: str) -> Photo:
-        """The ``kind`` photo of a form, uploaded or picked, as RGB at most ``max_side`` px on a side."""
-        upload, example = form.get(kind), form.get(f"{kind}_example")
-        if upload is not None and upload.data:
-            shown = upload.filename or f"the {kind} upload"
-            try:
-                image = decode_upload(upload.data, self.max_side)
-            except UnreadableImage:
-                raise UserError(f"{shown} is not an image that can be read: upload a photo "
-                                f"(JPEG, PNG, WebP…) as the {kind}") from None
-            name = upload.filename or kind
-        elif example is not None and example.data:
-            name = example.data.decode("utf-8", "replace")
-            if name not in self.examples[kind]:
-                raise UserError(f"there is no {kind} test photo named {name!r}")
-            image = load_rgb(self.examples[kind][name], self.max_side)
-        else:
-            raise UserError(f"choose a {kind} photo: upload one or pick a test photo")
-        image, note = self.fit(image, kind)
-        return Photo(image, re.sub(r"[^\w-]+", "_", Path(name).stem)[:60] or kind, note)
-
-    def fit(self, image: Image.Image, kind: str) -> tuple[Image.Image, str | None]:
-        """``image`` scaled down to at most ``max_side`` px on a side, and a note saying so."""
-        width, height = image.size
-        if max(width, height) <= self.max_side:
-            return image, None
-        scale = self.max_side / max(width, height)
-        size = max(1, round(width * scale)), max(1, round(height * scale))
-        note = (f"The {kind} photo was scaled down to {size[0]}×{size[1]} px "
-                f"(this demo takes at most {self.max_side} px on a side).")
-        return image.resize(size, Image.Resampling.LANCZOS), note
-
-
-class Handler(BaseHTTPRequestHandler):
-    """The routes of the module's docstring; the ``Demo`` is the server's."""
-
-    server: "DemoServer"
-    server_version = "glfa-demo"
-
-    def do_GET(self) -> None:
-        path = unquote(urlsplit(self.path).path)
-        if path == "/":
-            self.reply(HTTPStatus.OK, "text/html; charset=utf-8", self.server.demo.page().encode())
-        elif (photo := self.server.demo.example_file(path)) is not None:
-            self.reply(HTTPStatus.OK, mimetypes.guess_type(photo.name)[0] or "application/octet-stream",
-                       photo.read_bytes())
-        else:
-            self.reply_json(HTTPStatus.NOT_FOUND, {"error": f"nothing at {path}"})
-
-    def do_POST(self) -> None:
-        demo = self.server.demo
-        if urlsplit(self.path).path != "/stylize":
-            self.reply_json(HTTPStatus.NOT_FOUND, {"error": "post the form to /stylize"})
-            return
-        declared = self.headers.get("Content-Length", "")
-        if not declared.isdigit():
-            self.close_connection = True
-            self.reply_json(HTTPStatus.LENGTH_REQUIRED, {"error": "the upload's length is missing"})
-            return
-        length = int(declared)
-        if length > demo.max_upload:
-            while length > 0 and (chunk := self.rfile.read(min(length, 2**20))):  # so the browser reads the answer
-                length -= len(chunk)
-            self.reply_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                            {"error": f"the photos are too large together: this demo takes at most "
-                                      f"{demo.max_upload // 2**20} MB per request"})
-            return
-        body = self.rfile.read(length)
-        try:
-            self.reply_json(HTTPStatus.OK, demo.stylize(self.headers.get("Content-Type", ""), body))
+            with self._lock:
+                return self._stylize(content, style, alpha, preserve_color, smooth)
         except UserError as err:
-            self.reply_json(HTTPStatus.BAD_REQUEST, {"error": str(err)})
-        except Exception as err:  # noqa: BLE001 - the page gets a message, the terminal the trace
-            traceback.print_exc()
-            self.reply_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"stylising failed: {err}"})
+            return None, None, None, f'<p class="error">{html.escape(str(err))}</p>'
 
-    def reply(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def reply_json(self, status: HTTPStatus, answer: dict) -> None:
-        self.reply(status, "application/json", json.dumps(answer).encode())
-
-    def log_message(self, format: str, *args) -> None:
-        """Quiet: ``Demo.stylize`` prints a line per result, failures print their trace."""
-
-
-class DemoServer(ThreadingHTTPServer):
-    """An HTTP server for ``demo``; each request in its own thread."""
-
-    daemon_threads = True
-
-    def __init__(self, demo: Demo, host: str = "127.0.0.1", port: int = 0):
-        self.demo = demo
+    def _stylize(self, content: bytes | None, style: bytes | None, alpha: float, preserve_color: bool,
+                 smooth: bool) -> Answer:
         try:
-            super().__init__((host, port), Handler)
-        except OSError as err:
-            raise UserError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+            alpha = unit_float(str(alpha))
+        except argparse.ArgumentTypeError as err:
+            raise UserError(f"alpha {err}") from None
+        photos = {}
+        for kind, data in zip(KINDS, (content, style)):
+            if not data:
+                raise UserError(f"Choose a {kind} photo: upload one or pick a test photo.")
+            photos[kind] = decode_upload(data, self.max_side, self.max_pixels, f"The {kind} photo")
+        (content_image, content_note), (style_image, style_note) = photos.values()
+        started = time.perf_counter()
+        result = self.stylizer(content_image, style_image, alpha=alpha, preserve_color=preserve_color,
+                               smooth=smooth)
+        seconds = time.perf_counter() - started
+        print(f"stylised {content_image.width}×{content_image.height} px in {seconds:.1f} s", flush=True)
+        lines = [f"Done in {seconds:.1f} s: {result.width}×{result.height} px.", content_note, style_note]
+        return content_image, style_image, result, "\n".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
+
+
+def build_page(demo: Demo) -> gr.Blocks:
+    """The Gradio page of ``demo``: two uploads with the test photos as examples, the options, the
+    Stylise button, a message line and the photos as used beside the result."""
+    with gr.Blocks(title="Photorealistic style transfer", analytics_enabled=False,
+                   delete_cache=CACHE_CLEANUP) as page:
+        gr.Markdown("## Photorealistic style transfer\nThe content photo takes the style photo's colour and "
+                    "tone (LCT + WCE), on this machine. Photos longer than "
+                    f"{demo.max_side} px on a side are scaled down.")
+        inputs = []
+        with gr.Row():
+            for kind in KINDS:
+                with gr.Column():
+                    upload = gr.File(label=f"{kind.capitalize()} photo", type="binary", file_types=["image"],
+                                     elem_id=kind, height=140)
+                    gr.Examples([[str(path)] for path in demo.examples[kind]], [upload],
+                                label="… or pick a test photo", examples_per_page=8)
+                    inputs.append(upload)
+            with gr.Column():
+                inputs += [gr.Slider(0, 1, value=1, step=0.05, label="Alpha (style strength)", elem_id="alpha"),
+                           gr.Checkbox(label="Keep the content's colours", elem_id="preserve_color"),
+                           gr.Checkbox(label="Smooth (edge-aware filter)", elem_id="smooth")]
+                run = gr.Button("Stylise", variant="primary", elem_id="run")
+        message = gr.HTML(elem_id="message")
+        with gr.Row():
+            outputs = [gr.Image(label=label, type="pil", format=fmt, interactive=False, elem_id=elem, height=260,
+                                buttons=["download", "fullscreen"])
+                       for label, fmt, elem in (("Content", "jpeg", "content_view"), ("Style", "jpeg", "style_view"),
+                                                ("Result", "png", "result"))]
+        run.click(demo.stylize, inputs, outputs + [message], api_name="stylize", concurrency_limit=1)
+    return page.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------
+
+def host_allowed(host: str, port: int) -> bool:
+    """Whether a ``Host`` header names this server in a way DNS rebinding cannot forge: an IP
+    address, localhost or this machine's name, with the server's port."""
+    name, _, given_port = host.rpartition(":")
+    name = name.strip("[]").lower()
+    if given_port != str(port) or not name:
+        return False
+    if name in ("localhost", socket.gethostname().lower()):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class RequestGuard:
+    """ASGI middleware in front of Gradio. It refuses a foreign ``Host`` (403), an ``Origin`` other
+    than the page's own (403: another web page cannot make the demo compute or read its answers), a
+    chunked body (411) and a body over ``max_upload`` bytes and a form's fields (413); answers HEAD
+    as GET without the body; and keeps a client that went away mid-upload out of the log."""
+
+    def __init__(self, app: ASGIApp, port: int, max_upload: int):
+        self.app, self.port, self.max_upload = app, port, max_upload
+
+    def refusal(self, scope: Scope) -> JSONResponse | None:
+        """The answer refusing this request, or None to let it through."""
+        headers = Headers(scope=scope)
+        host, origin = headers.get("host", ""), headers.get("origin")
+        if not host_allowed(host, self.port):
+            return JSONResponse({"detail": f"this demo answers only at its own address, not {host!r}"}, 403)
+        if origin is not None and origin != f"{scope['scheme']}://{host}":
+            return JSONResponse({"detail": "this demo answers only its own page, not other sites"}, 403)
+        if "transfer-encoding" in headers:
+            return JSONResponse({"detail": "send the request's length (Content-Length)"}, 411)
+        length = headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > self.max_upload + FORM_SLACK:
+            return JSONResponse({"detail": f"the file is too large: this demo takes at most "
+                                           f"{self.max_upload / 2**20:g} MB per photo"}, 413)
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if (refusal := self.refusal(scope)) is not None:
+            await refusal(scope, receive, send)
+            return
+        if scope["method"] == "HEAD":  # uvicorn still sends no body: it knows the request was HEAD
+            scope = dict(scope, method="GET")
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            pass  # the client went away mid-upload: nobody to answer, nothing to report
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not complete
+    ``HEADER_TIMEOUT`` s after it opened or after its last answer (uvicorn's keep-alive timer is
+    reset by every byte, so a client trickling headers would hold its connection for ever)."""
+
+    header_timeout = HEADER_TIMEOUT
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_overdue)
+
+    def _headers_overdue(self) -> None:
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (0: a free port); one that cannot is a user error."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as err:
+        raise UserError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    return sock
+
+
+class DemoServer:
+    """``demo``'s page served by uvicorn on ``host:port`` (0: a free port) behind ``RequestGuard``,
+    with Gradio's files in a private temporary folder removed on exit. ``serve_forever`` runs it
+    until ``shutdown``; use it as a context manager."""
+
+    def __init__(self, demo: Demo, host: str = "127.0.0.1", port: int = 0, max_upload: int = MAX_UPLOAD):
+        self.socket = listening_socket(host, port)
+        self.host, self.port = host, self.socket.getsockname()[1]
+        self.files = tempfile.TemporaryDirectory(prefix="glfa-demo-")
+        self._previous_files = os.environ.get("GRADIO_TEMP_DIR")
+        os.environ["GRADIO_TEMP_DIR"] = self.files.name  # Gradio reads it while building and while serving
+        app = gr.mount_gradio_app(
+            FastAPI(openapi_url=None, docs_url=None, redoc_url=None), build_page(demo), path="/",
+            max_file_size=max_upload, allowed_paths=[str(path) for paths in demo.examples.values() for path in paths],
+            footer_links=[], run_history=False, ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False,
+            show_error=False, theme=gr.themes.Default(font=["system-ui", "sans-serif"],
+                                                      font_mono=["ui-monospace", "monospace"]), css=CSS)
+        config = uvicorn.Config(RequestGuard(app, self.port, max_upload), http=HeaderTimeoutProtocol,
+                                ws="none", proxy_headers=False, log_level="warning",
+                                limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}/" if ":" in host else f"http://{host}:{self.port}/"
+
+    def serve_forever(self) -> None:
+        self.server.run(sockets=[self.socket])
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+
+    def __enter__(self) -> "DemoServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.socket.close()
+        self.files.cleanup()
+        if self._previous_files is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = self._previous_files
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def serve(demo: Demo, host: str, port: int) -> None:
-    """Serve ``demo`` on ``host:port`` until interrupted, after printing its address."""
+    """Serve ``demo`` on ``host:port`` until interrupted, after printing its address. SIGTERM
+    stops it as Ctrl+C does (uvicorn shuts down, then re-raises the signal), so Gradio's folder is
+    removed either way."""
+    signal.signal(signal.SIGTERM, _terminated)
     with DemoServer(demo, host, port) as server:
         print(f"The demo is at {server.url} (Ctrl+C stops it)", flush=True)
         server.serve_forever()
-
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Photorealistic style transfer</title>
-<style>
-  body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328; background: #f6f7f9;
-         max-width: 1280px; margin: 0 auto; padding: 1.25rem 1.5rem; }
-  h1 { font-size: 1.35rem; margin: 0 0 .2rem; }
-  .lead { margin: 0 0 1rem; color: #57606a; }
-  form { display: grid; grid-template-columns: 1fr 1fr 1.2fr auto; gap: 1rem 1.75rem; align-items: start;
-         background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 1rem 1.25rem; }
-  fieldset { border: 0; margin: 0; padding: 0; display: grid; gap: .5rem; min-width: 0; }
-  legend { font-weight: 600; padding: 0; margin-bottom: .5rem; }
-  select, input[type=file], input[type=range] { font: inherit; font-size: .9rem; width: 100%; box-sizing: border-box; margin: 0; }
-  select { padding: .2rem; }
-  label { font-size: .95rem; }
-  label.check { display: flex; gap: .45rem; align-items: center; }
-  .actions { align-self: end; }
-  button { font: inherit; font-weight: 600; padding: .6rem 1.6rem; border: 0; border-radius: 6px;
-           background: #1f6feb; color: #fff; cursor: pointer; }
-  button:disabled { background: #8c959f; cursor: progress; }
-  #message { min-height: 1.4em; margin: .8rem 0 0; }
-  #message.error { color: #cf222e; font-weight: 600; }
-  #notes { margin: .2rem 0 0; padding-left: 1.2rem; color: #9a6700; }
-  .panels { display: grid; grid-template-columns: repeat(3, 1fr); gap: 1rem; margin-top: .8rem; }
-  figure { margin: 0; background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: .5rem; }
-  figure img { display: block; width: 100%; height: auto; border-radius: 4px; }
-  img:not([src]) { display: none; }
-  figcaption { display: flex; justify-content: space-between; font-size: .9rem; color: #57606a; padding: .4rem .1rem 0; }
-  @media (max-width: 900px) { form { grid-template-columns: 1fr 1fr; } }
-  @media (max-width: 600px) { form, .panels { grid-template-columns: 1fr; } }
-</style>
-</head>
-<body>
-<h1>Photorealistic style transfer</h1>
-<p class="lead">The content photo takes the style photo's colour and tone (LCT + WCE), on this machine.
-Photos stay in memory and are never stored; those longer than <!--max_side--> px on a side are scaled down.</p>
-<form id="form">
-  <fieldset><legend>Content photo</legend>
-    <input type="file" id="content" name="content" accept="image/*">
-    <select id="content_example" name="content_example" aria-label="content test photo">
-      <option value="">… or pick a test photo</option><!--content_options--></select>
-  </fieldset>
-  <fieldset><legend>Style photo</legend>
-    <input type="file" id="style" name="style" accept="image/*">
-    <select id="style_example" name="style_example" aria-label="style test photo">
-      <option value="">… or pick a test photo</option><!--style_options--></select>
-  </fieldset>
-  <fieldset><legend>Options</legend>
-    <label for="alpha">Alpha (style strength): <output id="alpha_value">1.00</output></label>
-    <input type="range" id="alpha" name="alpha" min="0" max="1" step="0.05" value="1">
-    <label class="check"><input type="checkbox" id="preserve_color" name="preserve_color"> Keep the content's colours</label>
-    <label class="check"><input type="checkbox" id="smooth" name="smooth"> Smooth (edge-aware filter)</label>
-  </fieldset>
-  <div class="actions"><button id="run" type="submit">Stylise</button></div>
-</form>
-<p id="message" role="status"></p>
-<ul id="notes"></ul>
-<div class="panels">
-  <figure><img id="content_preview" alt="content photo"><figcaption>Content</figcaption></figure>
-  <figure><img id="style_preview" alt="style photo"><figcaption>Style</figcaption></figure>
-  <figure><img id="result" alt="result"><figcaption><span id="result_caption">Result</span>
-    <a id="download" hidden>Download</a></figcaption></figure>
-</div>
-<script>
-const $ = id => document.getElementById(id);
-
-function show(kind) {
-  const file = $(kind).files[0], example = $(kind + "_example").value;
-  const preview = $(kind + "_preview");
-  if (file) preview.src = URL.createObjectURL(file);
-  else if (example) preview.src = "/test/" + kind + "/" + encodeURIComponent(example);
-  else preview.removeAttribute("src");
-}
-
-function say(text, isError, notes = []) {
-  $("message").textContent = text;
-  $("message").className = isError ? "error" : "";
-  $("notes").replaceChildren(...notes.map(note => Object.assign(document.createElement("li"), {textContent: note})));
-}
-
-for (const kind of ["content", "style"]) {
-  $(kind).addEventListener("change", () => { $(kind + "_example").value = ""; show(kind); });
-  $(kind + "_example").addEventListener("change", () => { $(kind).value = ""; show(kind); });
-  $(kind + "_preview").addEventListener("error", event => event.target.removeAttribute("src"));
-}
-$("alpha").addEventListener("input", () => { $("alpha_value").textContent = Number($("alpha").value).toFixed(2); });
-
-$("form").addEventListener("submit", async event => {
-  event.preventDefault();
-  $("run").disabled = true;
-  say("Stylising…", false);
-  try {
-    let response;
-    try {
-      response = await fetch("/stylize", {method: "POST", body: new FormData($("form"))});
-    } catch {
-      throw new Error("The demo's server cannot be reached: is python app.py still running?");
-    }
-    const answer = await response.json().catch(() => ({error: "The server's answer could not be read."}));
-    if (!response.ok || answer.error) throw new Error(answer.error);
-    const url = URL.createObjectURL(await (await fetch(answer.image)).blob());
-    $("result").src = url;
-    Object.assign($("download"), {href: url, download: answer.filename, hidden: false});
-    $("result_caption").textContent = `Result, ${answer.width}×${answer.height} px`;
-    say(`Done in ${answer.seconds.toFixed(1)} s.`, false, answer.notes);
-  } catch (error) {
-    $("result").removeAttribute("src");
-    $("download").hidden = true;
-    $("result_caption").textContent = "Result";
-    say(error.message, true);
-  } finally {
-    $("run").disabled = false;
-  }
-});
-</script>
-</body>
-</html>
-"""

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
 from glfa.data import ImageFolderDataset, training_transform
@@ -291,8 +292,6 @@ def top_kernels(fn: Callable[[], object], device: torch.device, rows: int = 12, 
     """The ``rows`` kernels with the most device time over ``calls`` profiled calls of ``fn``
     (after one unprofiled call): name, milliseconds per call, share of the profiled device
     time, launches per call. On the CPU, the operators with the most self CPU time."""
-    from torch.profiler import ProfilerActivity, profile
-
     fn()
     synchronize(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -34,7 +34,7 @@ class CheckpointError(UserError):
 def load_state_dict(path: str | os.PathLike, what: str = "state dict of weights") -> dict[str, Tensor]:
     """Read a file of tensors safely (``weights_only``), stripping DataParallel's ``module.``;
     ``what`` names the expected content in errors."""
-    state = _safe_load(path)
+    state = safe_load(path)
     if isinstance(state, dict) and state.get("format") == TRAINING_STATE_FORMAT:
         raise CheckpointError(f"{path} is a training state (train.py --resume takes it), not a {what}")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -83,7 +83,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         raise
 
 
-def _safe_load(path: str | os.PathLike) -> object:
+def safe_load(path: str | os.PathLike) -> object:
     """``torch.load(weights_only=True)`` on CPU; a missing or unreadable file is a ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
@@ -129,7 +129,7 @@ def save_training_state(state: dict, path: str | os.PathLike) -> None:
 
 def load_training_state(path: str | os.PathLike) -> dict:
     """Read a file written by ``save_training_state``, safely (``weights_only``)."""
-    state = _safe_load(path)
+    state = safe_load(path)
     if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
         raise CheckpointError(f"{path} is not a training state written by train.py "
                               "(decoder/transform weights cannot be resumed from)")

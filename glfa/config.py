@@ -60,6 +60,8 @@ class TrainConfig:
                                     "optimiser", metavar="PATH")
     init_transform: str | None = flag(None, DATA, "start from this transform (lct_iter_N.pth.tar) with a fresh "
                                       "optimiser", metavar="PATH")
+    freeze_decoder: bool = flag(False, DATA, "keep the decoder as it starts (e.g. from --init_decoder) and train the "
+                                "transform and heads alone", resume=MUST_MATCH, switch="plain")
     image_size: int = flag(512, DATA, "images are resized to this square", kind=positive_int, resume=MAY_CHANGE)
     crop_size: int = flag(256, DATA, "random crop taken after resizing", kind=positive_int, resume=MAY_CHANGE)
 
@@ -101,6 +103,10 @@ class TrainConfig:
     identity_weight: float = flag(DEFAULT_WEIGHTS.identity, OPTIMISATION, "weight of the identity loss: the pixel "
                                   "error of the content transferred to its own style (0: off; it costs one more "
                                   "decoder pass)", kind=non_negative_float, resume=MAY_CHANGE)
+    identity_feature_weight: float = flag(DEFAULT_WEIGHTS.identity_feature, OPTIMISATION, "weight of the identity "
+                                          "loss on features: the encoder features of that result against the "
+                                          "content's, summed over the layers (0: off)", kind=non_negative_float,
+                                          resume=MAY_CHANGE)
     tau: float = flag(TAU, OPTIMISATION, "InfoNCE temperature", kind=positive_float, resume=MAY_CHANGE)
     num_s: int = flag(NUM_S, OPTIMISATION, "anchors per layer", kind=positive_int, resume=MAY_CHANGE)
     num_l: int = flag(NUM_L, OPTIMISATION, "contrastive layers (the last ones)", kind=positive_int,
@@ -119,6 +125,9 @@ class TrainConfig:
                               "--save_dir (none: start fresh)", metavar="PATH|auto")
     max_nonfinite: int = flag(10, RUNNING, "stop, saving a training state, after this many non-finite losses in a "
                               "row", kind=positive_int)
+    time_limit: float = flag(0.0, RUNNING, "stop after this many minutes of training, saving weights and a training "
+                             "state as at --save_model_interval (0: no limit; --resume auto continues)",
+                             kind=non_negative_float, metavar="MINUTES")
 
     def __post_init__(self) -> None:
         """Refuse combinations that cannot train, before any work is done."""
@@ -133,6 +142,8 @@ class TrainConfig:
             raise UserError(f"--crop_size must be at least {spec.min_side} in {spec.name} mode, got {self.crop_size}")
         if self.image_size < self.crop_size:
             raise UserError(f"--image_size ({self.image_size}) must be at least --crop_size ({self.crop_size})")
+        if self.objective == "reconstruction" and self.freeze_decoder:
+            raise UserError("--freeze_decoder leaves nothing to train in --objective reconstruction")
         if self.objective == "reconstruction" and self.init_transform:
             raise UserError("--init_transform has nothing to start: --objective reconstruction trains the decoder "
                             "alone")
@@ -145,7 +156,7 @@ class TrainConfig:
         has ``--kl_weight`` times it, as in the method."""
         return LossWeights(content=self.content_weight, style=self.style_weight, nce=self.contrastive_weight,
                            kl=self.contrastive_weight * self.kl_weight, pixel=self.pixel_weight,
-                           identity=self.identity_weight)
+                           identity=self.identity_weight, identity_feature=self.identity_feature_weight)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes`` (checked like a new config)."""

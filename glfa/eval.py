@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from function import reinhard
 from glfa.checkpoint import load_decoder, load_encoder
 from glfa.errors import UserError
 from glfa.figures import comparison_figure, contact_sheet
-from glfa.images import list_images, read_image, thumbnail
+from glfa.images import list_images, read_image, save_image_file, thumbnail
 from glfa.inference import Stylizer
 from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim
 from glfa.paths import default_vgg
@@ -115,6 +114,18 @@ def pairs_by_number(content_dir: str | Path, style_dir: str | Path) -> list[Pair
     return [Pair(f"{contents[n].stem}_{styles[n].stem}", contents[n], styles[n]) for n in common]
 
 
+def read_text_file(path: Path) -> str:
+    """A text file the user named, as UTF-8 (a byte-order mark allowed); other bytes, even in a
+    comment, are a ``UserError`` naming the file, the line and the byte position."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise UserError(f"{path} is not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} (line {line}); "
+                        "save it as UTF-8") from None
+
+
 def read_pairs_file(path: str | Path) -> list[Pair]:
     """Pairs listed one per line as ``content style`` (comma- or whitespace-separated; ``#``
     starts a comment). Relative paths are taken from the file's folder."""
@@ -122,7 +133,7 @@ def read_pairs_file(path: str | Path) -> list[Pair]:
     if not path.is_file():
         raise UserError(f"pairs file not found: {path}")
     pairs: list[Pair] = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text_file(path).splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -328,7 +339,7 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
             run = partial(stylizer.stylize, maps=maps) if isinstance(stylizer, Regional) else stylizer.stylize
             row, results[name] = measure(run, content, style, style_feats, distance, warm_up)
             rows.append(Row(pair.name, name, *row))
-            save_image(results[name], output / "results" / name / f"{pair.name}.png")
+            save_image_file(results[name], output / "results" / name / f"{pair.name}.png")
         comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
         sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
         write_metrics_csv(rows, output / "metrics.csv")
@@ -403,12 +414,22 @@ METRICS = tuple(f.name for f in fields(Row) if f.name not in ("pair", "model"))
 
 def average_rows(rows: list[Row]) -> list[Row]:
     """One row per model with every metric averaged over the pairs, in the models' order."""
-    averages = []
-    for model in dict.fromkeys(r.model for r in rows):
-        values = torch.tensor([[getattr(r, m) for m in METRICS] for r in rows if r.model == model],
-                              dtype=torch.float64).mean(0).tolist()
-        averages.append(Row("average", model, *values))
-    return averages
+    return [Row("average", model, *values.mean(0).tolist()) for model, values in metric_values(rows).items()]
+
+
+def standard_error_rows(rows: list[Row]) -> list[Row]:
+    """One row per model with the standard error of each metric's mean over the pairs
+    (sample standard deviation / √pairs; NaN for a single pair)."""
+    return [Row("stderr", model, *((values.std(0) / len(values) ** 0.5).tolist() if len(values) > 1
+                                   else [math.nan] * len(METRICS)))
+            for model, values in metric_values(rows).items()]
+
+
+def metric_values(rows: list[Row]) -> dict[str, torch.Tensor]:
+    """Each model's metrics as a ``(pairs, metrics)`` float64 tensor, in the models' order."""
+    return {model: torch.tensor([[getattr(r, m) for m in METRICS] for r in rows if r.model == model],
+                                dtype=torch.float64)
+            for model in dict.fromkeys(r.model for r in rows)}
 
 
 def write_metrics_csv(rows: list[Row], path: str | Path) -> None:
@@ -417,27 +438,35 @@ def write_metrics_csv(rows: list[Row], path: str | Path) -> None:
 
 
 def metrics_table(rows: list[Row], label_headers: tuple[str, ...] = ("model",),
-                  labels: list[list[str]] | None = None) -> str:
+                  labels: list[list[str]] | None = None, errors: list[Row] | None = None) -> str:
     """A Markdown table of ``rows``: label columns (by default the rows' fields named in
-    ``label_headers``; ``labels`` gives other values, one list per row), then the metrics."""
+    ``label_headers``; ``labels`` gives other values, one list per row), then the metrics, each
+    followed by ``± error`` when ``errors`` gives one row of standard errors per row."""
     if labels is None:
         labels = [[str(getattr(r, h)) for h in label_headers] for r in rows]
+
+    def cell(row: Row, error: Row | None, metric: str) -> str:
+        value = format(getattr(row, metric), METRIC_FORMATS[metric])
+        return value if error is None else f"{value} ± {format(getattr(error, metric), METRIC_FORMATS[metric])}"
+
     return markdown_table([*label_headers, *(METRIC_HEADERS[m] for m in METRICS)],
-                          ([*row_labels, *(format(getattr(r, m), METRIC_FORMATS[m]) for m in METRICS)]
-                           for r, row_labels in zip(rows, labels)))
+                          ([*row_labels, *(cell(r, e, m) for m in METRICS)]
+                           for r, e, row_labels in zip(rows, errors or [None] * len(rows), labels)))
 
 
 def report(rows: list[Row]) -> str:
-    """The Markdown report: averages per model, then every pair."""
+    """The Markdown report: per model the mean ± standard error over the pairs, then every pair."""
     pairs = len(dict.fromkeys(r.pair for r in rows))
-    return (f"### Average over {pairs} pair(s)\n\n{metrics_table(average_rows(rows))}\n\n"
+    averages = metrics_table(average_rows(rows), errors=standard_error_rows(rows))
+    return (f"### Mean ± standard error over {pairs} pair(s)\n\n{averages}\n\n"
             f"### Per pair\n\n{metrics_table(rows, ('pair', 'model'))}\n")
 
 
 def write_tables(rows: list[Row], output: str | Path) -> str:
-    """Write ``metrics.csv`` (per pair, then averages) and ``metrics.md``; return the Markdown."""
+    """Write ``metrics.csv`` (per pair, then the means and their standard errors) and ``metrics.md``;
+    return the Markdown."""
     output = Path(output)
-    write_metrics_csv(rows + average_rows(rows), output / "metrics.csv")
+    write_metrics_csv(rows + average_rows(rows) + standard_error_rows(rows), output / "metrics.csv")
     text = report(rows)
     (output / "metrics.md").write_text(text)
     return text

@@ -6,6 +6,7 @@ from fractions import Fraction
 from typing import Callable
 
 from glfa.smoothing import MAX_SMOOTH_EPS, MIN_SMOOTH_EPS
+from glfa.tiles import MIN_TILE_SIZE
 from net import parse_mode
 
 MAX_FPS = 1000      # the highest frame rate --fps accepts
@@ -51,6 +52,11 @@ def smooth_eps(text: str) -> float:
     """argparse type: the guided filter's eps, from ``MIN_SMOOTH_EPS`` to ``MAX_SMOOTH_EPS``."""
     return _bounded(text, float, lambda v: MIN_SMOOTH_EPS <= v <= MAX_SMOOTH_EPS,
                     f"from {MIN_SMOOTH_EPS:g} to {MAX_SMOOTH_EPS:g}")
+
+
+def tile_side(text: str) -> int:
+    """argparse type: ``--tile_size``, 0 (automatic tiles) or at least ``MIN_TILE_SIZE`` px."""
+    return _bounded(text, int, lambda v: v == 0 or v >= MIN_TILE_SIZE, f"0 (automatic) or at least {MIN_TILE_SIZE}")
 
 
 def frame_rate(text: str) -> Fraction:

@@ -10,13 +10,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 from torchvision import transforms
+from torchvision.utils import save_image
 
 from glfa.errors import UserError
 
+# What the Python API takes as an image, and how far a float tensor may stray outside [0, 1]
+# (rounding in a conversion; clamped back): well under an 8-bit grey level.
+EXPECTED_INPUT = "a PIL image or a (3, H, W) tensor of floats in [0, 1] (or uint8 in 0-255)"
+RANGE_TOLERANCE = 1e-3
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -148,19 +154,60 @@ def read_image(path: str | os.PathLike, size: int = 0, crop: bool = False, draft
                             long_side=long_side)
 
 
-def as_tensor(image: Image.Image | Tensor) -> Tensor:
-    """A PIL image (any mode) or a ``(3, H, W)`` tensor in [0, 1], as such a tensor."""
+def as_tensor(image: Image.Image | Tensor, what: str = "the image") -> Tensor:
+    """An image given to the Python API as a float32 ``(3, H, W)`` tensor in [0, 1].
+
+    A PIL image (any mode) is turned upright by its EXIF orientation, as the commands read files.
+    A tensor must be ``(3, H, W)``: uint8 is read as 0-255, float16, bfloat16 and float64 become
+    float32; any other dtype is a ``TypeError``. NaN or infinite values, and floats outside
+    [0, 1] by more than ``RANGE_TOLERANCE`` (a 0-255 or a normalised image), are a ``ValueError``
+    naming ``what``: such input would give a wrong image, not an error, further on.
+    """
     if isinstance(image, Image.Image):
-        return transforms.functional.to_tensor(to_rgb(image))
+        return transforms.functional.to_tensor(to_rgb(ImageOps.exif_transpose(image)))
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-        raise TypeError(f"expected a PIL image or a (3, H, W) tensor, got {getattr(image, 'shape', type(image))}")
-    return image
+        raise TypeError(f"{what}: expected {EXPECTED_INPUT}, got {_describe(image)}")
+    if image.dtype == torch.uint8:
+        return image.float() / 255
+    if not image.is_floating_point():
+        raise TypeError(f"{what}: expected {EXPECTED_INPUT}, got a {str(image.dtype).removeprefix('torch.')} tensor")
+    image = image.float()
+    if image.numel() == 0:
+        return image                                # too small for any mode: the size check says so
+    if not torch.isfinite(image).all():
+        raise ValueError(f"{what} holds NaN or infinite values")
+    low, high = (value.item() for value in torch.aminmax(image))
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        raise ValueError(f"{what} holds values from {low:.4g} to {high:.4g}; expected floats in [0, 1] "
+                         "(divide a 0-255 image by 255; undo a mean/std normalisation)")
+    return image.clamp(0, 1)
+
+
+def _describe(value: object) -> str:
+    """What a value that is not an image tensor is, for an error message."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
 def to_pil(image: Tensor) -> Image.Image:
     """A ``(3, H, W)`` tensor in [0, 1] as an 8-bit RGB image."""
     array = (image.detach().cpu().float().clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).numpy()
     return Image.fromarray(array, "RGB")
+
+
+def save_image_file(image: Tensor, path: str | os.PathLike) -> None:
+    """Write a ``(3, H, W)`` image in [0, 1] to ``path`` (the format from its extension). A write
+    that fails (a full disk often fails only as the file is closed) removes its partial file, so
+    no truncated image is left looking like a result; an ``OSError`` is raised naming ``path``."""
+    try:
+        save_image(image, path)
+    except OSError as err:
+        Path(path).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), err.filename or str(path)) from None
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
 
 
 def thumbnail(image: Tensor, height: int = 128) -> Tensor:

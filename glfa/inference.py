@@ -21,6 +21,7 @@ the statistics of its positions' regions, so tiles agree with the whole there to
 """
 import itertools
 import math
+import numbers
 import os
 import sys
 from collections import deque
@@ -43,7 +44,7 @@ from glfa.regions import AutoRegions, Segments, region_requests, region_statisti
 from glfa.runfolder import model_files
 from glfa.segments import Mask
 from glfa.smoothing import Smoothing, smooth_tiled, smoothing_option
-from glfa.tiles import chunked_mean_std, reach, spans
+from glfa.tiles import MIN_TILE_SIZE, chunked_mean_std, reach, spans
 from net import AdaIN, ModeSpec, RegionStatistics, StyleStatistics, Transform, parse_mode
 
 # Automatic tiles: at most this side (px), and small enough for half the free memory at
@@ -91,16 +92,59 @@ def read_ahead(items: Iterable[Item], load: Callable[[Item], Loaded], depth: int
             yield item, future.result()
 
 
+def check_alpha(alpha: float) -> float:
+    """``alpha``, the blend of the transformed feature with the content's: a number in [0, 1]
+    (NaN would give a NaN image, values outside extrapolate past the content or the style)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a number in [0, 1], got {type(alpha).__name__}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return float(alpha)
+
+
+def style_weights(weights: Iterable[float] | None, count: int) -> list[float]:
+    """The weights mixing ``count`` styles, scaled to sum to 1: None is equal weights; given,
+    one finite, non-negative number per style, not all zero."""
+    if weights is None:
+        return [1.0 / count] * count
+    try:
+        weights = list(weights)
+    except TypeError:
+        raise TypeError(f"style weights must be a list of numbers, one per style, got {weights!r}") from None
+    if len(weights) != count:
+        raise ValueError(f"{len(weights)} style weight(s) for {count} style image(s): give one per style")
+    if any(isinstance(w, bool) or not isinstance(w, numbers.Real) for w in weights):
+        raise TypeError(f"style weights must be numbers, got {weights}")
+    total = sum(float(w) for w in weights)
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not 0 < total < math.inf:
+        raise ValueError(f"style weights must be finite and non-negative with a positive sum, got {weights}")
+    return [float(w) / total for w in weights]
+
+
+def check_tile_size(tile_size: int) -> int:
+    """``tile_size``: 0 (automatic tiles) or at least ``MIN_TILE_SIZE`` px, as smaller tiles are
+    mostly halo and take many times longer."""
+    if isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral):
+        raise TypeError(f"tile_size must be an integer, got {type(tile_size).__name__}")
+    if tile_size != 0 and tile_size < MIN_TILE_SIZE:
+        raise ValueError(f"tile_size must be 0 (automatic) or at least {MIN_TILE_SIZE} px, got {tile_size}")
+    return int(tile_size)
+
+
 class Stylizer:
     """Encoder, transform and decoder for inference, with the options of the CCPL family:
     ``alpha`` blending, interpolation between styles, and colour preservation.
 
     ``Stylizer.from_checkpoints()`` loads the shipped photo model; called with a content and a
-    style image (PIL images or tensors) it returns the stylised content at its own size.
+    style image it returns the stylised content at its own size. Images are PIL images (any
+    mode, turned upright by their EXIF orientation) or ``(3, H, W)`` tensors of floats in [0, 1]
+    (uint8 tensors are read as 0-255); other tensors, NaN and values outside [0, 1] are refused
+    with a ``TypeError`` or ``ValueError`` (``glfa.images.as_tensor``).
 
     ``tile_size`` (image pixels): 0 picks tiles automatically (images that fit one tile are
-    processed whole); a positive size tiles every image larger than it. ``amp_dtype`` runs
-    the convolutions in bf16/fp16 while statistics stay fp32; ``channels_last`` and
+    processed whole); a size of at least ``MIN_TILE_SIZE`` (64) tiles every image larger than
+    it. ``amp_dtype`` runs the convolutions in bf16/fp16 while statistics stay fp32 (a precision
+    the device runs far slower than fp32 is refused: ``check_precision``); ``channels_last`` and
     ``compile`` are the other GPU speed options. ``device`` None is CUDA when present.
     ``progress`` shows a progress bar over the tiles of a tiled image (stderr). ``smooth`` is the
     calls' default smoothing (a ``Smoothing``, True for the default one, or None for none).
@@ -122,7 +166,7 @@ class Stylizer:
         self.device = resolve_device(device)
         check_precision(amp_dtype, self.device)
         self.amp_dtype = amp_dtype
-        self.tile_size = tile_size
+        self.tile_size = check_tile_size(tile_size)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         configure_backends(self.device)
         self.transform = transform.to(self.device).eval()
@@ -152,12 +196,12 @@ class Stylizer:
                  preserve_color: bool = False, smooth: Smoothing | bool | None = None,
                  content_mask: Mask | None = None, style_mask: Mask | None = None,
                  auto_regions: int = 0) -> Image.Image | Tensor:
-        """Stylise ``content`` with ``style``, at the content's size: PIL images (any mode) give a
-        PIL image, ``(3, H, W)`` tensors in [0, 1] a tensor. ``smooth``, the masks and
+        """Stylise ``content`` with ``style``, at the content's (upright) size: a PIL content image
+        gives a PIL image, a tensor a float32 tensor in [0, 1]. ``smooth``, the masks and
         ``auto_regions``: see ``stylize``."""
-        result = self.stylize(as_tensor(content), [as_tensor(style)], alpha=alpha, preserve_color=preserve_color,
-                              smooth=smooth, content_mask=content_mask,
-                              style_masks=None if style_mask is None else [style_mask], auto_regions=auto_regions)
+        result = self.stylize(content, [style], alpha=alpha, preserve_color=preserve_color, smooth=smooth,
+                              content_mask=content_mask, style_masks=None if style_mask is None else [style_mask],
+                              auto_regions=auto_regions)
         return to_pil(result) if isinstance(content, Image.Image) else result
 
     def check_size(self, image: Tensor, what: str) -> None:
@@ -242,25 +286,25 @@ class Stylizer:
             return self.transform.apply(feat, *content_stats, style_stats).float()
 
     @torch.no_grad()
-    def stylize(self, content: Tensor, styles: list[Tensor], weights: list[float] | None = None,
-                alpha: float = 1.0, preserve_color: bool = False, tile_size: int | None = None,
-                to_cpu: bool = True, smooth: Smoothing | bool | None = None, *, content_mask: Mask | None = None,
-                style_masks: list[Mask] | None = None, auto_regions: int = 0) -> Tensor:
-        """Stylise one ``(3, H, W)`` content image in [0, 1]; returns ``(3, H, W)`` in [0, 1].
+    def stylize(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],
+                weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
+                tile_size: int | None = None, to_cpu: bool = True, smooth: Smoothing | bool | None = None, *,
+                content_mask: Mask | None = None, style_masks: list[Mask] | None = None,
+                auto_regions: int = 0) -> Tensor:
+        """Stylise one content image (a ``(3, H, W)`` tensor in [0, 1] or a PIL image, see the class);
+        returns ``(3, H, W)`` in [0, 1].
 
-        Several styles are mixed with ``weights`` in feature space. Sizes that are not a
-        multiple of the encoder's downscale are reflection-padded and cropped back.
+        Several styles (at least one) are mixed in feature space with ``weights``: one finite,
+        non-negative number per style, not all zero, scaled to sum to 1 (None: equal weights).
+        ``alpha`` is in [0, 1]. Sizes that are not a multiple of the encoder's downscale are
+        reflection-padded and cropped back.
         ``smooth`` (a ``Smoothing``, True for the default one, False for none; None: the
         Stylizer's ``smooth``) filters the cropped result, guided by the content, in the same
         tiles as the network. ``tile_size`` overrides the Stylizer's for this call;
         ``to_cpu=False`` leaves the result on the device (benchmarks). ``content_mask`` with
         ``style_masks`` (one per style) or ``auto_regions``: region-wise transfer (class docstring).
         """
-        self.check_size(content, "the content image")
-        if weights is None:
-            weights = [1.0 / len(styles)] * len(styles)
-        for style in styles:
-            self.check_size(style, "the style image")
+        content, styles, weights, alpha = self._checked(content, styles, weights, alpha, tile_size)
         regions = region_requests(content, styles, content_mask, style_masks, auto_regions)
         height, width = content.shape[-2:]
         multiple = self.spec.downscale
@@ -279,6 +323,27 @@ class Stylizer:
             result = self._stylize_whole(padded, styles, weights, alpha, (height, width), regions)
             result = self._finish(result, content, smoothing, 0)
         return result.cpu() if to_cpu else result
+
+    def _checked(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],
+                 weights: list[float] | None, alpha: float,
+                 tile_size: int | None) -> tuple[Tensor, list[Tensor], list[float], float]:
+        """``stylize``'s arguments checked before any work, the images as float32 tensors and the
+        weights scaled to sum to 1; a ``TypeError`` or ``ValueError`` says what is wrong."""
+        if isinstance(styles, (Tensor, Image.Image)) or not isinstance(styles, (list, tuple)):
+            raise TypeError(f"styles must be a list of style images, got a {type(styles).__name__} "
+                            "(for one style, pass [style])")
+        if not styles:
+            raise ValueError("stylize needs at least one style image, got none")
+        if tile_size is not None:
+            check_tile_size(tile_size)
+        weights, alpha = style_weights(weights, len(styles)), check_alpha(alpha)
+        content = as_tensor(content, "the content image")
+        self.check_size(content, "the content image")
+        styles = [as_tensor(style, "the style image" if len(styles) == 1 else f"style image {index}")
+                  for index, style in enumerate(styles, 1)]
+        for style in styles:
+            self.check_size(style, "the style image")
+        return content, styles, weights, alpha
 
     @staticmethod
     def _finish(result: Tensor, content: Tensor, smoothing: Smoothing | None, tile: int,

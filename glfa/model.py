@@ -13,14 +13,16 @@ from net import EncoderDecoder, LossWeights, build_network, total_loss
 
 
 def build_training_network(config: TrainConfig, device: torch.device) -> EncoderDecoder:
-    """The network ``config`` describes, encoder weights loaded, ``--init_*`` weights in, on ``device``.
+    """The network ``config`` describes, encoder weights loaded, ``--init_*`` weights in, on ``device``;
+    with ``--freeze_decoder`` the decoder takes no gradients.
 
     Projection heads of layers the contrastive loss does not use (``--num_l`` below the mode's
     layer count) are frozen: they never get a gradient, and DDP would wait for one.
     """
     network = build_network(config.training_mode, config.transform, config.contrastive, config.num_s,
                             config.num_l, config.tau, encoder=load_encoder(config.vgg, config.training_mode),
-                            objective=config.objective, identity=config.identity_weight > 0)
+                            objective=config.objective,
+                            identity=config.identity_weight + config.identity_feature_weight > 0)
     if config.init_decoder:
         network.decoder.load_state_dict(load_decoder(config.init_decoder, config.training_mode).state_dict())
     if config.init_transform:
@@ -29,6 +31,8 @@ def build_training_network(config: TrainConfig, device: torch.device) -> Encoder
     if contrastive_of(network) is not None:
         heads = network.contrastive.heads
         heads[:len(heads) - config.num_l].requires_grad_(False)
+    if config.freeze_decoder:
+        network.decoder.requires_grad_(False)
     network = network.to(device)
     if config.channels_last:
         network = network.to(memory_format=torch.channels_last)

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from glfa.errors import UserError
 from glfa.figures import contact_sheet as make_contact_sheet
 from glfa.images import (UnreadableImage, list_images, load_rgb, read_image_or_fail, resize_to_tensor, resized_size,
-                         thumbnail)
+                         save_image_file, thumbnail)
 from glfa.inference import Stylizer, read_ahead
 from glfa.segments import LabelMap, check_map_file, maps_by_name, read_label_map
 
@@ -23,9 +22,8 @@ SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 def gather_inputs(single: str | None, folder: str | None, what: str) -> list[Path]:
     """The files named by ``--content``/``--style`` (comma-separated), else the images in the folder."""
     if single:
+        check_names(single, what)
         names = single.split(",")
-        if not all(name.strip() for name in names):
-            raise UserError(f"--{what} {single!r} holds an empty name (a stray comma?)")
         folders = [name for name in names if Path(name).is_dir()]
         if folders:
             raise UserError(f"--{what} {folders[0]} is a folder: use --{what}_dir for a folder of images")
@@ -36,12 +34,20 @@ def gather_inputs(single: str | None, folder: str | None, what: str) -> list[Pat
     return paths
 
 
+def check_names(names: str | None, what: str) -> None:
+    """``--content``/``--style`` (or a ``_segment`` flag): comma-separated file names, none of them
+    empty (a stray comma)."""
+    if names is not None and not all(name.strip() for name in names.split(",")):
+        raise UserError(f"--{what} {names!r} holds an empty name (a stray comma?)")
+
+
 def gather_maps(single: str | None, folder: str | None, images: list[Path], image_root: Path | None,
                 what: str) -> list[Path] | None:
     """The segmentation map file of every image, in ``images``' order: ``--<what>_segment`` names
     them (comma-separated, one per image), ``--<what>_segment_dir`` holds them by name; None
     without either. Each is checked (an image with its photo's aspect ratio) before any work."""
     if single:
+        check_names(single, f"{what}_segment")
         maps = [Path(name) for name in single.split(",")]
         if len(maps) != len(images):
             raise UserError(f"--{what}_segment names {len(maps)} map(s) for {len(images)} {what} image(s)")
@@ -167,7 +173,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                 name = next(unique_names([f"{content_name}{suffix}"], written))
                 path = output / f"{name}{save_ext}"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                save_image(result, path)
+                save_image_file(result, path)
                 if contact_sheet:
                     sheet.append((name, [thumbnail(image) for image in (content, style_images[0], result)]))
                 progress.update()

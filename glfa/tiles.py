@@ -8,6 +8,11 @@ from torch import Tensor, nn
 
 from function import full_precision, masked_positions
 
+# The smallest tile side (px) a tiled image may be cut into (besides 0, automatic): a tile grows
+# by the encoder's halo on each side (16 px in photo mode, 40 in art mode), so smaller tiles are
+# mostly halo; at 64 px a tile does at most about 5x its own work (tile 1 took 70x the time).
+MIN_TILE_SIZE = 64
+
 
 def reach(layers: Iterable[nn.Module]) -> float:
     """How far, in input pixels, an output of ``layers`` can depend on inputs on either side.

@@ -57,9 +57,10 @@ class TrainingDiverged(UserError):
 # --------------------------------------------------------------------------------------------
 
 class Trainer:
-    """One training run: network, optimiser, data streams, and the run folder it writes."""
+    """One training run: network, optimiser, data streams, and the run folder it writes;
+    ``amp_dtype`` is the autocast precision (``autocast_dtype``, checked by ``train`` first)."""
 
-    def __init__(self, config: TrainConfig, process: Process):
+    def __init__(self, config: TrainConfig, process: Process, amp_dtype: torch.dtype | None):
         self.config, self.process = config, process
         self.folder, device = RunFolder(config.save_dir), process.device
         seed_everything(config.seed)
@@ -71,10 +72,10 @@ class Trainer:
         self.record = run_record(config, config.vgg) if process.is_main else {}
         self.optimizer = torch.optim.Adam([p for p in self.network.parameters() if p.requires_grad], lr=config.lr)
         self.weights = config.loss_weights
-        self.amp_dtype = autocast_dtype(config.amp, device)
+        self.amp_dtype = amp_dtype
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.iteration, self.draws, self.saved_iteration = 0, 0, -1
-        self.elapsed_before = 0.0  # the training time of the runs this one continues
+        self.elapsed_before = self.cpu_before = 0.0  # the wall and CPU seconds of the runs this one continues
         self.steps_taken = self.nonfinite_in_row = 0
         if resumed:
             self.restore(*resumed)
@@ -102,11 +103,16 @@ class Trainer:
                 torch.manual_seed(iteration_seed(config.seed, self.process.rank, self.iteration))
                 losses, result = forward_backward(self.model, self.optimizer, self.scaler, content, style,
                                                   self.weights, self.amp_dtype)
-                values, stop = global_values(losses, bool(signals.received), self.process)
+                values, stop = global_values(losses, bool(signals.received) or self.out_of_time(), self.process)
                 self.step_if_finite(values)
                 log(values)
-                if self.iteration % config.save_model_interval == 0 or self.iteration == config.max_iter:
+                timed_out = stop and not signals.received
+                if self.iteration % config.save_model_interval == 0 or self.iteration == config.max_iter or timed_out:
                     self.save(content, style, result)
+                if timed_out:
+                    print(f"--time_limit {config.time_limit:g} minutes reached at iteration {self.iteration}; "
+                          "continue with --resume auto")
+                    break
                 if stop:
                     return self.stop(signals.received or signal.SIGTERM)
                 if self.iteration >= config.max_iter:
@@ -115,8 +121,16 @@ class Trainer:
             raise TrainingDiverged(f"every step of this run was skipped (non-finite loss at iterations {first} to "
                                    f"{self.iteration}): nothing was trained; lower --lr or check the data")
         self.report_skipped_images()
+        if self.process.is_main:
+            seconds = time.monotonic() - self.started
+            print(f"trained iterations {first} to {self.iteration} in {seconds:.1f} s: "
+                  f"{1000 * seconds / (self.iteration - first + 1):.1f} ms an iteration")
         wait_for_all(self.process)
         return 0
+
+    def out_of_time(self) -> bool:
+        """Whether ``--time_limit`` minutes of this run's training have passed."""
+        return bool(self.config.time_limit) and time.monotonic() - self.started > 60 * self.config.time_limit
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor | None]]:
         """The next iteration's content and style batches on the device (style None when reconstructing)."""
@@ -184,6 +198,7 @@ class Trainer:
         progress = tqdm(initial=self.iteration, total=self.config.max_iter, desc="train", dynamic_ncols=True,
                         disable=not is_main)
         self.started = last = time.monotonic()
+        self.cpu_started = time.process_time()
 
         def log(values: dict[str, float]) -> None:
             nonlocal last
@@ -266,7 +281,9 @@ class Trainer:
         if state["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.draws = state["iteration"], state["draws"]
-        self.elapsed_before = float(state.get("metadata", {}).get("elapsed_seconds", 0.0))
+        metadata = state.get("metadata", {})
+        self.elapsed_before = float(metadata.get("elapsed_seconds", 0.0))
+        self.cpu_before = float(metadata.get("cpu_seconds", 0.0))
         if state["world_size"] != self.process.world_size and self.process.is_main:
             print(f"note: resuming with {self.process.world_size} process(es) instead of {state['world_size']}: "
                   "the data order is not the one the saved run would have followed")
@@ -287,7 +304,8 @@ class Trainer:
         path = self.folder.state(self.iteration)
         if self.process.is_main and self.saved_iteration != self.iteration:
             elapsed = self.elapsed_before + time.monotonic() - self.started
-            metadata = {"iteration": self.iteration, "elapsed_seconds": round(elapsed, 3),
+            cpu = self.cpu_before + time.process_time() - self.cpu_started
+            metadata = {"iteration": self.iteration, "elapsed_seconds": round(elapsed, 3), "cpu_seconds": round(cpu, 3),
                         "files": [*written, path.name], **self.record}
             with self.saving():
                 save_training_state(self.state(metadata), path)
@@ -341,9 +359,10 @@ def train(config: TrainConfig) -> int:
     folder = RunFolder(config.save_dir)
     lock = folder.lock()
     try:
+        amp_dtype = autocast_dtype(config.amp, process.device)     # refused before anything is loaded or written
         configure_backends(process.device)
         from_main(process, lambda: folder.claim(lock))
-        return Trainer(config, process).run()
+        return Trainer(config, process, amp_dtype).run()
     finally:
         lock.release()
         end_process(process)

@@ -27,12 +27,11 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage.registration import optical_flow_tvl1
 from torch import Tensor
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from glfa.errors import UserError
 from glfa.figures import image_rows, line_chart, save_gif
-from glfa.images import list_images, read_image_or_fail, resize_to_tensor, thumbnail, to_pil
+from glfa.images import list_images, read_image_or_fail, resize_to_tensor, save_image_file, thumbnail, to_pil
 from glfa.inference import Stylizer
 from glfa.metrics import luminance
 from glfa.segments import LabelMap, check_aspect, image_size, maps_by_keys, read_label_map
@@ -281,7 +280,10 @@ class Mp4Writer:
     """An MP4 written one frame at a time at an exact rate: H.264 (libx264, CRF 18) in yuv420p,
     or MPEG-4 part 2 where the PyAV build lacks an H.264 encoder. yuv420p needs even sides: a
     frame with an odd width or height gets one more column or row, a copy of the last, and a
-    note says so. The file is finished on ``close`` (or leaving the ``with`` block)."""
+    note says so. The file is finished on ``close`` (or leaving the ``with`` block); a file that
+    cannot be written or finished (a full disk) is removed, not left truncated. Leaving the
+    block on an error finishes the file with the frames so far where it can, silently, so that
+    the error reported is the first one."""
 
     def __init__(self, path: str | Path, rate: Fraction):
         self.path, self.rate = Path(path), Fraction(rate)
@@ -290,8 +292,14 @@ class Mp4Writer:
     def __enter__(self) -> "Mp4Writer":
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *exc_info) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:       # removed already; the error that ended the block is the one to report
+            pass
 
     def _start(self, width: int, height: int) -> None:
         encoder = mp4_encoder()
@@ -322,19 +330,36 @@ class Mp4Writer:
             frame.pts = self.count
             self.container.mux(self.stream.encode(frame))
         except av.error.FFmpegError as err:
-            raise UserError(f"cannot write {self.path}: {_reason(err)}") from None
+            raise self._failed(err) from None
         self.count += 1
 
     def close(self) -> None:
+        """Finish the file: flush the encoder and write the index. The first failure removes the
+        file and is raised."""
         if self.container is None:
             return
         container, self.container = self.container, None
-        try:
-            container.mux(self.stream.encode(None))
-        except av.error.FFmpegError as err:
-            raise UserError(f"cannot write {self.path}: {_reason(err)}") from None
-        finally:
-            container.close()
+        error = None
+        for step in (lambda: container.mux(self.stream.encode(None)), container.close):
+            try:
+                step()
+            except av.error.FFmpegError as err:
+                error = error or err
+        if error is not None:
+            raise self._failed(error) from None
+
+    def _failed(self, err: "av.error.FFmpegError") -> Exception:
+        """The error to raise for a failed write, the unfinished file closed and removed: an
+        ``OSError`` for a file-system failure (a full disk), else a ``UserError``."""
+        if self.container is not None:
+            container, self.container = self.container, None
+            try:
+                container.close()
+            except av.error.FFmpegError:
+                pass
+        self.path.unlink(missing_ok=True)
+        message = f"cannot write {self.path}: {_reason(err)}"
+        return OSError(err.errno, message) if isinstance(err, OSError) else UserError(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,7 +474,9 @@ def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Pat
     name (``frame_regions``). Returns the summary.
 
     Only the previous frame, the first few (for the strip) and the small GIF frames stay in
-    memory, so long videos fit: a video is decoded one frame at a time.
+    memory, so long videos fit: a video is decoded one frame at a time. When a write fails (a
+    full disk), that error is raised; the file being written is removed, the frames written
+    before it stay, and the MP4 keeps them where it can still be finished (else it is removed).
     """
     rate = Fraction(fps).limit_denominator(1001) if fps else None
     clip = FrameFolder(frames, rate or DEFAULT_FPS) if isinstance(frames, list) else frames
@@ -464,7 +491,7 @@ def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Pat
             content = resize_to_tensor(image, content_size)
             stylised = stylizer.stylize(content, [style], alpha=alpha, preserve_color=preserve_color,
                                         **(regions(name) if regions else {}))
-            save_image(stylised, output / "frames" / f"{name}.png")
+            save_image_file(stylised, output / "frames" / f"{name}.png")
             movie.write(stylised)
             if previous is not None:
                 contents, results = torch.stack((previous[0], content)), torch.stack((previous[1], stylised))

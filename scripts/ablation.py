@@ -22,9 +22,11 @@ from glfa.cli import add_device_flag, add_mode_flag, add_vgg_flag, command_parse
 from glfa.config import TrainConfig, differences
 from glfa.device import resolve_device
 from glfa.errors import UserError
-from glfa.eval import (METRICS, ModelFiles, Row, average_rows, evaluate, find_pairs, metrics_table,
-                       write_tables)
+from glfa.eval import (METRICS, ModelFiles, Pair, Row, average_rows, evaluate, find_pairs, metrics_table,
+                       standard_error_rows, write_tables)
+from glfa.figures import contact_sheet
 from glfa.flagtypes import non_negative_int, positive_int
+from glfa.images import read_image
 from glfa.paths import REPO_ROOT, default_vgg
 from glfa.runfolder import RunFolder
 from glfa.tables import write_csv
@@ -81,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="shorter side of the content images (0 keeps the original size)")
     evaluation.add_argument("--style_size", type=non_negative_int,
                             help="shorter side of the style images (default: --content_size)")
+    evaluation.add_argument("--long_side", type=non_negative_int, default=0,
+                            help="resize every image to this longer side instead (e.g. 512)")
+    evaluation.add_argument("--figure_pairs", type=positive_int, default=4,
+                            help="pairs shown in the comparison figures wce_vs_ccpl.jpg and lct_vs_sct.jpg")
     parser.add_argument("--output", default=str(REPO_ROOT / "experiments" / "ablation"),
                         help="checkpoints, logs, evaluation, table")
     add_device_flag(parser)
@@ -166,16 +172,48 @@ def train_variant(args: argparse.Namespace, v: Variant, path: Path) -> ModelFile
     return ModelFiles(v.name, decoder, transform, v.transform)
 
 
-def ablation_tables(averages: list[Row], variants: list[Variant], output: Path) -> str:
+def ablation_tables(rows: list[Row], variants: list[Variant], output: Path) -> str:
     """``ablation.csv`` and ``ablation.md``: one row per variant, its transform, its contrastive
-    loss and its metrics averaged over the pairs. Returns the Markdown table."""
+    loss and its metrics' means over the pairs (± their standard errors in the Markdown; the CSV
+    has the standard errors in ``*_stderr`` columns). Returns the Markdown table."""
     by_name = {v.name: v for v in variants}
+    averages, errors = average_rows(rows), standard_error_rows(rows)
     labels = [[r.model, by_name[r.model].transform.upper(), by_name[r.model].contrastive.upper()] for r in averages]
-    write_csv(output / "ablation.csv", ["variant", "transform", "contrastive", *METRICS],
-              ([*row_labels, *(getattr(r, m) for m in METRICS)] for r, row_labels in zip(averages, labels)))
-    table = metrics_table(averages, ("variant", "transform", "contrastive"), labels)
+    write_csv(output / "ablation.csv", ["variant", "transform", "contrastive", *METRICS,
+                                        *(f"{m}_stderr" for m in METRICS)],
+              ([*row_labels, *(getattr(r, m) for m in METRICS), *(getattr(e, m) for m in METRICS)]
+               for r, e, row_labels in zip(averages, errors, labels)))
+    table = metrics_table(averages, ("variant", "transform", "contrastive"), labels, errors)
     (output / "ablation.md").write_text(table + "\n")
     return table
+
+
+# The paper's two comparisons: the contrastive loss with the transform fixed, and the transform
+# with the loss fixed; each drawn from the first pair of variants that was trained.
+COMPARISONS = {"wce_vs_ccpl": (("lct_wce", "lct_ccpl"), ("sct_wce", "sct_ccpl")),
+               "lct_vs_sct": (("lct_wce", "sct_wce"), ("lct_ccpl", "sct_ccpl"))}
+
+
+def comparison_figures(pairs: list[Pair], trained: list[str], evaluation: Path, output: Path, count: int,
+                       content_size: int, style_size: int, long_side: int = 0) -> list[Path]:
+    """``wce_vs_ccpl.jpg`` and ``lct_vs_sct.jpg``: content, style and the two variants' results for
+    the first ``count`` pairs, from the evaluation's results; a comparison whose variants were not
+    both trained is left out with a note."""
+    written = []
+    for name, options in COMPARISONS.items():
+        chosen = next((option for option in options if set(option) <= set(trained)), None)
+        if chosen is None:
+            print(f"note: no {name.replace('_', ' ')} figure: train {' and '.join(options[0])} (--variants)")
+            continue
+        rows = [(pair.name, [read_image(pair.content, content_size, long_side=long_side),
+                             read_image(pair.style, style_size, long_side=long_side),
+                             *(read_image(evaluation / "results" / variant / f"{pair.name}.png") for variant in chosen)])
+                for pair in pairs[:count]]
+        path = output / f"{name}.jpg"
+        contact_sheet(rows, ["content", "style", *(v.replace("_", " + ").upper() for v in chosen)], 192).save(
+            path, quality=90)
+        written.append(path)
+    return written
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,12 +226,15 @@ def main(argv: list[str] | None = None) -> None:
 
     models = [train_variant(args, v, output / v.name) for v in args.variants]
     rows = evaluate(pairs, models, output / "eval", vgg=args.vgg, mode=args.training_mode, device=device,
-                    content_size=args.content_size, style_size=args.style_size)
+                    content_size=args.content_size, style_size=args.style_size, long_side=args.long_side)
     write_tables(rows, output / "eval")
-    table = ablation_tables(average_rows(rows), args.variants, output)
+    table = ablation_tables(rows, args.variants, output)
+    figures = comparison_figures(pairs, [v.name for v in args.variants], output / "eval", output, args.figure_pairs,
+                                 args.content_size, args.style_size, args.long_side)
     print(f"### Ablation: {args.max_iter} iterations, batch {args.batch_size}, seed {args.seed}, "
           f"{len(pairs)} pair(s)\n\n{table}\n")
-    print(f"wrote {output / 'ablation.csv'} and ablation.md; per-pair metrics and figures in {output / 'eval'}")
+    print(f"wrote {output / 'ablation.csv'}, ablation.md{''.join(', ' + p.name for p in figures)}; "
+          f"per-pair metrics and figures in {output / 'eval'}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from glfa.checkpoint import load_encoder
 from glfa.cli import add_device_flag, add_mode_flag, add_vgg_flag, command_parser, run_main
 from glfa.device import resolve_device
 from glfa.errors import UserError
-from glfa.flagtypes import choice_list, non_negative_int, positive_int, positive_int_list
+from glfa.flagtypes import choice_list, non_negative_int, positive_int, positive_int_list, tile_side
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT, default_vgg
 from glfa.tables import markdown_table
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--infer_precisions", type=choice_list(*PRECISIONS), help="GPU fp32,bf16,fp16; CPU fp32,bf16")
     parser.add_argument("--sizes", type=positive_int_list, help="inference sizes (GPU 512,1024,2048,4096; CPU 256,512)")
     parser.add_argument("--style_size", type=positive_int, help="inference style size (GPU 512, CPU 256)")
-    parser.add_argument("--tile_size", type=non_negative_int, default=0, help="inference tiles (0: automatic)")
+    parser.add_argument("--tile_size", type=tile_side, default=0, help="inference tiles, at least 64 px (0: automatic)")
     parser.add_argument("--warmup", type=non_negative_int, help="untimed calls first (GPU 5, CPU 1)")
     parser.add_argument("--repeats", type=positive_int, help="timed calls, median reported (GPU 20, CPU 3)")
     parser.add_argument("--channels_last", action="store_true", help="channels-last layout everywhere")

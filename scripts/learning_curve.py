@@ -11,6 +11,7 @@ Example: python scripts/learning_curve.py --run_dir experiments/photo_run \
 """
 import argparse
 import csv
+import math
 import struct
 import sys
 from pathlib import Path
@@ -22,9 +23,9 @@ from tensorboardX.proto.event_pb2 import Event
 from glfa.cli import add_device_flag, add_vgg_flag, command_parser, run_main
 from glfa.device import resolve_device
 from glfa.errors import UserError
-from glfa.eval import METRICS, ModelFiles, Pair, Row, average_rows, evaluate, find_pairs
+from glfa.eval import METRICS, ModelFiles, Pair, Row, average_rows, evaluate, find_pairs, standard_error_rows
 from glfa.figures import line_chart
-from glfa.flagtypes import non_negative_int, positive_float, positive_int
+from glfa.flagtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from glfa.runfolder import RunFolder
 from glfa.tables import markdown_table, write_csv
 
@@ -78,7 +79,11 @@ def earlier_rows(path: Path, pairs: list[Pair]) -> list[Row] | None:
         with open(path, encoding="utf-8", newline="") as handle:
             rows = [Row(r["pair"], r["model"], *(float(r[m]) for m in METRICS)) for r in csv.DictReader(handle)]
     except (ValueError, KeyError, TypeError, csv.Error):
-        print(f"note: {path} is damaged; evaluating that checkpoint again", file=sys.stderr)
+        rows = None
+    if rows is None or not all(math.isfinite(getattr(r, m)) for r in rows for m in METRICS):
+        # unreadable, or the NaN of a broken model (evaluate writes each pair's numbers before it checks them)
+        print(f"note: {path} is damaged or holds non-finite metrics; evaluating that checkpoint again",
+              file=sys.stderr)
         return None
     return rows if sorted(r.pair for r in rows) == sorted(p.name for p in pairs) else None
 
@@ -100,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resize every image to this longer side instead (e.g. 512)")
     parser.add_argument("--max_gap", type=positive_float, default=300.0,
                         help="longer pauses between logged iterations (seconds) do not count as training time")
+    parser.add_argument("--start_cpu_hours", type=non_negative_float, default=0.0,
+                        help="CPU hours spent before the run began (e.g. its warm start's), added to its own")
     parser.add_argument("--output", required=True, help="folder for curve.csv, curve.md, curve.png and the results")
     add_vgg_flag(parser)
     add_device_flag(parser)
@@ -118,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, args.pairs, every_pair=args.every_pair)
     device = resolve_device(args.device)
 
+    records = RunFolder(run_dir.parent if run_dir.name == "ema" else run_dir)
     table = []
     for saved_model in chosen:
         iteration = saved_model.iteration
@@ -125,15 +133,20 @@ def main(argv: list[str] | None = None) -> None:
         rows = earlier_rows(output / model.name / "metrics.csv", pairs) or evaluate(
             pairs, [model], output / model.name, vgg=args.vgg, device=device, content_size=args.content_size,
             style_size=args.content_size, zoom=None, long_side=args.long_side)
-        average = average_rows(rows)[0]
-        table.append((iteration, hours.get(iteration, float("nan")), average.ssim, average.gram_loss))
+        average, error = average_rows(rows)[0], standard_error_rows(rows)[0]
+        cpu = (records.read_record(iteration) or {}).get("cpu_seconds")
+        cpu_hours = args.start_cpu_hours + cpu / 3600 if isinstance(cpu, (int, float)) else float("nan")
+        table.append((iteration, hours.get(iteration, float("nan")), cpu_hours, average.ssim, error.ssim,
+                      average.gram_loss, error.gram_loss))
         print(f"iteration {iteration}: SSIM {average.ssim:.4f}, Gram loss {average.gram_loss:.4g}", flush=True)
 
-    header = ["iteration", "training hours", "SSIM ↑", "Gram loss ↓"]
-    write_csv(output / "curve.csv", ["iteration", "hours", "ssim", "gram_loss"], table)
-    text = markdown_table(header, [(n, f"{h:.2f}", f"{q:.4f}", f"{g:.4g}") for n, h, q, g in table])
+    header = ["iteration", "training hours", "CPU hours", "SSIM ↑", "Gram loss ↓"]
+    write_csv(output / "curve.csv", ["iteration", "hours", "cpu_hours", "ssim", "ssim_stderr", "gram_loss",
+                                     "gram_loss_stderr"], table)
+    text = markdown_table(header, [(n, f"{h:.2f}", f"{c:.2f}", f"{q:.4f} ± {qe:.4f}", f"{g:.4g} ± {ge:.2g}")
+                                   for n, h, c, q, qe, g, ge in table])
     (output / "curve.md").write_text(text + "\n")
-    iterations, spent, ssim, gram = (list(column) for column in zip(*table))
+    iterations, _, _, ssim, _, gram, _ = (list(column) for column in zip(*table))
     panels = [line_chart({"SSIM": ssim}, "SSIM (luminance, vs content)", "iteration", "SSIM", x=iterations),
               line_chart({"Gram loss": gram}, "Gram loss (vs style)", "iteration", "Gram", x=iterations)]
     canvas = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")

@@ -35,6 +35,9 @@ from typing import NamedTuple
 
 from PIL import Image, ImageCms, ImageOps
 
+from glfa.cli import command_parser, run_main
+from glfa.errors import UserError
+
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "validation_pairs.csv"
 DEFAULT_OUTPUT = HERE.parent / "datasets" / "validation"
@@ -44,10 +47,6 @@ QUALITY = 95
 BSDS = "bsds"
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # the package photos reach 6028×3391
-
-
-class BuildError(Exception):
-    """Bad input: reported as one line, exit status 1."""
 
 
 class Pair(NamedTuple):
@@ -61,35 +60,35 @@ class Pair(NamedTuple):
 def read_manifest(path: Path) -> list[Pair]:
     """The pairs of the manifest, checked: numbers 1..n in order, distinct BSDS test contents."""
     if not path.is_file():
-        raise BuildError(f"manifest not found: {path}")
+        raise UserError(f"manifest not found: {path}")
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     if not rows or rows[0] != COLUMNS:
-        raise BuildError(f"{path}: the first line must be {','.join(COLUMNS)}")
+        raise UserError(f"{path}: the first line must be {','.join(COLUMNS)}")
     pairs: list[Pair] = []
     for line, row in enumerate(rows[1:], 2):
         if len(row) != len(COLUMNS):
-            raise BuildError(f"{path}:{line}: expected {len(COLUMNS)} fields, found {len(row)}")
+            raise UserError(f"{path}:{line}: expected {len(COLUMNS)} fields, found {len(row)}")
         number, content, style, content_sha, style_sha = row
         if number != str(len(pairs) + 1):
-            raise BuildError(f"{path}:{line}: pair number {number!r}, expected {len(pairs) + 1}")
+            raise UserError(f"{path}:{line}: pair number {number!r}, expected {len(pairs) + 1}")
         if not re.fullmatch(r"test/[^/]+\.jpg", content):
-            raise BuildError(f"{path}:{line}: content {content!r} is not a BSDS500 test photo (test/NAME.jpg)")
+            raise UserError(f"{path}:{line}: content {content!r} is not a BSDS500 test photo (test/NAME.jpg)")
         if ":" not in style or not style.split(":", 1)[1] or style.split(":", 1)[1].startswith("/") \
                 or ".." in Path(style.split(":", 1)[1]).parts:
-            raise BuildError(f"{path}:{line}: style {style!r} is not PACKAGE:PATH or bsds:test/NAME.jpg")
+            raise UserError(f"{path}:{line}: style {style!r} is not PACKAGE:PATH or bsds:test/NAME.jpg")
         if style == f"{BSDS}:{content}":
-            raise BuildError(f"{path}:{line}: {content} is its own style")
+            raise UserError(f"{path}:{line}: {content} is its own style")
         for digest in (content_sha, style_sha):
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise BuildError(f"{path}:{line}: {digest!r} is not a SHA-256 (64 lower-case hex digits)")
+                raise UserError(f"{path}:{line}: {digest!r} is not a SHA-256 (64 lower-case hex digits)")
         pairs.append(Pair(len(pairs) + 1, content, style, content_sha, style_sha))
     if not pairs:
-        raise BuildError(f"{path}: no pairs")
+        raise UserError(f"{path}: no pairs")
     seen: dict[str, int] = {}
     for pair in pairs:
         if pair.content in seen:
-            raise BuildError(f"{path}: content {pair.content} is in pairs {seen[pair.content]} and {pair.number}")
+            raise UserError(f"{path}: content {pair.content} is in pairs {seen[pair.content]} and {pair.number}")
         seen[pair.content] = pair.number
     return pairs
 
@@ -109,7 +108,7 @@ def fetch(needed: dict[str, set[str]], styles_dir: Path) -> None:
     ``styles_dir/PACKAGE/``."""
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
-            raise BuildError(f"--fetch needs {tool}, which is not on PATH (give --styles_dir with extracted packages)")
+            raise UserError(f"--fetch needs {tool}, which is not on PATH (give --styles_dir with extracted packages)")
     with tempfile.TemporaryDirectory(prefix="validation_debs_") as tmp:
         for package, paths in sorted(needed.items()):
             print(f"fetching {package}", flush=True)
@@ -117,7 +116,7 @@ def fetch(needed: dict[str, set[str]], styles_dir: Path) -> None:
             debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
             if done.returncode != 0 or not debs:
                 why = (done.stderr.strip().splitlines() or ["no .deb written"])[-1]
-                raise BuildError(f"apt-get download {package} failed: {why}")
+                raise UserError(f"apt-get download {package} failed: {why}")
             extract(debs[-1], paths, styles_dir / package)
 
 
@@ -137,12 +136,12 @@ def extract(deb: Path, paths: set[str], dest: Path) -> None:
                     target.write_bytes(source.read())
                     wanted.discard(member.name)
     except tarfile.TarError as error:
-        raise BuildError(f"cannot read {deb.name}: {error}") from None
+        raise UserError(f"cannot read {deb.name}: {error}") from None
     finally:
         proc.stdout.close()
         proc.wait()
     if wanted:
-        raise BuildError(f"{deb.name} has no regular file {sorted(wanted)[0][2:]}")
+        raise UserError(f"{deb.name} has no regular file {sorted(wanted)[0][2:]}")
 
 
 def source_path(source: str, bsds_dir: Path, styles_dir: Path | None) -> Path:
@@ -166,12 +165,12 @@ def sha256(path: Path) -> str:
 
 
 def check_sources(pairs: list[Pair], bsds_dir: Path, styles_dir: Path | None) -> dict[str, Path]:
-    """Every source file, found and matching its SHA-256; one line per problem, then BuildError."""
+    """Every source file, found and matching its SHA-256; one line per problem, then UserError."""
     expected: dict[str, str] = {}
     for pair in pairs:
         for source, digest in ((pair.content, pair.content_sha256), (pair.style, pair.style_sha256)):
             if expected.setdefault(source, digest) != digest:
-                raise BuildError(f"manifest: {source} has two different SHA-256s")
+                raise UserError(f"manifest: {source} has two different SHA-256s")
     found: dict[str, Path] = {}
     problems: list[str] = []
     for source, digest in expected.items():
@@ -185,7 +184,7 @@ def check_sources(pairs: list[Pair], bsds_dir: Path, styles_dir: Path | None) ->
     if problems:
         for line in problems[:-1]:
             print(f"error: {line}", file=sys.stderr)
-        raise BuildError(problems[-1] + (f" ({len(problems)} problems)" if len(problems) > 1 else ""))
+        raise UserError(problems[-1] + (f" ({len(problems)} problems)" if len(problems) > 1 else ""))
     return found
 
 
@@ -239,7 +238,7 @@ def build(pairs: list[Pair], found: dict[str, Path], output: Path, manifest: Pat
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser(__doc__)
     parser.add_argument("--bsds_dir", required=True, type=Path,
                         help="BSDS500 folder holding test/ (only test photos are read)")
     parser.add_argument("--styles_dir", type=Path,
@@ -248,38 +247,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fetch", action="store_true",
                         help="download the packages with apt-get download and extract the files needed")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"output folder (default: {DEFAULT_OUTPUT.relative_to(HERE.parent)}/ in the repository)")
+                        help="output folder")
     parser.add_argument("--manifest", type=Path, default=MANIFEST,
-                        help="the pairs (default: validation_pairs.csv next to this script)")
+                        help="the pairs, one line each")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        pairs = read_manifest(args.manifest)
-        if not (args.bsds_dir / "test").is_dir():
-            raise BuildError(f"--bsds_dir {args.bsds_dir} has no test/ folder")
-        needed = packages_of(pairs)
-        if needed and not args.fetch:
-            if args.styles_dir is None:
-                raise BuildError("give --styles_dir (extracted packages) or --fetch")
-            if not args.styles_dir.is_dir():
-                raise BuildError(f"--styles_dir {args.styles_dir} is not a folder")
-        with tempfile.TemporaryDirectory(prefix="validation_styles_") as tmp:
-            styles_dir = args.styles_dir if args.styles_dir is not None else Path(tmp)
-            if needed and args.fetch:
-                fetch(needed, styles_dir)
-            found = check_sources(pairs, args.bsds_dir, styles_dir)
-            build(pairs, found, args.output, args.manifest)
-    except BuildError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 1
-    return 0
+    pairs = read_manifest(args.manifest)
+    if not (args.bsds_dir / "test").is_dir():
+        raise UserError(f"--bsds_dir {args.bsds_dir} has no test/ folder")
+    needed = packages_of(pairs)
+    if needed and not args.fetch:
+        if args.styles_dir is None:
+            raise UserError("give --styles_dir (extracted packages) or --fetch")
+        if not args.styles_dir.is_dir():
+            raise UserError(f"--styles_dir {args.styles_dir} is not a folder")
+    with tempfile.TemporaryDirectory(prefix="validation_styles_") as tmp:
+        styles_dir = args.styles_dir if args.styles_dir is not None else Path(tmp)
+        if needed and args.fetch:
+            fetch(needed, styles_dir)
+        found = check_sources(pairs, args.bsds_dir, styles_dir)
+        build(pairs, found, args.output, args.manifest)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

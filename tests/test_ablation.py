@@ -1,8 +1,13 @@
-"""scripts/ablation.py: four variants trained alike, evaluated together, one four-row table."""
+"""scripts/ablation.py: four variants trained alike, evaluated together, one four-row table;
+reusing checkpoints only when their record says they were trained alike (issue 20, case 13)."""
 import csv
+import json
+import math
+import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from glfa.cli import run_main
 from scripts import ablation
@@ -50,6 +55,11 @@ def test_tiny_ablation_writes_a_four_row_table_and_reuses_its_checkpoints(flags:
         assert (output / name / f"{kind}_iter_2.pth.tar").is_file()
         assert (output / "eval" / "results" / name).is_dir()
     assert (output / "eval" / "contact_sheet.png").is_file()
+    assert all(" ± nan" in line for line in table[2:])              # one pair: no standard error
+    assert all(math.isnan(float(r["ssim_stderr"])) for r in rows)
+    for figure in ("wce_vs_ccpl.jpg", "lct_vs_sct.jpg"):          # the paper's two comparisons
+        with Image.open(output / figure) as image:
+            assert image.width > 4 * 100 and image.height > 192
 
     ablation.main(flags)                                    # checkpoints there: evaluation only
     assert capsys.readouterr().out.count(": reusing decoder_iter_2.pth.tar") == 4
@@ -90,3 +100,49 @@ def test_checkpoints_are_reused_only_when_trained_with_the_same_arguments(flags:
     assert "--retrain" in capsys.readouterr().err
     ablation.main(one + ["--seed", "4", "--retrain"])
     assert "lct_wce: trained 2 iterations" in capsys.readouterr().out
+
+
+def test_issue20_13_unbalanced_quotes_in_train_args_are_a_parser_error(flags: list[str],
+                                                                       capsys: pytest.CaptureFixture):
+    """Case 13: ``--train_args='--lr "2e-4'`` gave shlex's traceback; now the parser's error line."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: ablation.main(flags + ["--train_args", '--lr "2e-4']))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert "--train_args '--lr \"2e-4' cannot be split into flags: No closing quotation" in errors[0]
+
+
+@pytest.mark.parametrize("record", [{"args": []}, {"args": None}, {"args": "--seed 3"}, [], "not json"])
+def test_issue20_13_a_record_without_an_args_object_is_one_error_line(record, flags: list[str], tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture):
+    """Case 13: an ``iter_N.json`` whose ``args`` is ``[]`` or ``null`` gave an AttributeError
+    traceback; like a missing record, it cannot say how the checkpoints were trained."""
+    folder = tmp_path / "ablation" / "lct_wce"
+    folder.mkdir(parents=True)
+    for name in ("decoder_iter_2.pth.tar", "lct_iter_2.pth.tar"):
+        (folder / name).write_bytes(b"")
+    (folder / "iter_2.json").write_text(record if isinstance(record, str) else json.dumps(record))
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: ablation.main(flags + ["--variants", "lct_wce"]))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"error: lct_wce: {folder} holds checkpoints of iteration 2, but no readable iter_2.json says how they "
+        "were trained; use --retrain to train again, or another --output"]
+
+
+def test_issue20_13_the_same_folders_given_relative_or_absolute_are_reused(flags: list[str], tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture):
+    """Case 13: the same folders given relative and then absolute were refused for reuse."""
+    monkeypatch.chdir(tmp_path)
+    paths = {"--content_dir", "--style_dir", "--vgg", "--pairs", "--output"}
+    relative = [os.path.relpath(value, tmp_path) if name in paths else value
+                for name, value in zip([None, *flags], flags)]
+    assert relative != flags and not Path(relative[relative.index("--vgg") + 1]).is_absolute()
+    ablation.main(relative + ["--variants", "lct_wce"])
+    assert "lct_wce: trained 2 iterations" in capsys.readouterr().out
+    ablation.main(flags + ["--variants", "lct_wce"])                 # the same folders, absolute
+    assert "lct_wce: reusing decoder_iter_2.pth.tar and lct_iter_2.pth.tar" in capsys.readouterr().out

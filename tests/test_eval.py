@@ -100,8 +100,8 @@ def test_eval_on_photo_pairs_prints_table_and_writes_csv_markdown_figures(
     assert all(f"| {name} | lct |" in printed for name in pair_names)
     with open(output / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 8 * 2 + 2
-    per_pair = [r for r in rows if r["pair"] != "average"]
+    assert len(rows) == 8 * 2 + 2 + 2
+    per_pair = [r for r in rows if r["pair"] not in ("average", "stderr")]
     for row in per_pair:
         assert -1 <= float(row["ssim"]) <= 1 and -1 <= float(row["edge_ssim"]) <= 1
         assert float(row["gram_loss"]) > 0 and float(row["mean_std_loss"]) > 0 and float(row["seconds"]) > 0
@@ -109,10 +109,17 @@ def test_eval_on_photo_pairs_prints_table_and_writes_csv_markdown_figures(
         average = next(r for r in rows if r["pair"] == "average" and r["model"] == model)
         values = [float(r["ssim"]) for r in per_pair if r["model"] == model]
         assert float(average["ssim"]) == pytest.approx(sum(values) / len(values))
+        stderr = next(r for r in rows if r["pair"] == "stderr" and r["model"] == model)
+        mean = sum(values) / len(values)
+        by_hand = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
+        assert float(stderr["ssim"]) == pytest.approx(by_hand)
     lct_ssim = [float(r["ssim"]) for r in per_pair if r["model"] == "lct"]
     sct_ssim = [float(r["ssim"]) for r in per_pair if r["model"] == "as_sct"]
     assert lct_ssim != sct_ssim                       # the transform kind really differs
-    assert (output / "metrics.md").read_text().startswith("### Average over 8 pair(s)")
+    report = (output / "metrics.md").read_text()
+    assert report.startswith("### Mean ± standard error over 8 pair(s)")
+    assert f"| as_sct | {float(average['ssim']):.4f} ± {float(stderr['ssim']):.4f} |" in report
+    assert " ± " in report.split("### Per pair")[0] and " ± " not in report.split("### Per pair")[1]
 
     assert sorted(p.name for p in (output / "figures").iterdir()) == [f"{name}.png" for name in pair_names]
     with Image.open(output / "figures" / "in1_tar1.png") as figure:
@@ -162,7 +169,9 @@ def test_baselines_run_beside_the_model_and_reinhard_matches_the_function(
     assert "| reinhard |" in printed and "| adain |" in printed
     with open(tmp_path / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert {r["model"] for r in rows} == {"lct", "reinhard", "adain"} and len(rows) == 3 * 12 + 3
+    assert {r["model"] for r in rows} == {"lct", "reinhard", "adain"}
+    assert len(rows) == 3 * 12 + 3 + 3  # every pair, then an average and a standard-error row per model
+    assert sorted(r["pair"] for r in rows if r["pair"] in ("average", "stderr")) == ["average"] * 3 + ["stderr"] * 3
     pair = "coast_dune_night_lake"
     content = read_image(photos / "content" / "coast_dune.jpg", 32)
     style = read_image(photos / "style" / "night_lake.jpg", 32)
@@ -179,3 +188,21 @@ def test_non_finite_metrics_are_an_error(tmp_path: Path):
     check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2)])
     with pytest.raises(UserError, match=r"non-finite metric\(s\) for broken on a_b \(ssim = nan\)"):
         check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2), Row("a_b", "broken", float("nan"), 0.4, 1e-3, 0.1, 0.2)])
+
+
+def test_issue20_11_a_pairs_file_that_is_not_utf8_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Case 11: ``eval.py --pairs FILE`` with bytes that are not UTF-8, even in a comment, gave a
+    UnicodeDecodeError traceback; now one line naming the file and the byte's position."""
+    touch_images(tmp_path / "imgs", ["a.png", "b.png"])
+    listing = tmp_path / "pairs.txt"
+    listing.write_bytes("# pairs\n# photos by Zoë\n".encode("latin-1") + b"imgs/a.png imgs/b.png\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: eval_cli.main(["--pairs", str(listing), "--model", f"m={tmp_path / 'd.pth'},t.pth",
+                                        "--output", str(tmp_path / "out"), "--device", "cpu"]))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [f"error: {listing} is not UTF-8 text: byte 0xeb at offset 22 (line 2); "
+                                        "save it as UTF-8"]
+    assert not (tmp_path / "out").exists()
+    listing.write_bytes(b"\xef\xbb\xbf# pairs\nimgs/a.png imgs/b.png\n")       # UTF-8 with a byte-order mark
+    assert [p.name for p in read_pairs_file(listing)] == ["a_b"]

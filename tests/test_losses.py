@@ -487,8 +487,9 @@ def test_unit_vectors_keep_gradients_bounded_near_zero():
     torch.testing.assert_close(net.unit_vectors(ordinary).norm(dim=-1), torch.ones(5))
 
 
-def test_identity_loss_is_the_pixel_error_of_the_content_in_its_own_style():
-    """``identity``: MSE between the content and ``decoder(transform(c, c))``, only when asked for."""
+def test_identity_losses_compare_the_content_with_itself_in_its_own_style():
+    """``identity``: pixel MSE between the content and ``decoder(transform(c, c))``;
+    ``identity_feature``: their features' MSE summed over the layers; only when asked for."""
     network = make_network("photo", "lct", "wce", seed=60)
     network.identity = True
     content, style = _images(seed=61)
@@ -497,9 +498,14 @@ def test_identity_loss_is_the_pixel_error_of_the_content_in_its_own_style():
         feat = nn.Sequential(*network.stages)(content)
         expected = torch.nn.functional.mse_loss(network.decoder(network.transform(feat, feat)), content)
     assert losses["identity"].item() == pytest.approx(expected.item(), rel=1e-5)
-    weights = net.LossWeights(identity=3.0)
-    without = {k: v for k, v in losses.items() if k != "identity"}
+    with torch.no_grad():
+        itself = network.decoder(network.transform(feat, feat))
+        features = sum(torch.nn.functional.mse_loss(nn.Sequential(*network.stages[:i + 1])(itself),
+                                                    nn.Sequential(*network.stages[:i + 1])(content)) for i in range(3))
+    assert losses["identity_feature"].item() == pytest.approx(features.item(), rel=1e-4)
+    weights = net.LossWeights(identity=3.0, identity_feature=0.5)
+    without = {k: v for k, v in losses.items() if not k.startswith("identity")}
     assert (net.total_loss(losses, weights) - net.total_loss(without, weights)).item() == pytest.approx(
-        3.0 * expected.item(), rel=1e-4)
+        3.0 * expected.item() + 0.5 * features.item(), rel=1e-4)
     network.identity = False
-    assert "identity" not in network(content, style, anchors=PHOTO_ANCHORS)[0]
+    assert not any(k.startswith("identity") for k in network(content, style, anchors=PHOTO_ANCHORS)[0])

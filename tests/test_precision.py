@@ -3,17 +3,29 @@ and bf16 results agree with fp32 ones within stated tolerances (CPU autocast sup
 
 Stated tolerances: each training loss (content, style, nce, kl) within 1% relative; stylised
 images (values in [0, 1]) within 0.01 mean and 0.06 maximum absolute difference.
+
+bf16 on a CPU that only emulates it (tens of times slower than fp32) is refused by the API and by
+every command, before any model is loaded; with native bf16 it stays allowed (issue 20, case 15).
 """
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+import glfa.device as device
 from function import calc_cov, calc_mean_std, mean_norm
+from glfa.cli import run_main
+from glfa.errors import UserError
 from glfa.inference import Stylizer
-from helpers import lively
+from helpers import REPO_ROOT, lively, write_model
 from net import (build_decoder, build_encoder, build_network, build_transform, info_nce, neighbourhood_kl,
                  sample_anchors, sinkhorn_weights)
 
+CONTENT, STYLE = REPO_ROOT / "test" / "content" / "coast_dune.jpg", REPO_ROOT / "test" / "style" / "sunset_boats.jpg"
 LOSS_RTOL = 1e-2
 IMAGE_MEAN_ATOL, IMAGE_MAX_ATOL = 0.01, 0.06
 
@@ -94,3 +106,95 @@ def test_bf16_stylizer_agrees_with_fp32(mode):
     difference = (mixed - full).abs()
     assert 0 < difference.mean() < IMAGE_MEAN_ATOL       # bf16 was used, and stays close
     assert difference.max() < IMAGE_MAX_ATOL
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 20, case 15: bf16 on a CPU that only emulates it
+# --------------------------------------------------------------------------------------------
+
+def load_command(name: str):
+    """A command's module, loaded without running its ``main``."""
+    spec = importlib.util.spec_from_file_location(f"precision_command_{name}", REPO_ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def emulated_bf16(monkeypatch: pytest.MonkeyPatch, native: bool = False) -> None:
+    """Make this CPU look like one without (or with) native bf16, e.g. AVX2 only."""
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+
+
+def random_stylizer(**options) -> Stylizer:
+    return Stylizer(build_encoder("photo"), build_decoder("photo"), build_transform("lct"), "photo", device="cpu",
+                    **options)
+
+
+def test_issue20_15_the_api_refuses_emulated_bf16_and_allows_native(monkeypatch: pytest.MonkeyPatch):
+    """Case 15: ``--amp bf16`` on a CPU without native bf16 ran a 3×3 convolution 70× slower than fp32."""
+    emulated_bf16(monkeypatch)
+    with pytest.raises(UserError, match="--amp bf16 needs a CPU with native bf16.*use --amp off"):
+        random_stylizer(amp_dtype=torch.bfloat16)
+    with pytest.raises(UserError, match="native bf16"):
+        device.autocast_dtype("bf16", torch.device("cpu"))
+    assert device.autocast_dtype("auto", torch.device("cpu")) is None        # auto never picks it on a CPU
+    assert random_stylizer().amp_dtype is None
+    emulated_bf16(monkeypatch, native=True)
+    assert device.autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert random_stylizer(amp_dtype=torch.bfloat16).amp_dtype == torch.bfloat16
+
+
+def run_command(capsys: pytest.CaptureFixture, name: str, argv: list) -> tuple[int, str]:
+    """A command's ``main`` in this process: its exit status and stderr."""
+    module = load_command(name)
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: sys.exit(module.main([str(arg) for arg in argv])))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.fixture
+def command_inputs(tmp_path: Path) -> dict[str, list]:
+    """Each command's flags for a run on the CPU whose model files do not exist: refusing the
+    precision before anything is loaded is the only way for the error to be about bf16."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(2):
+        Image.new("RGB", (32, 32), (40 * index, 90, 160)).save(frames / f"f{index}.png")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{CONTENT} {STYLE}\n")
+    missing = [tmp_path / name for name in ("vgg.pth", "decoder.pth", "lct.pth")]
+    model = ["--vgg", missing[0], "--decoder", missing[1], "--LCT", missing[2]]
+    return {
+        "train": ["--content_dir", REPO_ROOT / "test/content", "--style_dir", REPO_ROOT / "test/style", "--vgg",
+                  missing[0], "--max_iter", "1", "--save_dir", tmp_path / "run", "--log_dir", tmp_path / "run/logs"],
+        "test": ["--content", CONTENT, "--style", STYLE, *model, "--output", tmp_path / "out"],
+        "eval": ["--pairs", pairs, "--vgg", missing[0], "--model", f"m={missing[1]},{missing[2]}",
+                 "--output", tmp_path / "out"],
+        "video": [frames, "--style", STYLE, *model, "--output", tmp_path / "out"],
+    }
+
+
+@pytest.mark.parametrize("name", ["train", "test", "eval", "video"])
+def test_issue20_15_every_command_refuses_emulated_bf16_in_one_line_before_loading(
+        name: str, command_inputs: dict[str, list], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture):
+    """Case 15: train.py, test.py, eval.py and video.py refuse ``--amp bf16`` on such a CPU in one
+    ``error:`` line, before any model is loaded and before anything is written."""
+    emulated_bf16(monkeypatch)
+    code, err = run_command(capsys, name, [*command_inputs[name], "--amp", "bf16", "--device", "cpu"])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert lines[0].startswith("error: --amp bf16 needs a CPU with native bf16") and "--amp off" in lines[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_issue20_15_test_py_still_runs_bf16_on_a_cpu_with_native_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture):
+    """Case 15: with native bf16 (AVX512-BF16 or AMX) ``--amp bf16`` stays allowed on the CPU."""
+    emulated_bf16(monkeypatch, native=True)
+    decoder, transform = write_model(tmp_path / "model", 1)
+    code, err = run_command(capsys, "test", ["--content", CONTENT, "--style", STYLE, "--decoder", decoder, "--LCT",
+                                             transform, "--content_size", "32", "--style_size", "32", "--amp", "bf16",
+                                             "--device", "cpu", "--output", tmp_path / "out"])
+    assert code in (0, None), err[-2000:]
+    assert (tmp_path / "out" / f"{CONTENT.stem}_stylized_{STYLE.stem}.jpg").is_file()

@@ -15,11 +15,11 @@ import glfa.autoregions as autoregions
 from function import calc_mean_std, masked_cov, masked_mean_std
 from glfa.errors import UserError
 from glfa.eval import ModelFiles, evaluate, find_pairs, with_segments
-from glfa.images import read_image
+from glfa.images import read_image, to_pil
 from glfa.regions import MIN_REGION_POSITIONS, region_statistics
 from glfa.segments import (LabelMap, as_label_map, check_aspect, colour_labels, feature_labels, majority_pool,
                            match_colours, read_label_map, resize_nearest)
-from glfa.tiles import chunked_masked_mean_std
+from glfa.tiles import MIN_TILE_SIZE, chunked_masked_mean_std
 from glfa.video import FrameFolder, frame_regions
 from helpers import REPO_ROOT, random_stylizer, write_model
 from net import SCT, build_transform
@@ -135,13 +135,14 @@ def test_one_label_gives_todays_result(kind):
 @pytest.mark.parametrize("kind", ["lct", "adain"])
 def test_tiled_equals_whole_with_maps(kind):
     stylizer = random_stylizer("photo", kind)
-    content, style = pictures()
-    content_map, style_map = np.zeros((72, 88), np.int64), np.zeros((64, 60), np.int64)
+    content = pictures()[0]
+    style = torch.rand(3, 80, 60, generator=torch.Generator().manual_seed(2))   # both tiled at the smallest tile
+    content_map, style_map = np.zeros((72, 88), np.int64), np.zeros((80, 60), np.int64)
     content_map[:30], content_map[45:, 60:] = 1, 2                  # 2: not in the style, the whole style's
-    style_map[:32] = 1
+    style_map[:40] = 1
     options = dict(content_mask=content_map, style_masks=[style_map])
     whole = stylizer.stylize(content, [style], tile_size=10 ** 6, **options)
-    tiled = stylizer.stylize(content, [style], tile_size=48, **options)
+    tiled = stylizer.stylize(content, [style], tile_size=MIN_TILE_SIZE, **options)
     assert (whole - stylizer.stylize(content, [style])).abs().max() > 1e-2     # the maps matter
     assert (tiled - whole).abs().max() < 1e-4
 
@@ -159,6 +160,21 @@ def test_api_takes_pil_maps_and_arrays_and_matches_regions():
     assert isinstance(matched, Image.Image) and matched.size == (88, 72)
     top = lambda image: np.asarray(image)[:28].mean()  # noqa: E731
     assert top(matched) < top(swapped) - 5                           # the top took the dark style region
+
+
+def test_stylize_takes_pil_images_with_maps_and_checks_its_arguments_first():
+    """``stylize`` takes PIL images with maps (as tensors, the same result); alpha, weights and the
+    images are checked before the maps are."""
+    stylizer = random_stylizer("photo", "lct")
+    content, style = (torch.round(image * 255) / 255 for image in pictures())    # exactly 8-bit, as PIL holds it
+    pil_content, pil_style = (to_pil(image) for image in (content, style))
+    options = dict(content_mask=two_colour_map(88, 72), style_masks=[two_colour_map(60, 64)])
+    from_pil = stylizer.stylize(pil_content, [pil_style], **options)
+    torch.testing.assert_close(from_pil, stylizer.stylize(content, [style], **options), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        stylizer.stylize(content, [style], alpha=2.0, content_mask=np.zeros((1, 1)), style_masks=[])
+    with pytest.raises(ValueError, match="holds NaN"):
+        stylizer.stylize(content * float("nan"), [style], auto_regions=2)
 
 
 def test_auto_regions_are_deterministic_and_k_labelled():

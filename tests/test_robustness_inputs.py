@@ -181,6 +181,20 @@ def test_a_stray_comma_or_a_folder_as_a_file_is_named(model, tmp_path: Path, cap
     assert "folder" in error and "--content_dir" in error
 
 
+def test_issue20_14_a_stray_comma_is_named_before_the_interpolation_weights(model, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """Case 14: ``--style a.jpg,`` asked for --style_interpolation_weights before naming the stray comma."""
+    image = write_image(tmp_path / "a.jpg", (32, 32), 1)
+    for flag, names in (("--style", f"{image},"), ("--style", f",{image}"), ("--style", f"{image},,{image}"),
+                        ("--content", f"{image},")):
+        other = "--content" if flag == "--style" else "--style"
+        code, _, err = stylise(capsys, model, flag, names, other, image, "--output", tmp_path / "out")
+        error = error_line(code, err)
+        assert error == f"error: {flag} {names!r} holds an empty name (a stray comma?)", error
+        assert len([line for line in err.splitlines() if line.strip()]) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_fp16_on_the_cpu_is_refused_in_one_line(model, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     image = write_image(tmp_path / "a.jpg", (32, 32), 1)
     code, _, err = stylise(capsys, model, "--content", image, "--style", image, "--amp", "fp16",
@@ -220,8 +234,8 @@ def test_missing_files_at_default_paths_say_what_to_do(tmp_path: Path) -> None:
 
 
 def test_tiled_stylisation_shows_progress_over_the_tiles(model, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    content = write_image(tmp_path / "big.jpg", (96, 96), 1)
+    content = write_image(tmp_path / "big.jpg", (160, 160), 1)
     code, _, err = stylise(capsys, model, "--content", content, "--style", content, "--content_size", 0,
-                           "--style_size", 32, "--tile_size", 32, "--output", tmp_path / "out")
+                           "--style_size", 32, "--tile_size", 64, "--output", tmp_path / "out")
     assert code == 0, err[-2000:]
     assert re.search(r"tiles:.*\d+/18", err), err[-2000:]

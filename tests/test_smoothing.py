@@ -15,7 +15,7 @@ from glfa import Smoothing
 from glfa.cli import run_main
 from glfa.eval import ModelFiles, evaluate, find_pairs
 from glfa.inference import Stylizer
-from glfa.smoothing import smooth_tiled, smoothing_option
+from glfa.smoothing import MAX_SMOOTH_EPS, smooth_tiled, smoothing_option
 from helpers import REPO_ROOT, lively, write_model
 from net import build_decoder, build_encoder, build_transform
 
@@ -159,7 +159,7 @@ def test_the_stylizer_smooths_tiled_images_like_whole_ones():
     smoothing = Smoothing(radius=4, eps=1e-3)
     plain = stylizer.stylize(content, [style], tile_size=10 ** 6)
     whole = stylizer.stylize(content, [style], tile_size=10 ** 6, smooth=smoothing)
-    tiled = stylizer.stylize(content, [style], tile_size=48, smooth=smoothing)
+    tiled = stylizer.stylize(content, [style], tile_size=64, smooth=smoothing)
     assert whole.shape == tiled.shape == content.shape and whole.dtype == torch.float32
     assert (tiled - whole).abs().max() < 1e-5
     # whole-image smoothing is the filter applied to the cropped result, guided by the content
@@ -262,3 +262,37 @@ def test_eval_adds_a_smoothed_row_per_model_and_leaves_the_baselines(model: tupl
                           zoom=None, baselines=("reinhard",))
     assert [r.model for r in unsmoothed] == ["m", "reinhard"]
     assert unsmoothed[1].ssim == by_model["reinhard"].ssim and unsmoothed[0].ssim == by_model["m"].ssim
+
+
+def test_issue20_5_an_eps_too_large_for_fp32_is_refused_by_the_api():
+    """Case 5: eps from about 1e20 gave NaN in the API (fp32 determinants overflow from about
+    1.8e19). ``Smoothing`` refuses eps above ``MAX_SMOOTH_EPS``; at that bound the result is
+    still a finite, non-black image."""
+    assert MAX_SMOOTH_EPS == 1e3
+    for eps in (1e300, 1e20, 1.8e19, MAX_SMOOTH_EPS * 1.001, float("inf")):
+        with pytest.raises(ValueError, match="Smoothing eps must be a number from 1e-06 to 1000"):
+            Smoothing(eps=eps)
+    stylizer = random_stylizer()
+    content, style = noise(3, 48, 56, seed=5), noise(3, 40, 40, seed=6)
+    plain = stylizer.stylize(content, [style])
+    widest = stylizer.stylize(content, [style], smooth=Smoothing(eps=MAX_SMOOTH_EPS))
+    assert torch.isfinite(widest).all() and widest.mean() > 0.1
+    assert (widest.mean((1, 2)) - plain.mean((1, 2))).abs().max() < 0.02       # a blur keeps the colours
+
+
+def test_issue20_5_test_py_refuses_an_eps_too_large_for_fp32(model: tuple[Path, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture):
+    """Case 5: ``test.py --smooth_eps 1e300`` wrote an all-black image and exited 0; now one error
+    line naming the flag and its range, and nothing written."""
+    command = load_command("test")
+    base = ["--content", PHOTOS / "content" / "coast_dune.jpg", "--style", PHOTOS / "style" / "night_lake.jpg",
+            "--decoder", model[0], "--LCT", model[1], "--content_size", 32, "--style_size", 32, "--device", "cpu",
+            "--output", tmp_path / "out", "--smooth"]
+    for eps in ("1e300", "1e20", "1001"):
+        code = run_command(command, [*base, "--smooth_eps", eps])
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+        assert errors[0].endswith(f"argument --smooth_eps: must be from 1e-06 to 1000, got {eps}"), errors[0]
+    assert not (tmp_path / "out").exists()
+    assert command.parse_args([*map(str, base), "--smooth_eps", "1000"]).smoothing == Smoothing(eps=1000.0)

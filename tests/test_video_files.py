@@ -2,6 +2,7 @@
 .mp4 (and .webm or .mov), ``<name>_stylized.mp4`` comes out with the input's frame count, frame
 rate and size; bad files get one ``error:`` line before any work; the warped-error ratio is
 given only where the content's own warped error is large enough to divide by."""
+import errno
 import os
 import subprocess
 import sys
@@ -260,3 +261,114 @@ def test_still_content_has_no_ratios_at_all():
     assert means["stylised_diff"] == pytest.approx(0.2) and means["content_diff"] == 0
     assert "diff_ratio" not in means and "warped_ratio" not in means
     assert set(video.missing_ratios(means)) == {"diff_ratio", "warped_ratio"}
+
+
+# --------------------------------------------------------------------------------------------
+# A full disk (issue 20, case 10)
+# --------------------------------------------------------------------------------------------
+
+def no_space() -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class FillingContainer:
+    """A PyAV output container on a disk that fills up: its ``fail_at``-th ``mux`` call and every
+    later one fail with ENOSPC as PyAV raises it, and so does closing once the disk is full."""
+
+    def __init__(self, container, fail_at: int):
+        self.container, self.fail_at, self.calls = container, fail_at, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.container, name)
+
+    def mux(self, packets):
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            av.error.err_check(-errno.ENOSPC)
+        return self.container.mux(packets)
+
+    def close(self) -> None:
+        self.container.close()
+        if self.calls >= self.fail_at:
+            av.error.err_check(-errno.ENOSPC)
+
+
+def fill_disk(monkeypatch: pytest.MonkeyPatch, png: str | None, mux_fails_at: int) -> None:
+    """Simulate a full disk: saving the PNG named ``png`` leaves its first bytes and fails as a full
+    disk fails as the file is closed; the MP4 fails from its ``mux_fails_at``-th write on."""
+    real_save, real_open = Image.Image.save, av.open
+
+    def save(image, fp, *args, **kwargs):
+        if isinstance(fp, (str, os.PathLike)) and Path(fp).name == png:
+            Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+            raise no_space()
+        return real_save(image, fp, *args, **kwargs)
+
+    def open_container(file, mode="r", *args, **kwargs):
+        container = real_open(file, mode, *args, **kwargs)
+        return FillingContainer(container, mux_fails_at) if mode == "w" else container
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    monkeypatch.setattr(av, "open", open_container)
+
+
+@pytest.fixture
+def frame_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for t, frame in enumerate(sliding_frames(6, 40, 32)):
+        Image.fromarray(frame).save(folder / f"s{t + 1}.png")
+    return folder
+
+
+def complete_pngs(folder: Path) -> list[str]:
+    """The names of the PNGs in ``folder``, each checked to decode completely."""
+    for path in folder.iterdir():
+        with Image.open(path) as image:
+            image.load()
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_issue20_10_a_full_disk_reports_the_first_error_and_removes_the_partial_files(
+        frame_folder: Path, model_flags: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture):
+    """Case 10: with a full disk, the MP4 writer's close error replaced the PNG's write error, and a
+    truncated s5.png and an unfinished MP4 were left. Now the PNG's error is the one line; s5.png
+    and the MP4 (which could not be finished) are removed; the frames written before stay."""
+    fill_disk(monkeypatch, png="s5.png", mux_fails_at=5)          # mux 5: the flush after frames 1-4
+    output = tmp_path / "out"
+    code, _, err = run_in_process(capsys, frame_folder, *model_flags, "--flow", "none", "--output", output)
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    assert code == 1 and "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert lines[0] == f"error: No space left on device: {output / 'frames' / 's5.png'}"
+    assert complete_pngs(output / "frames") == ["s1.png", "s2.png", "s3.png", "s4.png"]
+    assert not (output / "shots_stylized.mp4").exists()
+
+
+def test_issue20_10_a_full_disk_while_writing_the_mp4_is_one_line_and_leaves_no_mp4(
+        frame_folder: Path, model_flags: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture):
+    """Case 10: the MP4's own write error (frame 3) is the one line; the unfinished MP4 is
+    removed and the PNGs written completely, frame 3's included, stay."""
+    fill_disk(monkeypatch, png=None, mux_fails_at=3)
+    output = tmp_path / "out"
+    code, _, err = run_in_process(capsys, frame_folder, *model_flags, "--flow", "none", "--output", output)
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    assert code == 1 and "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert lines[0] == f"error: cannot write {output / 'shots_stylized.mp4'}: No space left on device"
+    assert complete_pngs(output / "frames") == ["s1.png", "s2.png", "s3.png"]
+    assert not (output / "shots_stylized.mp4").exists()
+
+
+def test_issue20_10_an_mp4_that_can_still_be_finished_keeps_the_frames_so_far(
+        frame_folder: Path, model_flags: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture):
+    """Case 10: when only a PNG fails, the MP4 is finished with the frames stylised before it
+    (nothing written completely is lost) and the PNG's error is still the one reported."""
+    fill_disk(monkeypatch, png="s4.png", mux_fails_at=10 ** 6)
+    output = tmp_path / "out"
+    code, _, err = run_in_process(capsys, frame_folder, *model_flags, "--flow", "none", "--output", output)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == f"error: No space left on device: {output / 'frames' / 's4.png'}"
+    assert complete_pngs(output / "frames") == ["s1.png", "s2.png", "s3.png"]
+    assert len(decoded(output / "shots_stylized.mp4")[0]) == 3

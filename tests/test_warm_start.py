@@ -150,3 +150,29 @@ def test_ema_weights_are_saved_beside_and_resume_exactly(training_flags: list[st
     assert run(training_flags, tmp_path / "late", "--max_iter", "2", "--save_model_interval", "2") == 0
     assert run(training_flags, tmp_path / "late", *ema, "--max_iter", "4", "--resume", "auto") == 0
     assert (tmp_path / "late" / "ema" / "decoder_iter_4.pth.tar").is_file()   # an average begun on resume
+
+
+def test_time_limit_saves_everything_and_stops(training_flags: list[str], tmp_path: Path, monkeypatch) -> None:
+    """``--time_limit``: once the minutes have passed, the weights, a grid and a training state
+    are written for the iteration reached, the run ends with status 0, and it resumes."""
+    clock = iter(range(0, 10_000, 25))                         # 25 s a call of the monotonic clock
+    monkeypatch.setattr(training.time, "monotonic", lambda: float(next(clock)))
+    assert run(training_flags, tmp_path / "exp", "--time_limit", "1", "--max_iter", "50",
+               "--save_model_interval", "50") == 0
+    states = sorted(int(p.name.split("_")[-1].split(".")[0]) for p in (tmp_path / "exp").glob("training_state_*"))
+    assert len(states) == 1 and 1 <= states[0] < 50
+    assert (tmp_path / "exp" / f"decoder_iter_{states[0]}.pth.tar").is_file()
+    assert (tmp_path / "exp" / f"grid_iter_{states[0]}.png").is_file()
+
+
+def test_a_frozen_decoder_stays_as_it_started_while_the_transform_learns(training_flags: list[str],
+                                                                         tmp_path: Path) -> None:
+    decoder_file, transform_file = write_model(tmp_path / "given", 7, seed=5)
+    assert run(training_flags, tmp_path / "exp", "--init_decoder", str(decoder_file), "--init_transform",
+               str(transform_file), "--freeze_decoder", "--max_iter", "2", "--save_model_interval", "2") == 0
+    given, kept = load_state_dict(decoder_file), load_state_dict(tmp_path / "exp" / "decoder_iter_2.pth.tar")
+    assert all(torch.equal(given[k], kept[k]) for k in given)
+    trained = load_state_dict(tmp_path / "exp" / "lct_iter_2.pth.tar")
+    assert any(not torch.equal(v, load_state_dict(transform_file)[k]) for k, v in trained.items())
+    with pytest.raises(UserError, match="leaves nothing to train"):
+        parse_args([*training_flags, "--objective", "reconstruction", "--freeze_decoder"])
