@@ -15,7 +15,7 @@ from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_smoothing_flags, add_vgg_flag, command_parser,
                       run_main, smoothing_choice)
 from glfa.device import autocast_dtype, resolve_device
-from glfa.flagtypes import non_negative_int, positive_int, zoom_box
+from glfa.flagtypes import non_negative_int, positive_int, unit_float, zoom_box
 from glfa.eval import (baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, with_segments,
                        write_tables)
 from glfa.paths import REPO_ROOT
@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--adain_decoder", metavar="PATH",
                         help="the decoder of the adain baseline (default: the first model's), e.g. a decoder "
                              "trained with train.py --objective reconstruction")
+    models.add_argument("--alpha", type=unit_float, default=1.0,
+                        help="every --model's blend of the transformed feature with the content's (0 keeps the "
+                             "content, 1 is full stylisation; the baselines stay at 1)")
     add_smoothing_flags(models, "also evaluate every --model smoothed (as NAME+smooth; the baselines stay "
                                 "unsmoothed)")
     models.add_argument("--seg", action="store_true",
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                     content_size=args.content_size, style_size=args.style_size, zoom=args.zoom,
                     figure_height=args.figure_height, amp_dtype=amp_dtype,
                     baselines=tuple(args.baselines or ()), smoothing=args.smoothing, long_side=args.long_side,
-                    adain_decoder=args.adain_decoder, auto_regions=args.auto_regions)
+                    adain_decoder=args.adain_decoder, alpha=args.alpha, auto_regions=args.auto_regions)
     print(write_tables(rows, args.output))
     print(f"wrote {Path(args.output) / 'metrics.csv'}, metrics.md, figures/ and contact_sheet.png")
 

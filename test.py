@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile_size", type=tile_side, default=0,
                         help="stylise larger images in seamless tiles of this many pixels, at least 64 "
                              "(0: automatic, by free memory; small images stay whole)")
-    parser.add_argument("--channels_last", action="store_true", help="channels-last memory layout")
+    parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels-last memory layout (default: on the CPU, where it is faster; off on GPUs)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
     return parser
 

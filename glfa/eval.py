@@ -57,7 +57,8 @@ class ModelFiles:
 
 @dataclass
 class Row:
-    """The metrics of one model on one pair (or their average, with ``pair == "average"``)."""
+    """The metrics of one model on one pair (or their average, ``pair == "average"``, or its
+    standard error, ``pair == "stderr"``)."""
 
     pair: str
     model: str
@@ -244,30 +245,31 @@ class Reinhard:
         return reinhard(content, styles[0])
 
 
-class Smoothed:
-    """A model evaluated with ``--smooth``: the same ``Stylizer``, its results smoothed."""
+class Configured:
+    """A model evaluated with ``--alpha`` and/or ``--smooth``: the same ``Stylizer``, every call
+    given that content-style blend and smoothing."""
 
-    def __init__(self, stylizer: Stylizer, smoothing: Smoothing):
-        self.stylizer, self.smoothing = stylizer, smoothing
+    def __init__(self, stylizer: Stylizer, alpha: float = 1.0, smoothing: Smoothing | None = None):
+        self.stylizer, self.alpha, self.smoothing = stylizer, alpha, smoothing
 
     def stylize(self, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
-        return self.stylizer.stylize(content, styles, smooth=self.smoothing)
+        return self.stylizer.stylize(content, styles, alpha=self.alpha, smooth=self.smoothing)
 
 
 class Regional:
-    """A model evaluated region by region: the same ``Stylizer`` with each pair's maps
-    (``NAME+seg``) or with ``auto_regions`` automatic regions (``NAME+autoK``)."""
+    """A model evaluated region by region, at the blend ``alpha``: the same ``Stylizer`` with each
+    pair's maps (``NAME+seg``) or with ``auto_regions`` automatic regions (``NAME+autoK``)."""
 
-    def __init__(self, stylizer: Stylizer, auto_regions: int = 0):
-        self.stylizer, self.auto_regions = stylizer, auto_regions
+    def __init__(self, stylizer: Stylizer, alpha: float = 1.0, auto_regions: int = 0):
+        self.stylizer, self.alpha, self.auto_regions = stylizer, alpha, auto_regions
 
     def stylize(self, content: torch.Tensor, styles: list[torch.Tensor],
                 maps: tuple[LabelMap, LabelMap] | None = None) -> torch.Tensor:
         if self.auto_regions:
-            return self.stylizer.stylize(content, styles, auto_regions=self.auto_regions)
+            return self.stylizer.stylize(content, styles, alpha=self.alpha, auto_regions=self.auto_regions)
         if maps is None:
             raise UserError("a +seg row needs the pairs' maps (--seg with --pairs_dir)")
-        return self.stylizer.stylize(content, styles, content_mask=maps[0], style_masks=[maps[1]])
+        return self.stylizer.stylize(content, styles, alpha=self.alpha, content_mask=maps[0], style_masks=[maps[1]])
 
 
 BASELINES = ("reinhard", "adain")
@@ -297,16 +299,17 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
              style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
              figure_height: int = 256, amp_dtype: torch.dtype | None = None,
              baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None, long_side: int = 0,
-             adain_decoder: str | Path | None = None, auto_regions: int = 0) -> list[Row]:
-    """Stylise every pair with every model and measure it; write the results, a comparison
-    figure per pair and a contact sheet under ``output``. Returns one row per pair and model.
+             adain_decoder: str | Path | None = None, alpha: float = 1.0, auto_regions: int = 0) -> list[Row]:
+    """Stylise every pair with every model (at the blend ``alpha``) and measure it; write the
+    results, a comparison figure per pair and a contact sheet under ``output``. Returns one row
+    per pair and model.
 
     ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
     by ``adain_decoder``, by default the first model's decoder) as further rows. ``smoothing``
     adds a row per model, ``NAME+smooth``, with its results smoothed (the baselines are left as
     they are). Pairs with maps (``with_segments``) add a row per model, ``NAME+seg``, stylised
-    region by region; ``auto_regions`` K adds ``NAME+autoK``, with K automatic regions. A
-    non-finite metric is an error for that model.
+    region by region; ``auto_regions`` K adds ``NAME+autoK``, with K automatic regions (both at
+    ``alpha``). A non-finite metric is an error for that model.
 
     On a GPU, every new combination of image sizes is stylised once untimed first, so the time
     per image leaves out one-off costs (cuDNN picks its algorithms per size).
@@ -321,7 +324,7 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
     spec = parse_mode(mode)
     vgg = default_vgg(spec) if vgg is None else vgg
     distance = StyleDistance(load_encoder(vgg, spec).to(device), spec)
-    stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder,
+    stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder, alpha,
                                     segmented=any(pair.content_seg for pair in pairs), auto_regions=auto_regions)
     for folder in ["figures", *(f"results/{name}" for name in stylizers)]:
         (output / folder).mkdir(parents=True, exist_ok=True)
@@ -350,11 +353,11 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
 
 def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Path, device: torch.device | str,
                         amp_dtype: torch.dtype | None, baselines: tuple[str, ...], smoothing: Smoothing | None,
-                        adain_decoder: str | Path | None, segmented: bool = False,
-                        auto_regions: int = 0) -> dict[str, "Stylizer | Smoothed | Regional | Reinhard"]:
-    """Every evaluated row's stylizer by name, in table order: the models, their smoothed
-    versions, their region-wise versions (``segmented``: with maps; ``auto_regions``), then the
-    baselines. Each model is loaded once."""
+                        adain_decoder: str | Path | None, alpha: float = 1.0, segmented: bool = False,
+                        auto_regions: int = 0) -> dict[str, "Stylizer | Configured | Regional | Reinhard"]:
+    """Every evaluated row's stylizer by name, in table order: the models (at ``alpha``), their
+    smoothed versions, their region-wise versions (``segmented``: with maps; ``auto_regions``),
+    all at ``alpha``, then the baselines (at full stylisation). Each model is loaded once."""
     smoothed = [m.name + SMOOTHED_SUFFIX for m in models] if smoothing is not None else []
     segments = [m.name + SEGMENTED_SUFFIX for m in models] if segmented else []
     autos = [f"{m.name}{AUTO_SUFFIX}{auto_regions}" for m in models] if auto_regions else []
@@ -365,17 +368,19 @@ def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Pat
                                                    kind=m.kind, device=device, amp_dtype=amp_dtype)
                  for m in models}
     for model, name in zip(models, smoothed):
-        stylizers[name] = Smoothed(stylizers[model.name], smoothing)
+        stylizers[name] = Configured(stylizers[model.name], alpha, smoothing)
     for model, name in zip(models, segments):
-        stylizers[name] = Regional(stylizers[model.name])
+        stylizers[name] = Regional(stylizers[model.name], alpha)
     for model, name in zip(models, autos):
-        stylizers[name] = Regional(stylizers[model.name], auto_regions)
+        stylizers[name] = Regional(stylizers[model.name], alpha, auto_regions)
     if "adain" in baselines:
         first = stylizers[models[0].name]
         decoder = first.decoder if adain_decoder is None else load_decoder(adain_decoder, spec)
         stylizers["adain"] = Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype)
     if "reinhard" in baselines:
         stylizers["reinhard"] = Reinhard()
+    if alpha != 1.0:
+        stylizers.update({m.name: Configured(stylizers[m.name], alpha) for m in models})
     return {name: stylizers[name] for name in names}
 
 

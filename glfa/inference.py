@@ -144,8 +144,10 @@ class Stylizer:
     ``tile_size`` (image pixels): 0 picks tiles automatically (images that fit one tile are
     processed whole); a size of at least ``MIN_TILE_SIZE`` (64) tiles every image larger than
     it. ``amp_dtype`` runs the convolutions in bf16/fp16 while statistics stay fp32 (a precision
-    the device runs far slower than fp32 is refused: ``check_precision``); ``channels_last`` and
-    ``compile`` are the other GPU speed options. ``device`` None is CUDA when present.
+    the device runs far slower than fp32 is refused: ``check_precision``); ``compile`` is the
+    other GPU speed option. ``channels_last`` picks the memory layout; None (the default) is
+    channels-last on the CPU, where it measured about a fifth faster at 512², and NCHW elsewhere.
+    ``device`` None is CUDA when present.
     ``progress`` shows a progress bar over the tiles of a tiled image (stderr). ``smooth`` is the
     calls' default smoothing (a ``Smoothing``, True for the default one, or None for none).
 
@@ -157,7 +159,7 @@ class Stylizer:
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: Transform, mode: str | ModeSpec = "photo", *,
                  device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
-                 tile_size: int = 0, channels_last: bool = False, compile: bool = False, progress: bool = False,
+                 tile_size: int = 0, channels_last: bool | None = None, compile: bool = False, progress: bool = False,
                  smooth: Smoothing | bool | None = None):
         self.spec = parse_mode(mode)
         self.smooth = smoothing_option(smooth)
@@ -167,6 +169,8 @@ class Stylizer:
         check_precision(amp_dtype, self.device)
         self.amp_dtype = amp_dtype
         self.tile_size = check_tile_size(tile_size)
+        if channels_last is None:
+            channels_last = self.device.type == "cpu"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         configure_backends(self.device)
         self.transform = transform.to(self.device).eval()

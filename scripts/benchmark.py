@@ -31,6 +31,7 @@ from net import build_decoder, build_encoder, build_network, build_transform, pa
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SECTIONS = ("train", "share", "sync", "loader", "inference")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+LAYOUTS = {True: "channels-last", False: "NCHW", None: "training NCHW, inference channels-last on the CPU"}
 GPU_DEFAULTS = dict(batch_size=8, crop_size=256, sizes=[512, 1024, 2048, 4096], style_size=512, warmup=5, repeats=20,
                     train_precisions=["fp32", "bf16"], infer_precisions=["fp32", "bf16", "fp16"], loader_batches=40,
                     sync_steps=50)
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile_size", type=tile_side, default=0, help="inference tiles, at least 64 px (0: automatic)")
     parser.add_argument("--warmup", type=non_negative_int, help="untimed calls first (GPU 5, CPU 1)")
     parser.add_argument("--repeats", type=positive_int, help="timed calls, median reported (GPU 20, CPU 3)")
-    parser.add_argument("--channels_last", action="store_true", help="channels-last layout everywhere")
+    parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels-last layout everywhere, or NCHW everywhere with --no-channels_last (default: "
+                             "each command's own, NCHW for training and channels-last for CPU inference)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training network, the "
                                                                "Sinkhorn loop and the inference modules")
     parser.add_argument("--compile_mode", choices=COMPILE_MODES, default="default",
@@ -261,7 +264,7 @@ def main() -> None:
             f"CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start")
     print(f"## Benchmark: {name}, PyTorch {torch.__version__}, encoder "
           f"{'from ' + args.vgg if runner.vgg_loaded else 'with random weights'}, "
-          f"{'channels-last' if args.channels_last else 'NCHW'}"
+          f"{LAYOUTS[args.channels_last]}"
           f"{f', compiled ({runner.compile_mode})' if runner.compile_mode else ''}; "
           f"median of {args.repeats} after {args.warmup} warm-up\n")
     sections = [("train", runner.training_table), ("share", runner.share_table), ("sync", runner.sync_table),

@@ -59,13 +59,14 @@ def write_model(folder: Path, iteration: int, seed: int = 0) -> tuple[Path, Path
     return paths
 
 
-def random_stylizer(mode: str, kind: str, seed: int = 0) -> Stylizer:
-    """A ``Stylizer`` with random weights on the CPU; the decoder's last conv is scaled so that
-    the image sits around 0.5."""
+def random_stylizer(mode: str, kind: str, seed: int = 0, **options) -> Stylizer:
+    """A ``Stylizer`` with random weights on the CPU (``options`` go to ``Stylizer``); the
+    decoder's last conv is scaled so that the image sits around 0.5."""
     torch.manual_seed(seed)
     decoder = lively(build_decoder(mode))
     last = decoder[-1]
     with torch.no_grad():
         last.weight.mul_(0.3 if mode == "photo" else 0.15)
         last.bias.fill_(0.5)
-    return Stylizer(lively(build_encoder(mode)), decoder, lively(build_transform(kind, mode)), mode, device="cpu")
+    return Stylizer(lively(build_encoder(mode)), decoder, lively(build_transform(kind, mode)), mode, device="cpu",
+                    **options)

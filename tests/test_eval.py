@@ -13,6 +13,10 @@ import eval as eval_cli
 from glfa.cli import run_main
 from glfa.errors import UserError
 from glfa.eval import latest_checkpoints, pairs_by_number, parse_model, read_pairs_file
+from glfa.images import read_image
+from glfa.inference import Stylizer
+from helpers import lively
+from net import build_decoder, build_transform
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -160,7 +164,6 @@ def test_baselines_run_beside_the_model_and_reinhard_matches_the_function(
     """``--baselines reinhard,adain`` add two rows per pair; Reinhard's result is exactly
     ``function.reinhard`` of the pair, AdaIN's differs from the LCT model's."""
     from function import reinhard
-    from glfa.images import read_image
     photos = REPO / "test"
     eval_cli.main(["--content_dir", str(photos / "content"), "--style_dir", str(photos / "style"), "--every_pair",
                    "--vgg", str(training_vgg), "--model", f"lct={trained_model}", "--baselines", "reinhard,adain",
@@ -206,3 +209,32 @@ def test_issue20_11_a_pairs_file_that_is_not_utf8_is_one_error_line(tmp_path: Pa
     assert not (tmp_path / "out").exists()
     listing.write_bytes(b"\xef\xbb\xbf# pairs\nimgs/a.png imgs/b.png\n")       # UTF-8 with a byte-order mark
     assert [p.name for p in read_pairs_file(listing)] == ["a_b"]
+
+
+def test_alpha_blends_every_model_and_leaves_the_baselines(training_vgg: Path, tmp_path: Path):
+    """``--alpha 0.5``: the model's saved result is ``Stylizer.stylize(..., alpha=0.5)`` of the pair
+    and differs from full stylisation; Reinhard is unchanged. (A random model with lively weights,
+    whose results move with alpha far more than a 2-iteration one's.)"""
+    torch.manual_seed(0)
+    decoder, transform = tmp_path / "decoder_iter_1.pth.tar", tmp_path / "lct_iter_1.pth.tar"
+    torch.save(lively(build_decoder("photo")).state_dict(), decoder)
+    torch.save(lively(build_transform("lct", "photo")).state_dict(), transform)
+    photos = REPO / "test"
+    flags = ["--content_dir", str(photos / "content"), "--style_dir", str(photos / "style"), "--every_pair",
+             "--vgg", str(training_vgg), "--model", f"lct={decoder},{transform}", "--baselines", "reinhard",
+             "--content_size", "32", "--figure_height", "48", "--device", "cpu"]
+    eval_cli.main([*flags, "--alpha", "0.5", "--output", str(tmp_path / "half")])
+    eval_cli.main([*flags, "--output", str(tmp_path / "full")])
+    stylizer = Stylizer.from_checkpoints(decoder=decoder, transform=transform, vgg=training_vgg, device="cpu")
+    pair = "coast_dune_night_lake"
+    content = read_image(photos / "content" / "coast_dune.jpg", 32)
+    style = read_image(photos / "style" / "night_lake.jpg", 32)
+
+    def saved(run: str, model: str) -> np.ndarray:
+        with Image.open(tmp_path / run / "results" / model / f"{pair}.png") as image:
+            return np.asarray(image, dtype=np.float32) / 255
+
+    expected = stylizer.stylize(content, [style], alpha=0.5).permute(1, 2, 0).numpy()
+    assert np.abs(saved("half", "lct") - expected).max() <= 1 / 255 + 1e-6
+    assert np.abs(saved("half", "lct") - saved("full", "lct")).mean() > 0.02
+    assert np.array_equal(saved("half", "reinhard"), saved("full", "reinhard"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from function import calc_mean_std
-from glfa.inference import read_ahead
+from glfa.inference import Stylizer, read_ahead
 from glfa.tiles import chunked_mean_std, combine_mean_std, reach, spans
 from helpers import random_stylizer
 from net import build_decoder, build_encoder
@@ -46,6 +46,19 @@ def test_tiles_without_halo_show_seams(halo):
     whole = stylizer.stylize(content, styles[:1], tile_size=10 ** 6)
     setattr(stylizer, halo, 0)
     assert (stylizer.stylize(content, styles[:1], tile_size=64) - whole).abs().max() > 1e-2
+
+
+def test_cpu_defaults_to_channels_last_with_the_same_result():
+    """The CPU's default layout is channels-last (the faster one there); its result is NCHW's."""
+    default, nchw = random_stylizer("photo", "lct"), random_stylizer("photo", "lct", channels_last=False)
+    assert default.memory_format == torch.channels_last and nchw.memory_format == torch.contiguous_format
+    def layout_of_3x3(stylizer: Stylizer) -> bool:
+        conv = next(m for m in stylizer.encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+        return conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert layout_of_3x3(default) and not layout_of_3x3(nchw)
+    content, styles = images(96, 112)
+    torch.testing.assert_close(default.stylize(content, styles[:1]), nchw.stylize(content, styles[:1]),
+                               atol=1e-5, rtol=0)
 
 
 def test_small_images_are_not_tiled_on_cpu_by_default():
