@@ -6,15 +6,18 @@ Example: python eval.py --pairs_dir=../shared/data/photo_pairs \
              --model sct_ccpl=experiments/sct_ccpl --baselines reinhard,adain --output=output/eval
 Every pair of two folders, with the shipped model: python eval.py --content_dir test/content \
              --style_dir test/style --every_pair
+Region by region (docs/regions.md): python eval.py --pairs_dir=../shared/data/photo_pairs --seg --auto_regions 3
 """
 import argparse
 from pathlib import Path
 
+from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_smoothing_flags, add_vgg_flag, command_parser,
                       run_main, smoothing_choice)
 from glfa.device import autocast_dtype, resolve_device
 from glfa.flagtypes import non_negative_int, positive_int, unit_float, zoom_box
-from glfa.eval import baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, write_tables
+from glfa.eval import (baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, with_segments,
+                       write_tables)
 from glfa.paths import REPO_ROOT
 
 
@@ -51,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "content, 1 is full stylisation; the baselines stay at 1)")
     add_smoothing_flags(models, "also evaluate every --model smoothed (as NAME+smooth; the baselines stay "
                                 "unsmoothed)")
+    models.add_argument("--seg", action="store_true",
+                        help="also evaluate every --model region by region (as NAME+seg), with the maps in "
+                             "content_seg/ and style_seg/ beside content/ and style/ of --pairs_dir")
+    models.add_argument("--auto_regions", type=positive_int, nargs="?", const=DEFAULT_REGIONS, default=0,
+                        metavar="K", help="also evaluate every --model with K automatic regions (as NAME+autoK; "
+                                          f"K defaults to {DEFAULT_REGIONS})")
     add_vgg_flag(models)
     add_mode_flag(models, "--testing_mode")
     parser.add_argument("--content_size", type=non_negative_int, default=512,
@@ -80,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--content_dir and --style_dir go together")
     if args.every_pair and args.pairs:
         parser.error("--every_pair pairs folders; it does not apply to --pairs")
+    if args.seg and (not args.pairs_dir or args.every_pair):
+        parser.error("--seg reads the maps beside the numbered pairs of --pairs_dir (content_seg/, style_seg/)")
     if args.style_size is None:
         args.style_size = args.content_size
     args.smoothing = smoothing_choice(args, parser)
@@ -92,11 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before any file is read
     models = [parse_model(text) for text in args.model] if args.model else [shipped_model_spec()]
     pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, args.pairs, args.every_pair)
+    pairs = with_segments(pairs, args.pairs_dir) if args.seg else pairs
     rows = evaluate(pairs, models, args.output, vgg=args.vgg, mode=args.testing_mode, device=device,
                     content_size=args.content_size, style_size=args.style_size, zoom=args.zoom,
                     figure_height=args.figure_height, amp_dtype=amp_dtype,
                     baselines=tuple(args.baselines or ()), smoothing=args.smoothing, long_side=args.long_side,
-                    adain_decoder=args.adain_decoder, alpha=args.alpha)
+                    adain_decoder=args.adain_decoder, alpha=args.alpha, auto_regions=args.auto_regions)
     print(write_tables(rows, args.output))
     print(f"wrote {Path(args.output) / 'metrics.csv'}, metrics.md, figures/ and contact_sheet.png")
 

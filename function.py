@@ -48,6 +48,34 @@ def calc_cov(feat: Tensor) -> Tensor:
         return torch.bmm(flat, flat.transpose(1, 2)) / flat.shape[2]
 
 
+def masked_positions(feat: Tensor, mask: Tensor) -> Tensor:
+    """The feature's positions where the ``(H, W)`` bool ``mask`` holds, as an ``(N, C, n)`` column
+    in row-major order (with every position masked, the same values as ``feat.flatten(2)``)."""
+    return feat.flatten(2)[:, :, mask.flatten()]
+
+
+def bounding_slices(mask: Tensor, margin: int = 0) -> tuple[slice, slice]:
+    """The rows and columns of the box around an ``(H, W)`` bool mask's true positions, grown by
+    ``margin`` on each side and clipped to the map."""
+    spans = []
+    for axis in (1, 0):
+        hits = mask.any(dim=axis).nonzero().flatten()
+        first, last = (int(hits[0]), int(hits[-1])) if len(hits) else (0, -1)
+        spans.append(slice(max(0, first - margin), min(mask.shape[1 - axis], last + 1 + margin)))
+    return spans[0], spans[1]
+
+
+def masked_mean_std(feat: Tensor, mask: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
+    """``calc_mean_std`` over the positions of one region (an ``(H, W)`` bool ``mask``): the
+    statistics of a region-wise transform. With every position masked it equals ``calc_mean_std``."""
+    return calc_mean_std(masked_positions(feat, mask)[..., None], eps)
+
+
+def masked_cov(feat: Tensor, mask: Tensor) -> Tensor:
+    """``calc_cov`` over the positions of one region (an ``(H, W)`` bool ``mask``), ``(N, C, C)``."""
+    return calc_cov(masked_positions(feat, mask)[..., None])
+
+
 def adaptive_instance_normalization(content_feat: Tensor, style_feat: Tensor) -> Tensor:
     """AdaIN: give the content feature the style feature's per-channel mean and std."""
     return adain_from_stats(content_feat, *calc_mean_std(content_feat), *calc_mean_std(style_feat))

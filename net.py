@@ -1,6 +1,7 @@
 """The model, in the order of the method (docs/method.md): encoder and decoder layouts, the
-feature transforms (SCT, LCT, and AdaIN as a baseline), the contrastive losses CCPL and WCE,
-and the training networks that combine them.
+feature transforms (SCT, LCT, and AdaIN as a baseline; each also region by region, from
+``RegionStatistics``, docs/regions.md), the contrastive losses CCPL and WCE, and the training
+networks that combine them.
 
 Modes: ``photo`` works at relu3_1 (256 channels, 1/4 size), ``art`` at relu4_1 (512 channels,
 1/8 size). Layer indexes are the child indexes of the reference ``nn.Sequential`` layouts, so
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from function import adain_from_stats, calc_cov, calc_mean_std, full_precision, mean_norm
+from function import (adain_from_stats, bounding_slices, calc_cov, calc_mean_std, full_precision, masked_cov,
+                      masked_mean_std, mean_norm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,23 +135,58 @@ class StyleStatistics(NamedTuple):
 class Transform(Protocol):
     """What inference needs of a feature transform: the style's statistics, taken once per style,
     and the transform of a content feature (or a tile of it) from the content's statistics over
-    the whole image, so that tiles agree with the whole."""
+    the whole image, so that tiles agree with the whole.
 
-    def style_statistics(self, style_feat: Tensor) -> StyleStatistics: ...
+    Region-wise (segmentation maps, automatic regions): ``style_statistics`` with a ``mask``
+    takes the statistics of the style's masked positions alone, and ``apply`` with ``regions``
+    (every content position's region, ``(H, W)``) takes the means and stds as per-position maps
+    and ``style.cov`` as one matrix per region, as ``RegionStatistics.at`` gives them.
+    """
+
+    def style_statistics(self, style_feat: Tensor, mask: Tensor | None = None) -> StyleStatistics: ...
 
     def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
-              style: StyleStatistics) -> Tensor: ...
+              style: StyleStatistics, regions: Tensor | None = None) -> Tensor: ...
+
+
+class RegionStatistics(NamedTuple):
+    """The statistics of a region-wise transform: the region of every content feature position,
+    and per region (stacked on dim 0) the content's mean and std and the style's statistics,
+    each taken over that region's positions alone. Where some positions' label has no region of
+    its own (the style lacks it, or it is too small for stable statistics), region 0 holds the
+    whole content's and the whole style's statistics, and those positions are transformed as
+    without maps."""
+
+    index: Tensor               # (H, W) int64, the region of every content position
+    content_mean: Tensor        # (R, C, 1, 1)
+    content_std: Tensor         # (R, C, 1, 1)
+    style: StyleStatistics      # cov (R, 32, 32) or None (AdaIN); mean and std (R, C, 1, 1)
+
+    def at(self, rows: slice = slice(None),
+           cols: slice = slice(None)) -> tuple[Tensor, Tensor, StyleStatistics, Tensor]:
+        """``apply``'s statistics for the positions ``[rows, cols]`` (a tile, or all): means and
+        stds spread to per-position maps ``(1, C, h, w)``, the style's matrices per region, and
+        the positions' regions ``(h, w)``."""
+        index = self.index[rows, cols]
+
+        def spread(stat: Tensor) -> Tensor:
+            return stat[:, :, 0, 0].T[:, index][None]
+
+        style = StyleStatistics(self.style.cov, spread(self.style.mean), spread(self.style.std))
+        return spread(self.content_mean), spread(self.content_std), style, index
 
 
 class AdaIN(nn.Module):
     """AdaIN (Huang and Belongie): the content feature with the style's channel means and stds.
-    LCT's skip connection on its own; it has no parameters. The baseline of the evaluation."""
+    LCT's skip connection on its own; it has no parameters. The baseline of the evaluation.
+    Its statistics are per channel, so region-wise it needs only the per-position maps."""
 
-    def style_statistics(self, style_feat: Tensor) -> StyleStatistics:
-        return StyleStatistics(None, *calc_mean_std(style_feat))
+    def style_statistics(self, style_feat: Tensor, mask: Tensor | None = None) -> StyleStatistics:
+        mean, std = calc_mean_std(style_feat) if mask is None else masked_mean_std(style_feat, mask)
+        return StyleStatistics(None, mean, std)
 
     def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
-              style: StyleStatistics) -> Tensor:
+              style: StyleStatistics, regions: Tensor | None = None) -> Tensor:
         return adain_from_stats(content_feat, content_mean, content_std, style.mean, style.std)
 
     def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
@@ -178,22 +215,54 @@ class SCT(nn.Module):
             self.snet = nn.Sequential(nn.Conv2d(256, 128, 3), nn.ReLU(), nn.Conv2d(128, 32, 1))
         self.uncompress = nn.Conv2d(32, spec.feature_channels, 1)
 
-    def style_statistics(self, style_feat: Tensor) -> StyleStatistics:
-        """The style's compressed 32×32 matrix (fp32), its channel means and stds."""
-        centred, _ = mean_norm(style_feat)
-        mean, std = calc_mean_std(style_feat)
-        return StyleStatistics(calc_cov(self.snet(centred).float()), mean, std)
+    @property
+    def snet_border(self) -> int:
+        """How many positions snet's valid 3×3 convolutions lose on each side (photo 1, art 2)."""
+        return sum((layer.kernel_size[0] - 1) // 2 for layer in self.snet if isinstance(layer, nn.Conv2d))
+
+    def style_statistics(self, style_feat: Tensor, mask: Tensor | None = None) -> StyleStatistics:
+        """The style's compressed 32×32 matrix (fp32), its channel means and stds.
+
+        With ``mask`` ((H, W) bool), those of one region: the feature is centred by the region's
+        mean, and snet, whose valid convolutions shrink it by ``snet_border`` per side (output
+        ``(i, j)`` is centred on input ``(i + b, j + b)``), runs on the region's bounding box
+        grown by that border, its output masked by the mask without its border.
+        """
+        if mask is None:
+            centred, _ = mean_norm(style_feat)
+            mean, std = calc_mean_std(style_feat)
+            return StyleStatistics(calc_cov(self.snet(centred).float()), mean, std)
+        mean, std = masked_mean_std(style_feat, mask)
+        border = self.snet_border
+        rows, cols = bounding_slices(mask, border)
+        compressed = self.snet(style_feat[..., rows, cols] - mean).float()
+        inner = mask[rows, cols][border:-border or None, border:-border or None]
+        return StyleStatistics(masked_cov(compressed, inner), mean, std)
 
     def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
-              style: StyleStatistics) -> Tensor:
+              style: StyleStatistics, regions: Tensor | None = None) -> Tensor:
         """The transform from precomputed statistics (SCT itself ignores the style's stds)."""
         compressed = self.cnet((content_feat - content_mean) / content_std)
-        n, c, h, w = compressed.shape
-        mixed = torch.bmm(style.cov.to(compressed.dtype), compressed.flatten(2)).view(n, c, h, w)
-        return self.uncompress(mixed) + style.mean
+        return self.uncompress(covariance_mix(style.cov, compressed, regions)) + style.mean
 
     def forward(self, content_feat: Tensor, style_feat: Tensor) -> Tensor:
         return self.apply(content_feat, *calc_mean_std(content_feat), self.style_statistics(style_feat))
+
+
+def covariance_mix(cov: Tensor, compressed: Tensor, regions: Tensor | None = None) -> Tensor:
+    """SCT's product of the style's compressed matrix with the compressed content ``(N, 32, H, W)``;
+    with ``regions`` (``(H, W)``), every position's product with its own region's matrix
+    (``cov`` is ``(R, 32, 32)``)."""
+    n, c, h, w = compressed.shape
+    flat = compressed.flatten(2)
+    cov = cov.to(flat.dtype)
+    if regions is None:
+        return torch.bmm(cov, flat).view(n, c, h, w)
+    where = regions.flatten()
+    mixed = torch.zeros_like(flat)
+    for region in where.unique().tolist():
+        mixed = torch.where(where == region, torch.bmm(cov[region:region + 1].expand(n, -1, -1), flat), mixed)
+    return mixed.view(n, c, h, w)
 
 
 class LCT(SCT):
@@ -201,8 +270,8 @@ class LCT(SCT):
     ``LCT(c, s) = (SCT(c, s) + AdaIN(c, s)) / 2``. Same parameters as SCT."""
 
     def apply(self, content_feat: Tensor, content_mean: Tensor, content_std: Tensor,
-              style: StyleStatistics) -> Tensor:
-        sct = super().apply(content_feat, content_mean, content_std, style)
+              style: StyleStatistics, regions: Tensor | None = None) -> Tensor:
+        sct = super().apply(content_feat, content_mean, content_std, style, regions)
         adain = adain_from_stats(content_feat, content_mean, content_std, style.mean, style.std)
         return (sct + adain) / 2
 

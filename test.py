@@ -2,17 +2,21 @@
 
 Example: python test.py --content_dir=test/content --style_dir=test/style
          (the shipped photo model; --decoder and --LCT name other checkpoints)
+Region by region: python test.py --content photo.jpg --style style.jpg \
+             --content_segment photo_seg.png --style_segment style_seg.png
+         or, with no maps, python test.py ... --auto_regions 3 (docs/regions.md)
 """
 import argparse
 from pathlib import Path
 
+from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
                       add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice)
 from glfa.device import autocast_dtype, resolve_device
-from glfa.flagtypes import non_negative_int, tile_side, weight_list
+from glfa.flagtypes import non_negative_int, positive_int, tile_side, weight_list
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
-from glfa.stylize import SAVE_EXTENSIONS, check_names, gather_inputs, stylize_all
+from glfa.stylize import SAVE_EXTENSIONS, check_names, gather_inputs, gather_maps, stylize_all
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=str(REPO_ROOT / "output"), help="folder for the results")
     parser.add_argument("--contact_sheet", action="store_true",
                         help="also write contact_sheet.png in --output: content, style and result side by side")
+    add_region_flags(parser)
     add_blend_flags(parser)
     add_smoothing_flags(parser)
     parser.add_argument("--style_interpolation_weights", type=weight_list,
@@ -50,6 +55,44 @@ def build_parser() -> argparse.ArgumentParser:
                         help="channels-last memory layout (default: on the CPU, where it is faster; off on GPUs)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
     return parser
+
+
+def add_region_flags(parser: argparse.ArgumentParser) -> None:
+    """Region-wise transfer: segmentation maps of both sides, or automatic regions."""
+    regions = parser.add_argument_group("regions (docs/regions.md)")
+    regions.add_argument("--content_segment", metavar="FILE",
+                         help="colour-coded segmentation map of --content (comma-separated, one per image); "
+                              "each region takes the style of the --style_segment region of its colour")
+    regions.add_argument("--style_segment", metavar="FILE", help="colour-coded segmentation map of --style")
+    regions.add_argument("--content_segment_dir", metavar="DIR",
+                         help="maps of the --content_dir images, matched by file name (in7.jpg: in7.png)")
+    regions.add_argument("--style_segment_dir", metavar="DIR", help="maps of the --style_dir images, by file name")
+    regions.add_argument("--auto_regions", type=positive_int, nargs="?", const=DEFAULT_REGIONS, default=0,
+                         metavar="K", help=f"with no maps: find K matching regions in content and style "
+                                           f"(k-means on encoder features; K defaults to {DEFAULT_REGIONS})")
+
+
+def check_region_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Maps go with their images' flags, on both sides or neither, and not with automatic regions
+    or a mix of styles."""
+    for side in ("content", "style"):
+        single, folder = getattr(args, f"{side}_segment"), getattr(args, f"{side}_segment_dir")
+        if single and folder:
+            parser.error(f"give --{side}_segment or --{side}_segment_dir, not both")
+        if single and not getattr(args, side):
+            parser.error(f"--{side}_segment is the map of --{side}; for --{side}_dir give --{side}_segment_dir")
+        if folder and not getattr(args, f"{side}_dir"):
+            parser.error(f"--{side}_segment_dir holds the maps of --{side}_dir; for --{side} give --{side}_segment")
+    content_maps = bool(args.content_segment or args.content_segment_dir)
+    style_maps = bool(args.style_segment or args.style_segment_dir)
+    if content_maps != style_maps:
+        given, missing = ("content", "style") if content_maps else ("style", "content")
+        parser.error(f"segmentation maps for the {given} need maps for the {missing} too: give "
+                     f"--{missing}_segment or --{missing}_segment_dir")
+    if content_maps and args.auto_regions:
+        parser.error("--auto_regions finds regions where no maps are given: use maps or --auto_regions, not both")
+    if (content_maps or args.auto_regions) and args.style_interpolation_weights:
+        parser.error("region-wise transfer takes one style at a time, not --style_interpolation_weights")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.style and "," in args.style and not args.style_interpolation_weights:
         parser.error("several --style images are mixed, which needs --style_interpolation_weights "
                      "(e.g. 1,1); to stylise with each style in turn, use --style_dir")
+    check_region_flags(args, parser)
     return args
 
 
@@ -81,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before any file is read
     content_paths = gather_inputs(args.content, args.content_dir, "content")
     style_paths = gather_inputs(args.style, args.style_dir, "style")
+    content_root = Path(args.content_dir) if args.content_dir else None
+    style_root = Path(args.style_dir) if args.style_dir else None
+    content_maps = gather_maps(args.content_segment, args.content_segment_dir, content_paths, content_root, "content")
+    style_maps = gather_maps(args.style_segment, args.style_segment_dir, style_paths, style_root, "style")
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
                                          amp_dtype=amp_dtype, tile_size=args.tile_size,
@@ -88,10 +136,10 @@ def main(argv: list[str] | None = None) -> None:
                                          smooth=args.smoothing)
     stylize_all(stylizer, content_paths, style_paths, Path(args.output), content_size=args.content_size,
                 style_size=args.style_size, crop=args.crop, max_size=args.max_size,
-                content_root=Path(args.content_dir) if args.content_dir else None,
-                style_root=Path(args.style_dir) if args.style_dir else None, weights=args.style_interpolation_weights,
+                content_root=content_root, style_root=style_root, weights=args.style_interpolation_weights,
                 alpha=args.alpha, preserve_color=args.preserve_color, save_ext=args.save_ext,
-                contact_sheet=args.contact_sheet)
+                contact_sheet=args.contact_sheet, content_maps=content_maps, style_maps=style_maps,
+                auto_regions=args.auto_regions)
 
 
 if __name__ == "__main__":

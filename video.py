@@ -5,11 +5,13 @@ input's frame count and rate), a preview GIF, the per-step CSV, a summary and fi
 
 Example: python video.py clip.mp4 --style=test/style/sunset_boats.jpg --output=output/video
          python video.py frames/ --style=test/style/sunset_boats.jpg --fps=24
+         python video.py frames/ --style=s.jpg --style_segment=s_seg.png --content_segment_dir=frames_seg/
          (the shipped photo model; --decoder and --LCT name other checkpoints)
 """
 import argparse
 from pathlib import Path
 
+from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
                       add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice)
 from glfa.device import autocast_dtype, resolve_device
@@ -18,7 +20,8 @@ from glfa.flagtypes import frame_rate, non_negative_int, positive_int
 from glfa.images import read_image
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
-from glfa.video import (VIDEO_EXTENSIONS, open_clip, process_video, stylised_video_name,
+from glfa.segments import check_map_file, read_label_map
+from glfa.video import (VIDEO_EXTENSIONS, frame_regions, open_clip, process_video, stylised_video_name,
                         summary_markdown)
 
 
@@ -35,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shorter side of the frames (0 keeps the original size)")
     parser.add_argument("--style_size", type=non_negative_int, default=512,
                         help="shorter side of the style image (0 keeps the original size)")
+    regions = parser.add_argument_group("regions (docs/regions.md)")
+    regions.add_argument("--style_segment", metavar="FILE", help="colour-coded segmentation map of --style")
+    regions.add_argument("--content_segment", metavar="FILE", help="one map for every frame (a still camera)")
+    regions.add_argument("--content_segment_dir", metavar="DIR",
+                         help="a map per frame, matched by frame name (frame10.png: frame10.png; a video "
+                              "file's frames are frame_000001 onwards)")
+    regions.add_argument("--auto_regions", type=positive_int, nargs="?", const=DEFAULT_REGIONS, default=0,
+                         metavar="K", help=f"with no maps: find K matching regions in every frame and the style "
+                                           f"(K defaults to {DEFAULT_REGIONS})")
     add_blend_flags(parser)
     add_smoothing_flags(parser, "smooth each stylised frame")
     parser.add_argument("--flow", choices=("tvl1", "none"), default="tvl1",
@@ -70,12 +82,17 @@ def main(argv: list[str] | None = None) -> None:
     amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before the clip is probed
     clip = open_clip(args.input or args.frames_dir, args.fps)
     style = read_image(args.style, args.style_size)
+    style_map = None
+    if args.style_segment:
+        check_map_file(Path(args.style_segment), Path(args.style), "style")
+        style_map = read_label_map(args.style_segment, "style")
+    regions = frame_regions(clip, style_map, args.content_segment, args.content_segment_dir, args.auto_regions)
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
                                          amp_dtype=amp_dtype, smooth=args.smoothing)
     means = process_video(stylizer, clip, style, output, content_size=args.content_size, alpha=args.alpha,
                           preserve_color=args.preserve_color, flow=args.flow == "tvl1",
-                          preview_height=args.preview_height)
+                          preview_height=args.preview_height, regions=regions)
     print(summary_markdown(means, len(clip)))
     print(f"wrote {len(clip)} frames to {output / 'frames'}, {stylised_video_name(clip)} ({clip.rate} fps), "
           "preview.gif, temporal.csv, temporal.md, consistency_plot.png and consistency_strip.png")

@@ -4,8 +4,10 @@ import math
 import re
 import sys
 import time
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -19,6 +21,7 @@ from glfa.inference import Stylizer
 from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim
 from glfa.paths import default_vgg
 from glfa.runfolder import RunFolder, shipped_model
+from glfa.segments import LabelMap, check_map_file, maps_by_name, read_label_map
 from glfa.smoothing import Smoothing
 from glfa.tables import markdown_table, write_csv
 from net import AdaIN, ModeSpec, parse_mode
@@ -26,15 +29,20 @@ from net import AdaIN, ModeSpec, parse_mode
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 SHIPPED_NAME = "shipped"
 SMOOTHED_SUFFIX = "+smooth"
+SEGMENTED_SUFFIX = "+seg"
+AUTO_SUFFIX = "+auto"
 
 
 @dataclass(frozen=True)
 class Pair:
-    """A content image and the style image it is evaluated with."""
+    """A content image and the style image it is evaluated with, and their segmentation maps
+    when they have them."""
 
     name: str
     content: Path
     style: Path
+    content_seg: Path | None = None
+    style_seg: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,8 @@ class ModelFiles:
 
 @dataclass
 class Row:
-    """The metrics of one model on one pair (or their average, ``pair == "average"``, or its standard error, ``pair == "stderr"``)."""
+    """The metrics of one model on one pair (or their average, ``pair == "average"``, or its
+    standard error, ``pair == "stderr"``)."""
 
     pair: str
     model: str
@@ -170,6 +179,28 @@ def find_pairs(pairs_dir: str | Path | None = None, content_dir: str | Path | No
     return all_pairs(content_dir, style_dir) if every_pair else pairs_by_number(content_dir, style_dir)
 
 
+def with_segments(pairs: list[Pair], pairs_dir: str | Path) -> list[Pair]:
+    """The pairs with their maps from ``content_seg/`` and ``style_seg/`` beside ``content/`` and
+    ``style/``, matched by file name and checked before any work (``--seg``)."""
+    root = Path(pairs_dir)
+    for folder in ("content_seg", "style_seg"):
+        if not (root / folder).is_dir():
+            raise UserError(f"--seg reads the maps in {root / folder}, which is not a folder")
+    content_maps = maps_by_name([p.content for p in pairs], None, root / "content_seg", "content")
+    style_maps = maps_by_name([p.style for p in pairs], None, root / "style_seg", "style")
+    for pair, content_map, style_map in zip(pairs, content_maps, style_maps):
+        check_map_file(content_map, pair.content, "content")
+        check_map_file(style_map, pair.style, "style")
+    return [replace(p, content_seg=c, style_seg=s) for p, c, s in zip(pairs, content_maps, style_maps)]
+
+
+def pair_maps(pair: Pair) -> tuple[LabelMap, LabelMap] | None:
+    """The pair's content and style maps, read; None for a pair without maps."""
+    if pair.content_seg is None or pair.style_seg is None:
+        return None
+    return read_label_map(pair.content_seg, "content"), read_label_map(pair.style_seg, "style")
+
+
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
@@ -225,6 +256,22 @@ class Configured:
         return self.stylizer.stylize(content, styles, alpha=self.alpha, smooth=self.smoothing)
 
 
+class Regional:
+    """A model evaluated region by region, at the blend ``alpha``: the same ``Stylizer`` with each
+    pair's maps (``NAME+seg``) or with ``auto_regions`` automatic regions (``NAME+autoK``)."""
+
+    def __init__(self, stylizer: Stylizer, alpha: float = 1.0, auto_regions: int = 0):
+        self.stylizer, self.alpha, self.auto_regions = stylizer, alpha, auto_regions
+
+    def stylize(self, content: torch.Tensor, styles: list[torch.Tensor],
+                maps: tuple[LabelMap, LabelMap] | None = None) -> torch.Tensor:
+        if self.auto_regions:
+            return self.stylizer.stylize(content, styles, alpha=self.alpha, auto_regions=self.auto_regions)
+        if maps is None:
+            raise UserError("a +seg row needs the pairs' maps (--seg with --pairs_dir)")
+        return self.stylizer.stylize(content, styles, alpha=self.alpha, content_mask=maps[0], style_masks=[maps[1]])
+
+
 BASELINES = ("reinhard", "adain")
 
 
@@ -252,14 +299,17 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
              style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
              figure_height: int = 256, amp_dtype: torch.dtype | None = None,
              baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None, long_side: int = 0,
-             adain_decoder: str | Path | None = None, alpha: float = 1.0) -> list[Row]:
-    """Stylise every pair with every model (at the blend ``alpha``) and measure it; write the results, a comparison
-    figure per pair and a contact sheet under ``output``. Returns one row per pair and model.
+             adain_decoder: str | Path | None = None, alpha: float = 1.0, auto_regions: int = 0) -> list[Row]:
+    """Stylise every pair with every model (at the blend ``alpha``) and measure it; write the
+    results, a comparison figure per pair and a contact sheet under ``output``. Returns one row
+    per pair and model.
 
     ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
     by ``adain_decoder``, by default the first model's decoder) as further rows. ``smoothing``
     adds a row per model, ``NAME+smooth``, with its results smoothed (the baselines are left as
-    they are). A non-finite metric is an error for that model.
+    they are). Pairs with maps (``with_segments``) add a row per model, ``NAME+seg``, stylised
+    region by region; ``auto_regions`` K adds ``NAME+autoK``, with K automatic regions (both at
+    ``alpha``). A non-finite metric is an error for that model.
 
     On a GPU, every new combination of image sizes is stylised once untimed first, so the time
     per image leaves out one-off costs (cuDNN picks its algorithms per size).
@@ -274,10 +324,10 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
     spec = parse_mode(mode)
     vgg = default_vgg(spec) if vgg is None else vgg
     distance = StyleDistance(load_encoder(vgg, spec).to(device), spec)
-    stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder, alpha)
-    for name in stylizers:
-        (output / "results" / name).mkdir(parents=True, exist_ok=True)
-    (output / "figures").mkdir(parents=True, exist_ok=True)
+    stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder, alpha,
+                                    segmented=any(pair.content_seg for pair in pairs), auto_regions=auto_regions)
+    for folder in ["figures", *(f"results/{name}" for name in stylizers)]:
+        (output / folder).mkdir(parents=True, exist_ok=True)
 
     rows: list[Row] = []
     sheet: list[tuple[str, list[torch.Tensor]]] = []
@@ -287,9 +337,10 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
         style = read_image(pair.style, style_size, long_side=long_side)
         warm_up = torch.device(device).type == "cuda" and (content.shape, style.shape) not in sizes_seen
         sizes_seen.add((content.shape, style.shape))
-        style_feats, results = distance.features(style), {}
+        style_feats, results, maps = distance.features(style), {}, pair_maps(pair)
         for name, stylizer in stylizers.items():
-            row, results[name] = measure(stylizer, content, style, style_feats, distance, warm_up)
+            run = partial(stylizer.stylize, maps=maps) if isinstance(stylizer, Regional) else stylizer.stylize
+            row, results[name] = measure(run, content, style, style_feats, distance, warm_up)
             rows.append(Row(pair.name, name, *row))
             save_image_file(results[name], output / "results" / name / f"{pair.name}.png")
         comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
@@ -302,12 +353,15 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
 
 def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Path, device: torch.device | str,
                         amp_dtype: torch.dtype | None, baselines: tuple[str, ...], smoothing: Smoothing | None,
-                        adain_decoder: str | Path | None,
-                        alpha: float = 1.0) -> dict[str, "Stylizer | Configured | Reinhard"]:
+                        adain_decoder: str | Path | None, alpha: float = 1.0, segmented: bool = False,
+                        auto_regions: int = 0) -> dict[str, "Stylizer | Configured | Regional | Reinhard"]:
     """Every evaluated row's stylizer by name, in table order: the models (at ``alpha``), their
-    smoothed versions, then the baselines (at full stylisation). Each model is loaded once."""
+    smoothed versions, their region-wise versions (``segmented``: with maps; ``auto_regions``),
+    all at ``alpha``, then the baselines (at full stylisation). Each model is loaded once."""
     smoothed = [m.name + SMOOTHED_SUFFIX for m in models] if smoothing is not None else []
-    names = [m.name for m in models] + smoothed + list(baselines)
+    segments = [m.name + SEGMENTED_SUFFIX for m in models] if segmented else []
+    autos = [f"{m.name}{AUTO_SUFFIX}{auto_regions}" for m in models] if auto_regions else []
+    names = [m.name for m in models] + smoothed + segments + autos + list(baselines)
     if len(set(names)) != len(names):
         raise UserError(f"model names must differ, got {', '.join(names)}")
     stylizers = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
@@ -315,6 +369,10 @@ def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Pat
                  for m in models}
     for model, name in zip(models, smoothed):
         stylizers[name] = Configured(stylizers[model.name], alpha, smoothing)
+    for model, name in zip(models, segments):
+        stylizers[name] = Regional(stylizers[model.name], alpha)
+    for model, name in zip(models, autos):
+        stylizers[name] = Regional(stylizers[model.name], alpha, auto_regions)
     if "adain" in baselines:
         first = stylizers[models[0].name]
         decoder = first.decoder if adain_decoder is None else load_decoder(adain_decoder, spec)
@@ -326,15 +384,16 @@ def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Pat
     return {name: stylizers[name] for name in names}
 
 
-def measure(stylizer: "Stylizer | Configured | Reinhard", content: torch.Tensor, style: torch.Tensor,
-            style_feats: list[torch.Tensor], distance: StyleDistance,
+def measure(stylize: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor], content: torch.Tensor,
+            style: torch.Tensor, style_feats: list[torch.Tensor], distance: StyleDistance,
             warm_up: bool) -> tuple[tuple[float, ...], torch.Tensor]:
-    """The metrics of one stylised pair (``Row``'s order after its names) and the result, against
-    the style's features ``style_feats``; with ``warm_up``, one untimed call first."""
+    """The metrics of one pair stylised by ``stylize(content, [style])`` (``Row``'s order after
+    its names) and the result, against the style's features ``style_feats``; with ``warm_up``,
+    one untimed call first."""
     if warm_up:
-        stylizer.stylize(content, [style])
+        stylize(content, [style])
     start = time.perf_counter()
-    result = stylizer.stylize(content, [style])
+    result = stylize(content, [style])
     seconds = time.perf_counter() - start
     losses = distance.losses(distance.features(result), style_feats)
     return (luminance_ssim(result, content), edge_ssim(result, content), losses["gram_loss"],

@@ -88,6 +88,17 @@ def comparison_figure(content: Tensor, style: Tensor, results: dict[str, Tensor]
     return canvas
 
 
+def stack_vertically(images: list[Image.Image], gap: int = GAP) -> Image.Image:
+    """Figures one above the other, left-aligned on a white canvas, ``gap`` px apart."""
+    canvas = Image.new("RGB", (max(image.width for image in images),
+                               sum(image.height for image in images) + gap * (len(images) - 1)), BACKGROUND)
+    top = 0
+    for image in images:
+        canvas.paste(image, (0, top))
+        top += image.height + gap
+    return canvas
+
+
 def contact_sheet(rows: list[tuple[str, list[Tensor]]], column_labels: list[str], height: int = 128) -> Image.Image:
     """A grid of thumbnails ``height`` px tall: one labelled row per entry of ``rows``
     (name, images), one labelled column per image; a row may hold fewer images than columns."""

@@ -14,11 +14,16 @@ photo (as FastPhotoStyle and PCA-KD do): it removes the decoder's small artifact
 structural similarity at a small cost in style. It runs on the device, on the result cropped back
 to the content's frame, tile by tile with a halo of its reach (``2·radius``) when the image is
 tiled, so tiled and whole results agree.
+
+Region-wise transfer (segmentation maps, or ``auto_regions``) takes each region's statistics
+over the whole feature maps in the same way (``glfa.regions``), then transforms every tile with
+the statistics of its positions' regions, so tiles agree with the whole there too.
 """
 import itertools
 import math
 import numbers
 import os
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -35,10 +40,12 @@ from glfa.device import autocast, check_precision, configure_backends, resolve_d
 from glfa.errors import UserError
 from glfa.images import as_tensor, to_pil
 from glfa.paths import default_vgg
+from glfa.regions import AutoRegions, Segments, region_requests, region_statistics
 from glfa.runfolder import model_files
+from glfa.segments import Mask
 from glfa.smoothing import Smoothing, smooth_tiled, smoothing_option
 from glfa.tiles import MIN_TILE_SIZE, chunked_mean_std, reach, spans
-from net import AdaIN, ModeSpec, StyleStatistics, Transform, parse_mode
+from net import AdaIN, ModeSpec, RegionStatistics, StyleStatistics, Transform, parse_mode
 
 # Automatic tiles: at most this side (px), and small enough for half the free memory at
 # about this many bytes per pixel of a tile (the first encoder and last decoder layers hold
@@ -143,6 +150,11 @@ class Stylizer:
     ``device`` None is CUDA when present.
     ``progress`` shows a progress bar over the tiles of a tiled image (stderr). ``smooth`` is the
     calls' default smoothing (a ``Smoothing``, True for the default one, or None for none).
+
+    Region-wise transfer: ``content_mask`` with ``style_mask`` (segmentation maps: colour-coded
+    PIL images, or ``(H, W)`` integer label arrays or tensors) transfers every region of the
+    content from the style's region of the same label; ``auto_regions=K`` finds K such regions
+    in both images itself. Notes on labels that fall back are printed once each (stderr).
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: Transform, mode: str | ModeSpec = "photo", *,
@@ -152,6 +164,7 @@ class Stylizer:
         self.spec = parse_mode(mode)
         self.smooth = smoothing_option(smooth)
         self.progress = progress
+        self.notes_given: set[str] = set()
         self.device = resolve_device(device)
         check_precision(amp_dtype, self.device)
         self.amp_dtype = amp_dtype
@@ -184,10 +197,15 @@ class Stylizer:
         return cls(encoder, load_decoder(decoder, spec), feature_transform, spec, **options)
 
     def __call__(self, content: Image.Image | Tensor, style: Image.Image | Tensor, *, alpha: float = 1.0,
-                 preserve_color: bool = False, smooth: Smoothing | bool | None = None) -> Image.Image | Tensor:
+                 preserve_color: bool = False, smooth: Smoothing | bool | None = None,
+                 content_mask: Mask | None = None, style_mask: Mask | None = None,
+                 auto_regions: int = 0) -> Image.Image | Tensor:
         """Stylise ``content`` with ``style``, at the content's (upright) size: a PIL content image
-        gives a PIL image, a tensor a float32 tensor in [0, 1]. ``smooth``: see ``stylize``."""
-        result = self.stylize(content, [style], alpha=alpha, preserve_color=preserve_color, smooth=smooth)
+        gives a PIL image, a tensor a float32 tensor in [0, 1]. ``smooth``, the masks and
+        ``auto_regions``: see ``stylize``."""
+        result = self.stylize(content, [style], alpha=alpha, preserve_color=preserve_color, smooth=smooth,
+                              content_mask=content_mask, style_masks=None if style_mask is None else [style_mask],
+                              auto_regions=auto_regions)
         return to_pil(result) if isinstance(content, Image.Image) else result
 
     def check_size(self, image: Tensor, what: str) -> None:
@@ -243,15 +261,40 @@ class Stylizer:
             stats = self.transform.style_statistics(style_feat)
         return stats._replace(mean=stats.mean.float(), std=self._mean_std(style_feat, tile)[1])
 
-    def _transform(self, feat: Tensor, content_stats: tuple[Tensor, Tensor], style_stats: StyleStatistics) -> Tensor:
-        """The transform of a (tile of a) content feature from global statistics, in fp32."""
+    def _statistics(self, content_size: tuple[int, int], content_feat: Tensor, content_stats: tuple[Tensor, Tensor],
+                    style: Tensor, style_feat: Tensor, style_tile: int, chunk_rows: int,
+                    request: Segments | AutoRegions | None) -> StyleStatistics | RegionStatistics:
+        """What the transform needs of one style: its statistics or, for a region ``request``, the
+        ``RegionStatistics`` of the content and the style (``chunk_rows``: in chunks, 0: whole)."""
+        if request is None:
+            return self._style_stats(style_feat, style_tile)
+        content_labels, style_labels = request.feature_labels(content_size, content_feat, tuple(style.shape[-2:]),
+                                                              style_feat, self.spec.downscale)
         with autocast(self.device, self.amp_dtype):
+            stats, notes = region_statistics(self.transform, content_feat, content_labels, style_feat, style_labels,
+                                             content_stats, lambda: self._style_stats(style_feat, style_tile),
+                                             chunk_rows)
+        for note in notes:
+            if note not in self.notes_given:
+                self.notes_given.add(note)
+                tqdm.write(note, file=sys.stderr)
+        return stats
+
+    def _transform(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
+                   style_stats: StyleStatistics | RegionStatistics, window: tuple[slice, slice]) -> Tensor:
+        """The transform of a (tile of a) content feature from global statistics, in fp32; region
+        statistics are taken at the tile's ``window`` of the feature map."""
+        with autocast(self.device, self.amp_dtype):
+            if isinstance(style_stats, RegionStatistics):
+                return self.transform.apply(feat, *style_stats.at(*window)).float()
             return self.transform.apply(feat, *content_stats, style_stats).float()
 
     @torch.no_grad()
     def stylize(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],
                 weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
-                tile_size: int | None = None, to_cpu: bool = True, smooth: Smoothing | bool | None = None) -> Tensor:
+                tile_size: int | None = None, to_cpu: bool = True, smooth: Smoothing | bool | None = None, *,
+                content_mask: Mask | None = None, style_masks: list[Mask] | None = None,
+                auto_regions: int = 0) -> Tensor:
         """Stylise one content image (a ``(3, H, W)`` tensor in [0, 1] or a PIL image, see the class);
         returns ``(3, H, W)`` in [0, 1].
 
@@ -262,9 +305,11 @@ class Stylizer:
         ``smooth`` (a ``Smoothing``, True for the default one, False for none; None: the
         Stylizer's ``smooth``) filters the cropped result, guided by the content, in the same
         tiles as the network. ``tile_size`` overrides the Stylizer's for this call;
-        ``to_cpu=False`` leaves the result on the device (benchmarks).
+        ``to_cpu=False`` leaves the result on the device (benchmarks). ``content_mask`` with
+        ``style_masks`` (one per style) or ``auto_regions``: region-wise transfer (class docstring).
         """
         content, styles, weights, alpha = self._checked(content, styles, weights, alpha, tile_size)
+        regions = region_requests(content, styles, content_mask, style_masks, auto_regions)
         height, width = content.shape[-2:]
         multiple = self.spec.downscale
         pad_h, pad_w = -height % multiple, -width % multiple
@@ -275,10 +320,12 @@ class Stylizer:
         tile = self._tile_for(*padded.shape[-2:], tile_size)
         if tile:
             with self._tile_progress(padded, tile, smoothing is not None) as progress:
-                result = self._stylize_tiled(padded, styles, weights, alpha, tile, tile_size, progress)
+                result = self._stylize_tiled(padded, styles, weights, alpha, tile, tile_size, progress,
+                                             (height, width), regions)
                 result = self._finish(result, content, smoothing, tile, progress)
         else:
-            result = self._finish(self._stylize_whole(padded, styles, weights, alpha), content, smoothing, 0)
+            result = self._stylize_whole(padded, styles, weights, alpha, (height, width), regions)
+            result = self._finish(result, content, smoothing, 0)
         return result.cpu() if to_cpu else result
 
     def _checked(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],
@@ -324,22 +371,28 @@ class Stylizer:
             tiles += len(spans(height, tile, 0)) * len(spans(width, tile, 0))
         return tqdm(total=tiles, desc="tiles", unit="tile", leave=False, dynamic_ncols=True, disable=not self.progress)
 
-    def _stylize_whole(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float) -> Tensor:
+    def _stylize_whole(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float,
+                       content_size: tuple[int, int], regions: list[Segments | AutoRegions | None]) -> Tensor:
+        """Encode, take the statistics (of the whole images, or per region), transform and decode."""
         content_feat = self._encode(padded)
-        style_stats = [self._style_stats(self._encode(style[None]), 0) for style in styles]
-        return self._blend_and_decode(content_feat, calc_mean_std(content_feat), style_stats, weights, alpha)
+        content_stats = calc_mean_std(content_feat)
+        style_stats = [self._statistics(content_size, content_feat, content_stats, style, self._encode(style[None]),
+                                        0, 0, request) for style, request in zip(styles, regions)]
+        return self._blend_and_decode(content_feat, content_stats, style_stats, weights, alpha)
 
     def _stylize_tiled(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float,
-                       tile: int, tile_size: int | None, progress: tqdm) -> Tensor:
+                       tile: int, tile_size: int | None, progress: tqdm, content_size: tuple[int, int],
+                       regions: list[Segments | AutoRegions | None]) -> Tensor:
         """Encode the content's tiles, take the statistics, then transform and decode tile by
         tile; ``progress`` counts the tiles of both passes."""
         content_feat = self._encode_tiled(padded, tile, progress)
         content_stats = self._mean_std(content_feat, tile)
         style_stats = []
-        for style in styles:
+        for style, request in zip(styles, regions):
             style_tile = self._tile_for(*style.shape[-2:], tile_size)
             style_feat = self._encode_tiled(style[None].to(self.device), style_tile)
-            style_stats.append(self._style_stats(style_feat, style_tile))
+            style_stats.append(self._statistics(content_size, content_feat, content_stats, style, style_feat,
+                                                style_tile, max(tile // self.spec.downscale, 1), request))
             del style_feat
         ds, halo = self.spec.downscale, self.decoder_halo
         feat_tile = tile // ds
@@ -348,18 +401,20 @@ class Stylizer:
         for y0, y1, hy0, hy1 in spans(height, feat_tile, halo):
             for x0, x1, hx0, hx1 in spans(width, feat_tile, halo):
                 decoded = self._blend_and_decode(content_feat[..., hy0:hy1, hx0:hx1], content_stats, style_stats,
-                                                 weights, alpha)
+                                                 weights, alpha, (slice(hy0, hy1), slice(hx0, hx1)))
                 result[..., y0 * ds:y1 * ds, x0 * ds:x1 * ds] = \
                     decoded[..., (y0 - hy0) * ds:(y1 - hy0) * ds, (x0 - hx0) * ds:(x1 - hx0) * ds]
                 progress.update()
         return result
 
     def _blend_and_decode(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
-                          style_stats: list[StyleStatistics], weights: list[float],
-                          alpha: float) -> Tensor:
+                          style_stats: list[StyleStatistics | RegionStatistics], weights: list[float],
+                          alpha: float, window: tuple[slice, slice] = (slice(None), slice(None))) -> Tensor:
         """Decode a (tile of the) content feature transformed towards each style, the results
-        mixed with ``weights`` and blended with the content feature by ``alpha``."""
-        mixed = sum(weight * self._transform(feat, content_stats, stats) for weight, stats in zip(weights, style_stats))
+        mixed with ``weights`` and blended with the content feature by ``alpha``; ``window`` is
+        the tile's place in the feature map."""
+        mixed = sum(weight * self._transform(feat, content_stats, stats, window)
+                    for weight, stats in zip(weights, style_stats))
         mixed = alpha * mixed + (1 - alpha) * full_precision(feat)
         with autocast(self.device, self.amp_dtype):
             return self.decoder(mixed.contiguous(memory_format=self.memory_format))

@@ -1,5 +1,6 @@
 """What ``test.py`` does: stylise every content image with every style image (or with one
-weighted mix of the styles) and write the results, reading the next images in the background."""
+weighted mix of the styles), optionally region by region (segmentation maps or automatic
+regions), and write the results, reading the next images in the background."""
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,7 @@ from glfa.figures import contact_sheet as make_contact_sheet
 from glfa.images import (UnreadableImage, list_images, load_rgb, read_image_or_fail, resize_to_tensor, resized_size,
                          save_image_file, thumbnail)
 from glfa.inference import Stylizer, read_ahead
+from glfa.segments import LabelMap, check_map_file, maps_by_name, read_label_map
 
 SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -33,9 +35,36 @@ def gather_inputs(single: str | None, folder: str | None, what: str) -> list[Pat
 
 
 def check_names(names: str | None, what: str) -> None:
-    """``--content``/``--style``: comma-separated file names, none of them empty (a stray comma)."""
+    """``--content``/``--style`` (or a ``_segment`` flag): comma-separated file names, none of them
+    empty (a stray comma)."""
     if names is not None and not all(name.strip() for name in names.split(",")):
         raise UserError(f"--{what} {names!r} holds an empty name (a stray comma?)")
+
+
+def gather_maps(single: str | None, folder: str | None, images: list[Path], image_root: Path | None,
+                what: str) -> list[Path] | None:
+    """The segmentation map file of every image, in ``images``' order: ``--<what>_segment`` names
+    them (comma-separated, one per image), ``--<what>_segment_dir`` holds them by name; None
+    without either. Each is checked (an image with its photo's aspect ratio) before any work."""
+    if single:
+        check_names(single, f"{what}_segment")
+        maps = [Path(name) for name in single.split(",")]
+        if len(maps) != len(images):
+            raise UserError(f"--{what}_segment names {len(maps)} map(s) for {len(images)} {what} image(s)")
+    elif folder:
+        if not Path(folder).is_dir():
+            raise UserError(f"--{what}_segment_dir {folder} is not a folder")
+        maps = maps_by_name(images, image_root, folder, what)
+    else:
+        return None
+    for map_path, image in zip(maps, images):
+        check_map_file(map_path, image, what)
+    return maps
+
+
+def read_map(path: Path | None, what: str) -> LabelMap | None:
+    """The map file of an image, or None when the run has no maps."""
+    return None if path is None else read_label_map(path, what)
 
 
 def output_names(paths: list[Path], root: Path | None, separator: str = "/") -> list[str]:
@@ -86,20 +115,29 @@ class ImageReader:
         return resize_to_tensor(image, size, self.crop, self.max_size)
 
 
-def style_jobs(styles: list[tuple[str, torch.Tensor]], weights: list[float] | None) -> list[tuple]:
-    """``(name suffix, style images, weights)`` per output of a content image: one per style, or
-    with ``weights`` a single mix of them all (CCPL's ``_interpolation``)."""
+def style_jobs(styles: list[tuple[str, torch.Tensor, LabelMap | None]], weights: list[float] | None) -> list[tuple]:
+    """``(name suffix, style images, weights, style maps)`` per output of a content image: one per
+    style, or with ``weights`` a single mix of them all (CCPL's ``_interpolation``)."""
     if weights:
         total = sum(weights)
-        return [("_interpolation", [image for _, image in styles], [w / total for w in weights])]
-    return [(f"_stylized_{name}", [image], None) for name, image in styles]
+        return [("_interpolation", [image for _, image, _ in styles], [w / total for w in weights],
+                 [label_map for _, _, label_map in styles])]
+    return [(f"_stylized_{name}", [image], None, [label_map]) for name, image, label_map in styles]
+
+
+def region_options(content_map: LabelMap | None, style_maps: list[LabelMap | None], auto_regions: int) -> dict:
+    """``Stylizer.stylize``'s region arguments for one output: the maps when the run has them."""
+    if content_map is None:
+        return {"auto_regions": auto_regions}
+    return {"content_mask": content_map, "style_masks": style_maps}
 
 
 def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list[Path], output: Path, *,
                 content_size: int = 512, style_size: int = 512, crop: bool = False, max_size: int = 0,
                 content_root: Path | None = None, style_root: Path | None = None,
                 weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
-                save_ext: str = ".jpg", contact_sheet: bool = False) -> None:
+                save_ext: str = ".jpg", contact_sheet: bool = False, content_maps: list[Path] | None = None,
+                style_maps: list[Path] | None = None, auto_regions: int = 0) -> None:
     """Write every content image stylised with every style image to ``output`` as
     ``<content>_stylized_<style><save_ext>``; with ``weights``, one mix of all the styles per
     content image, ``<content>_interpolation<save_ext>`` (CCPL's name). Contents found under
@@ -107,26 +145,31 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
 
     Unreadable images are handled by ``ImageReader``; once the others are written, a
     ``UserError`` counts those skipped. ``contact_sheet`` also writes ``contact_sheet.png``: one
-    row per pair, content, style, result.
+    row per pair, content, style, result. ``content_maps`` with ``style_maps`` (map files in the
+    order of the images) or ``auto_regions`` transfer region by region (``Stylizer.stylize``).
     """
     if weights and len(weights) != len(style_paths):
         raise UserError(f"{len(weights)} interpolation weights for {len(style_paths)} style images")
     output.mkdir(parents=True, exist_ok=True)
     read = ImageReader(crop, max_size)
-    styles = [(name, read(path, style_size, style_root is None))
-              for path, name in zip(style_paths, output_names(style_paths, style_root, "_"))]
-    styles = [(name, image) for name, image in styles if image is not None]
+    style_maps = style_maps or [None] * len(style_paths)
+    styles = [(name, read(path, style_size, style_root is None), read_map(map_path, "style"))
+              for path, name, map_path in zip(style_paths, output_names(style_paths, style_root, "_"), style_maps)]
+    styles = [style for style in styles if style[1] is not None]
     if not styles:
         raise UserError(f"none of the style images in {style_paths[0].parent} can be read")
     jobs = style_jobs(styles, weights)
-    named_contents = list(zip(content_paths, output_names(content_paths, content_root)))
-    contents = read_ahead(named_contents, lambda item: read(item[0], content_size, content_root is None))
+    named_contents = list(zip(content_paths, output_names(content_paths, content_root),
+                              content_maps or [None] * len(content_paths)))
+    contents = read_ahead(named_contents, lambda item: (read(item[0], content_size, content_root is None),
+                                                        read_map(item[2], "content")))
     written: set[str] = set()  # a last guard: no output of this run overwrites another
     sheet: list[tuple[str, list[torch.Tensor]]] = []
     with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
-        for (_, content_name), content in contents:
-            for suffix, style_images, style_weights in jobs if content is not None else ():
-                result = stylizer.stylize(content, style_images, style_weights, alpha, preserve_color)
+        for (_, content_name, _), (content, content_map) in contents:
+            for suffix, style_images, style_weights, job_maps in jobs if content is not None else ():
+                result = stylizer.stylize(content, style_images, style_weights, alpha, preserve_color,
+                                          **region_options(content_map, job_maps, auto_regions))
                 name = next(unique_names([f"{content_name}{suffix}"], written))
                 path = output / f"{name}{save_ext}"
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
-from function import full_precision
+from function import full_precision, masked_positions
 
 # The smallest tile side (px) a tiled image may be cut into (besides 0, automatic): a tile grows
 # by the encoder's halo on each side (16 px in photo mode, 40 in art mode), so smaller tiles are
@@ -63,3 +63,20 @@ def chunked_mean_std(feat: Tensor, rows: int, eps: float = 1e-5) -> tuple[Tensor
     return combine_mean_std(count, means, variances * count, eps)
 
 
+
+
+def chunked_masked_mean_std(feat: Tensor, mask: Tensor, rows: int, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """``masked_mean_std`` of a large ``(N, C, H, W)`` feature over the ``(H, W)`` bool ``mask``,
+    ``rows`` rows at a time (fp32 chunks), for the region statistics of a tiled image."""
+    counts, variances, means = [], [], []
+    for chunk, chunk_mask in zip(feat.split(rows, dim=2), mask.split(rows, dim=0)):
+        count = int(chunk_mask.sum())
+        if count:
+            column = full_precision(masked_positions(chunk, chunk_mask))
+            variance, mean = torch.var_mean(column, dim=2, correction=0, keepdim=True)
+            counts.append(float(count))
+            variances.append(variance[..., None])
+            means.append(mean[..., None])
+    count = torch.tensor(counts, device=feat.device).view(-1, 1, 1, 1, 1)
+    variances, means = torch.stack(variances), torch.stack(means)
+    return combine_mean_std(count, means, variances * count, eps)

@@ -11,11 +11,14 @@ that of the content frames (a stylisation that flickers raises it). With optical
 shipped) it also reports the warped error: the previous frame warped along the content's
 motion, compared with the current one, for the stylised and for the content frames. A ratio
 stylised/content is reported only where the content's measure reaches ``RATIO_FLOOR``.
+
+Region by region: one style map with one content map for every frame, or one per frame (a folder
+matched by frame name), or automatic regions found in every frame (``frame_regions``).
 """
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -31,6 +34,7 @@ from glfa.figures import image_rows, line_chart, save_gif
 from glfa.images import list_images, read_image_or_fail, resize_to_tensor, save_image_file, thumbnail, to_pil
 from glfa.inference import Stylizer
 from glfa.metrics import luminance
+from glfa.segments import LabelMap, check_aspect, image_size, maps_by_keys, read_label_map
 from glfa.tables import markdown_table, write_csv
 
 STRIP_FRAMES = 6
@@ -212,6 +216,48 @@ def open_clip(path: str | Path, rate: Fraction | None = None) -> FrameFolder | V
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
         raise UserError(f"{path} is neither a video file ({', '.join(VIDEO_EXTENSIONS)}) nor a folder of frames")
     return VideoFile(path, rate)
+
+
+def frame_names(clip: FrameFolder | VideoFile) -> list[str]:
+    """The names its frames are yielded with (and matched to content maps by)."""
+    if isinstance(clip, FrameFolder):
+        return [path.stem for path in clip.paths]
+    return [f"frame_{index:06d}" for index in range(1, len(clip) + 1)]
+
+
+def clip_size(clip: FrameFolder | VideoFile) -> tuple[int, int]:
+    """``(width, height)`` of the clip's frames."""
+    return clip.size if isinstance(clip, VideoFile) else image_size(clip.paths[0])
+
+
+def frame_regions(clip: FrameFolder | VideoFile, style_map: LabelMap | None, content_map: str | None = None,
+                  content_map_dir: str | None = None, auto_regions: int = 0) -> Callable[[str], dict] | None:
+    """``Stylizer.stylize``'s region arguments for a frame, by frame name: the style map with one
+    content map for all frames (``content_map``) or each frame's map in ``content_map_dir``;
+    automatic regions; or None. Maps are checked against the frame size before any work."""
+    if style_map is None and not (content_map or content_map_dir):
+        return (lambda name: {"auto_regions": auto_regions}) if auto_regions else None
+    if auto_regions:
+        raise UserError("--auto_regions finds regions where no maps are given: use maps or --auto_regions, not both")
+    if style_map is None or not (content_map or content_map_dir):
+        raise UserError("segmentation maps match regions across the frames and the style: give --style_segment "
+                        "with --content_segment or --content_segment_dir" + ("" if style_map is None else
+                                                                              ", not --style_segment alone"))
+    if content_map and content_map_dir:
+        raise UserError("give --content_segment or --content_segment_dir, not both")
+    size = clip_size(clip)
+    if content_map:
+        single = read_label_map(content_map, "content")
+        check_aspect(tuple(single.labels.shape[::-1]), size, single.source)
+        return lambda name: {"content_mask": single, "style_masks": [style_map]}
+    names = frame_names(clip)
+    paths = dict(zip(names, maps_by_keys([[name] for name in names], names, content_map_dir, "content")))
+    for path in paths.values():
+        map_size = image_size(path)
+        if map_size is None:
+            raise UserError(f"the content map {path} is not a readable image")
+        check_aspect(map_size, size, f"the content map {path}")
+    return lambda name: {"content_mask": read_label_map(paths[name], "content"), "style_masks": [style_map]}
 
 
 def stylised_video_name(clip: FrameFolder | VideoFile) -> str:
@@ -418,12 +464,14 @@ def consistency_figures(content: Tensor, stylised: Tensor, series: dict[str, Ten
 
 def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Path], style: Tensor, output: Path, *,
                   content_size: int = 512, alpha: float = 1.0, preserve_color: bool = False, flow: bool = True,
-                  fps: float | Fraction | None = None, preview_height: int = 256) -> dict[str, float]:
+                  fps: float | Fraction | None = None, preview_height: int = 256,
+                  regions: Callable[[str], dict] | None = None) -> dict[str, float]:
     """Stylise the frames (a ``FrameFolder``, a ``VideoFile`` or a list of frame files) one by
     one, writing each as a PNG and into ``<name>_stylized.mp4`` as it is done, and measure every
     step against the previous frame; then write a side-by-side GIF, the per-step CSV, the
     summary and the consistency figures under ``output``. ``fps`` replaces the clip's rate (a
-    list of files: 25 unless given). Returns the summary.
+    list of files: 25 unless given). ``regions`` gives each frame's region arguments by frame
+    name (``frame_regions``). Returns the summary.
 
     Only the previous frame, the first few (for the strip) and the small GIF frames stay in
     memory, so long videos fit: a video is decoded one frame at a time. When a write fails (a
@@ -441,7 +489,8 @@ def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Pat
     with Mp4Writer(output / stylised_video_name(clip), rate) as movie:
         for name, image in tqdm(clip, total=len(clip), desc="stylise", dynamic_ncols=True):
             content = resize_to_tensor(image, content_size)
-            stylised = stylizer.stylize(content, [style], alpha=alpha, preserve_color=preserve_color)
+            stylised = stylizer.stylize(content, [style], alpha=alpha, preserve_color=preserve_color,
+                                        **(regions(name) if regions else {}))
             save_image_file(stylised, output / "frames" / f"{name}.png")
             movie.write(stylised)
             if previous is not None:

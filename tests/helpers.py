@@ -5,6 +5,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glfa.inference import Stylizer
+from net import build_decoder, build_encoder, build_transform
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE = ("train.py", "test.py", "eval.py", "video.py", "net.py", "function.py", "sampler.py", "hubconf.py",
         "README.md", "glfa", "test")
@@ -54,3 +57,16 @@ def write_model(folder: Path, iteration: int, seed: int = 0) -> tuple[Path, Path
     save_state_dict(decoder, paths[0])
     save_state_dict(lively(build_transform("lct")), paths[1])
     return paths
+
+
+def random_stylizer(mode: str, kind: str, seed: int = 0, **options) -> Stylizer:
+    """A ``Stylizer`` with random weights on the CPU (``options`` go to ``Stylizer``); the
+    decoder's last conv is scaled so that the image sits around 0.5."""
+    torch.manual_seed(seed)
+    decoder = lively(build_decoder(mode))
+    last = decoder[-1]
+    with torch.no_grad():
+        last.weight.mul_(0.3 if mode == "photo" else 0.15)
+        last.bias.fill_(0.5)
+    return Stylizer(lively(build_encoder(mode)), decoder, lively(build_transform(kind, mode)), mode, device="cpu",
+                    **options)

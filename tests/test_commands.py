@@ -13,7 +13,7 @@ import pytest
 from helpers import REPO_ROOT, copy_repository, write_model
 
 COMMANDS = ("train.py", "test.py", "eval.py", "video.py", "scripts/benchmark.py", "scripts/ablation.py",
-            "models/download.py")
+            "scripts/regions.py", "models/download.py")
 PHOTOS = REPO_ROOT / "test"
 
 

@@ -9,20 +9,8 @@ import torch
 from function import calc_mean_std
 from glfa.inference import Stylizer, read_ahead
 from glfa.tiles import chunked_mean_std, combine_mean_std, reach, spans
-from helpers import lively
-from net import build_decoder, build_encoder, build_transform
-
-
-def random_stylizer(mode: str, kind: str, seed: int = 0, **options) -> Stylizer:
-    """Random weights; the decoder's last conv is scaled so that the image sits around 0.5."""
-    torch.manual_seed(seed)
-    decoder = lively(build_decoder(mode))
-    last = decoder[-1]
-    with torch.no_grad():
-        last.weight.mul_(0.3 if mode == "photo" else 0.15)
-        last.bias.fill_(0.5)
-    return Stylizer(lively(build_encoder(mode)), decoder, lively(build_transform(kind, mode)), mode, device="cpu",
-                    **options)
+from helpers import random_stylizer
+from net import build_decoder, build_encoder
 
 
 def images(height: int, width: int, seed: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -1,0 +1,216 @@
+"""Segmentation maps in: the benchmark's colour-coded PNGs (any colour is a label) or integer
+label arrays, made into label maps the size of their photo and of its encoder feature, and map
+files matched to images by name.
+
+Colour maps are anti-aliased (and sometimes saved lossily), so not every colour is a label: a
+colour is a label when it covers at least ``LABEL_FRACTION`` of the map and is more than
+``MERGE_DISTANCE`` from every more frequent label; every other pixel is snapped to the nearest
+label colour. A content and a style label colour that close are the same label. A map may have
+another size than its photo, but the same aspect ratio (within ``ASPECT_SLACK`` pixels); it is
+resized with nearest neighbours, then each feature position takes the label most of its pixels
+hold.
+"""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from glfa.errors import UserError
+from glfa.images import list_images, to_rgb
+
+LABEL_FRACTION = 0.01       # a colour covering at least 1% of the map can be a label
+MERGE_DISTANCE = 24.0       # RGB distance under which a colour is a variant of a more frequent label
+ASPECT_SLACK = 3            # pixels (at the coarser of map and photo) a map's sides may be off its photo's ratio
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """An ``(H, W)`` int64 label map; ``colours``: its labels are packed ``0xRRGGBB`` colours
+    (named ``#rrggbb`` in notes); ``source`` names it in messages."""
+
+    labels: Tensor
+    colours: bool = False
+    source: str = "the map"
+
+    def name(self, label: int) -> str:
+        """How a label is written in notes: ``#rrggbb`` for colours, else its number."""
+        return f"#{label:06x}" if self.colours else str(label)
+
+    def names(self, labels: list[int]) -> str:
+        """Labels as a comma-separated list for notes."""
+        return ", ".join(self.name(label) for label in labels)
+
+
+# A segmentation map as the Python API takes it: a colour-coded PIL image, or labels.
+Mask = Image.Image | np.ndarray | Tensor | LabelMap
+
+
+def colour_labels(rgb: np.ndarray) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 colour map as ``(H, W)`` packed label colours, each pixel snapped to
+    the nearest label colour (see the module's docstring for which colours are labels)."""
+    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    colours, inverse, counts = np.unique(packed.ravel(), return_inverse=True, return_counts=True)
+    channels = np.stack([(colours >> shift) & 255 for shift in (16, 8, 0)], axis=1).astype(np.float64)
+    labels: list[int] = []
+    for index in np.argsort(-counts, kind="stable"):
+        if labels and counts[index] < LABEL_FRACTION * packed.size:
+            break
+        if not labels or np.linalg.norm(channels[labels] - channels[index], axis=1).min() > MERGE_DISTANCE:
+            labels.append(int(index))
+    distances = np.linalg.norm(channels[:, None, :] - channels[labels][None, :, :], axis=2)
+    snapped = colours[labels][distances.argmin(axis=1)]
+    return snapped[inverse].reshape(packed.shape)
+
+
+def as_label_map(mask: Mask, source: str = "the map") -> LabelMap:
+    """A segmentation map given as a PIL image (colour-coded), an ``(H, W)`` integer array or
+    tensor of labels, or a ``LabelMap``, as a ``LabelMap``."""
+    if isinstance(mask, LabelMap):
+        return mask
+    if isinstance(mask, Image.Image):
+        rgb = np.asarray(to_rgb(mask))
+        return LabelMap(torch.from_numpy(colour_labels(rgb)), colours=True, source=source)
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(mask)
+    if not isinstance(mask, Tensor) or mask.dim() != 2:
+        raise TypeError(f"{source}: expected a PIL image or an (H, W) array or tensor of labels, "
+                        f"got {getattr(mask, 'shape', type(mask))}")
+    if mask.is_floating_point() or mask.is_complex():
+        raise TypeError(f"{source}: a label array holds integers (or bools), got {mask.dtype}")
+    return LabelMap(mask.long().cpu(), source=source)
+
+
+def unpack(colours: Tensor) -> Tensor:
+    """Packed ``0xRRGGBB`` labels as ``(n, 3)`` float RGB."""
+    return torch.stack([(colours >> shift) & 255 for shift in (16, 8, 0)], dim=1).double()
+
+
+def match_colours(content: LabelMap, style: LabelMap) -> LabelMap:
+    """The style map with each label colour replaced by the content's nearest label colour where
+    that is within ``MERGE_DISTANCE`` (one map's green may be ``#00ff00``, the other's ``#00ff01``).
+    Maps of integer labels match exactly and are returned as they are."""
+    if not (content.colours and style.colours):
+        return style
+    content_colours, style_colours = content.labels.unique(), style.labels.unique()
+    distances = torch.cdist(unpack(style_colours), unpack(content_colours))
+    nearest = distances.min(dim=1)
+    targets = torch.where(nearest.values <= MERGE_DISTANCE, content_colours[nearest.indices], style_colours)
+    relabelled = targets[torch.searchsorted(style_colours, style.labels)]
+    return LabelMap(relabelled, True, style.source)
+
+
+def read_label_map(path: str | os.PathLike, what: str) -> LabelMap:
+    """The colour-coded map file ``path``; one that is not an image is a user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} map not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return as_label_map(image, f"the {what} map {path}")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise UserError(f"the {what} map {path} is not a readable image ({err})") from None
+
+
+def check_aspect(map_size: tuple[int, int], photo_size: tuple[int, int], source: str) -> None:
+    """A map must have its photo's aspect ratio, within ``ASPECT_SLACK`` pixels at the coarser of
+    the two resolutions (sizes are ``(width, height)``)."""
+    (map_w, map_h), (photo_w, photo_h) = map_size, photo_size
+    scale = max(1.0, map_w / photo_w, map_h / photo_h)
+    off = max(abs(map_h - map_w * photo_h / photo_w), abs(map_w - map_h * photo_w / photo_h)) / scale
+    if off > ASPECT_SLACK:
+        raise UserError(f"{source} is {map_w}×{map_h} px but its image is {photo_w}×{photo_h}: another aspect "
+                        f"ratio (a map may have another size, but its shape must be its image's within "
+                        f"{ASPECT_SLACK} px)")
+
+
+def resize_nearest(labels: Tensor, height: int, width: int) -> Tensor:
+    """An ``(H, W)`` label map resized to ``(height, width)`` with nearest neighbours (pixel centres)."""
+    rows = ((torch.arange(height) + 0.5) * labels.shape[0] / height).long().clamp_max(labels.shape[0] - 1)
+    cols = ((torch.arange(width) + 0.5) * labels.shape[1] / width).long().clamp_max(labels.shape[1] - 1)
+    return labels[rows][:, cols]
+
+
+def majority_pool(labels: Tensor, factor: int) -> Tensor:
+    """Each ``factor``×``factor`` block's most frequent label (a tie: the smaller label). A side
+    that is not a multiple ends in partial blocks, as the encoder's ceil-mode pooling does."""
+    values = labels.unique()
+    best = count_best = None
+    for value in values:
+        count = F.avg_pool2d((labels == value).float()[None, None], factor, ceil_mode=True)[0, 0]
+        if best is None:
+            best, count_best = torch.full_like(count, int(value), dtype=torch.long), count
+            continue
+        wins = count > count_best
+        best, count_best = torch.where(wins, value, best), torch.where(wins, count, count_best)
+    return best
+
+
+def feature_labels(label_map: LabelMap, image_size: tuple[int, int], feature_size: tuple[int, int],
+                   downscale: int) -> LabelMap:
+    """The map of an image of ``image_size`` ``(H, W)`` at its encoder feature's ``feature_size``:
+    checked against the image's aspect ratio, resized to the image, majority-pooled."""
+    labels = label_map.labels
+    check_aspect((labels.shape[1], labels.shape[0]), (image_size[1], image_size[0]), label_map.source)
+    pooled = majority_pool(resize_nearest(labels, *image_size), downscale)
+    if tuple(pooled.shape) != tuple(feature_size):
+        raise ValueError(f"a {image_size} image's map pools to {tuple(pooled.shape)}, not its feature's {feature_size}")
+    return LabelMap(pooled, label_map.colours, label_map.source)
+
+
+# --------------------------------------------------------------------------------------------
+# Map files
+# --------------------------------------------------------------------------------------------
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from an image file's header, None when it is not a readable image."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def check_map_file(map_path: Path, photo_path: Path, what: str) -> None:
+    """Before any work: the map is an image with its photo's aspect ratio (headers only). An
+    unreadable photo is left to the image reader, which reports or skips it."""
+    if not map_path.is_file():
+        raise UserError(f"{what} map not found: {map_path}")
+    map_size, photo_size = image_size(map_path), image_size(photo_path)
+    if map_size is None:
+        raise UserError(f"the {what} map {map_path} is not a readable image")
+    if photo_size is not None:
+        check_aspect(map_size, photo_size, f"the {what} map {map_path}")
+
+
+def maps_by_name(images: list[Path], image_root: Path | None, folder: str | os.PathLike, what: str) -> list[Path]:
+    """The map in ``folder`` of each image, matched by name: the image's path under ``image_root``
+    without its extension (``sub/in7``), else its file name's stem (``in7``). A missing map is a
+    user error naming the first image without one."""
+    keys = []
+    for image in images:
+        keys.append([image.stem])
+        if image_root is not None and image_root.is_dir():
+            keys[-1].insert(0, image.relative_to(image_root).with_suffix("").as_posix())
+    return maps_by_keys(keys, [str(image) for image in images], folder, what)
+
+
+def maps_by_keys(keys: list[list[str]], names: list[str], folder: str | os.PathLike, what: str) -> list[Path]:
+    """The map in ``folder`` of each item named ``names[i]``: the first file whose path under
+    ``folder`` without extension, or whose stem, is one of ``keys[i]`` (letter case ignored)."""
+    folder = Path(folder)
+    by_key: dict[str, Path] = {}
+    for path in list_images(folder):
+        by_key.setdefault(path.relative_to(folder).with_suffix("").as_posix().lower(), path)
+        by_key.setdefault(path.stem.lower(), path)
+    found = [next((by_key[key.lower()] for key in item if key.lower() in by_key), None) for item in keys]
+    if None in found:
+        first = found.index(None)
+        raise UserError(f"no {what} map for {names[first]} in {folder} (maps are matched by file name, e.g. "
+                        f"{keys[first][-1]}.png; {found.count(None)} of {len(found)} have none)")
+    return found
