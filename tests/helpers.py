@@ -1,5 +1,7 @@
 """Small helpers shared by several test files."""
+import runpy
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -70,3 +72,18 @@ def random_stylizer(mode: str, kind: str, seed: int = 0, **options) -> Stylizer:
         last.bias.fill_(0.5)
     return Stylizer(lively(build_encoder(mode)), decoder, lively(build_transform(kind, mode)), mode, device="cpu",
                     **options)
+
+
+def run_script(script: str, argv: list, capsys) -> tuple[int, str, str]:
+    """Run the repository's ``script`` as ``__main__`` in this process: exit status, stdout, stderr."""
+    saved_argv = sys.argv
+    sys.argv = [script, *map(str, argv)]
+    try:
+        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code if isinstance(exit_info.code, int) else int(exit_info.code is not None)
+    finally:
+        sys.argv = saved_argv
+    out, err = capsys.readouterr()
+    return code, out, err

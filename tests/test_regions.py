@@ -2,8 +2,6 @@
 result with one label equal to today's, tiled equal to whole, the maps' colour snapping and
 resizing, automatic regions, and the commands with maps (bad inputs in one line)."""
 import copy
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from glfa.segments import (LabelMap, as_label_map, check_aspect, colour_labels, 
                            match_colours, read_label_map, resize_nearest)
 from glfa.tiles import MIN_TILE_SIZE, chunked_masked_mean_std
 from glfa.video import FrameFolder, frame_regions
-from helpers import REPO_ROOT, random_stylizer, write_model
+from helpers import random_stylizer, run_script, write_model
 from net import SCT, build_transform
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -286,20 +284,6 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "decoder": decoder, "lct": lct}
 
 
-def run_command(script: str, argv: list, capsys) -> tuple[int, str, str]:
-    saved = sys.argv
-    sys.argv = [script, *map(str, argv)]
-    try:
-        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code if isinstance(exit_info.code, int) else int(exit_info.code is not None)
-    finally:
-        sys.argv = saved
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def command_args(files, output: Path, *extra) -> list:
     root = files["root"]
     return ["--content", root / "content" / "a.jpg", "--style", root / "style" / "s.jpg", "--decoder", files["decoder"],
@@ -309,13 +293,13 @@ def command_args(files, output: Path, *extra) -> list:
 
 def test_test_py_with_maps_end_to_end(files, tmp_path, capsys):
     root = files["root"]
-    code, _, err = run_command("test.py", command_args(files, tmp_path / "plain"), capsys)
+    code, _, err = run_script("test.py", command_args(files, tmp_path / "plain"), capsys)
     assert code == 0, err
-    code, _, err = run_command("test.py", command_args(
+    code, _, err = run_script("test.py", command_args(
         files, tmp_path / "maps", "--content_segment", root / "content_seg" / "a.png",
         "--style_segment", root / "style_seg" / "s.png"), capsys)
     assert code == 0 and "Traceback" not in err, err
-    code, _, err = run_command("test.py", [
+    code, _, err = run_script("test.py", [
         "--content_dir", root / "content", "--style_dir", root / "style", "--content_segment_dir", root / "content_seg",
         "--style_segment_dir", root / "style_seg", "--decoder", files["decoder"], "--LCT", files["lct"],
         "--content_size", 0, "--style_size", 0, "--device", "cpu", "--output", tmp_path / "dirs"], capsys)
@@ -345,7 +329,7 @@ def one_error_line(code: int, err: str, fragment: str) -> None:
 def test_test_py_bad_maps_are_one_error_line(files, tmp_path, capsys, extra, fragment):
     root = files["root"]
     extra = [root / item if item.endswith(".png") else item for item in extra]
-    one_error_line(*run_command("test.py", command_args(files, tmp_path, *extra), capsys)[::2], fragment)
+    one_error_line(*run_script("test.py", command_args(files, tmp_path, *extra), capsys)[::2], fragment)
 
 
 def test_test_py_map_folder_missing_an_image(files, tmp_path, capsys):
@@ -353,7 +337,7 @@ def test_test_py_map_folder_missing_an_image(files, tmp_path, capsys):
     partial = tmp_path / "seg"
     partial.mkdir()
     (partial / "a.png").write_bytes((root / "content_seg" / "a.png").read_bytes())
-    code, _, err = run_command("test.py", [
+    code, _, err = run_script("test.py", [
         "--content_dir", root / "content", "--style", root / "style" / "s.jpg", "--content_segment_dir", partial,
         "--style_segment", root / "style_seg" / "s.png", "--device", "cpu", "--output", tmp_path / "out"], capsys)
     one_error_line(code, err, "no content map for")
@@ -362,7 +346,7 @@ def test_test_py_map_folder_missing_an_image(files, tmp_path, capsys):
 
 def test_label_on_one_side_only_is_a_note(files, tmp_path, capsys):
     root = files["root"]
-    code, _, err = run_command("test.py", command_args(
+    code, _, err = run_script("test.py", command_args(
         files, tmp_path, "--content_segment", root / "content_seg" / "a.png",
         "--style_segment", root / "style_seg" / "other.png"), capsys)
     assert code == 0, err

@@ -7,7 +7,6 @@ the same ``run_main`` exit path) to keep the file within seconds. Any exception 
 """
 import io
 import os
-import runpy
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import torch
 from PIL import Image
 
 from glfa.checkpoint import load_decoder, load_encoder, load_transform, save_state_dict
-from helpers import lively
+from helpers import lively, run_script
 from net import build_decoder, build_encoder, build_transform
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -106,21 +105,6 @@ def vivid(vgg, tmp_path_factory) -> dict[str, Path]:
     save_state_dict(decoder, out / "decoder.pth.tar")
     save_state_dict(lively(build_transform("lct")), out / "lct.pth.tar")
     return {"vgg": vgg, "decoder": out / "decoder.pth.tar", "lct": out / "lct.pth.tar"}
-
-
-def run_script(script: str, argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run ``script`` as ``__main__`` in this process: exit status, stdout, stderr."""
-    saved_argv = sys.argv
-    sys.argv = [script, *map(str, argv)]
-    try:
-        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code if isinstance(exit_info.code, int) else int(exit_info.code is not None)
-    finally:
-        sys.argv = saved_argv
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_error_line(code: int, err: str, *fragments: str) -> None:
