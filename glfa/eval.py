@@ -239,37 +239,34 @@ def parse_model(text: str) -> ModelFiles:
 
 
 class Reinhard:
-    """Reinhard colour transfer as an evaluated "model" (no network)."""
-
-    def stylize(self, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
-        return reinhard(content, styles[0])
-
-
-class Configured:
-    """A model evaluated with ``--alpha`` and/or ``--smooth``: the same ``Stylizer``, every call
-    given that content-style blend and smoothing."""
-
-    def __init__(self, stylizer: Stylizer, alpha: float = 1.0, smoothing: Smoothing | None = None):
-        self.stylizer, self.alpha, self.smoothing = stylizer, alpha, smoothing
-
-    def stylize(self, content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
-        return self.stylizer.stylize(content, styles, alpha=self.alpha, smooth=self.smoothing)
-
-
-class Regional:
-    """A model evaluated region by region, at the blend ``alpha``: the same ``Stylizer`` with each
-    pair's maps (``NAME+seg``) or with ``auto_regions`` automatic regions (``NAME+autoK``)."""
-
-    def __init__(self, stylizer: Stylizer, alpha: float = 1.0, auto_regions: int = 0):
-        self.stylizer, self.alpha, self.auto_regions = stylizer, alpha, auto_regions
+    """Reinhard colour transfer as an evaluated "model" (no network; maps are not used)."""
 
     def stylize(self, content: torch.Tensor, styles: list[torch.Tensor],
                 maps: tuple[LabelMap, LabelMap] | None = None) -> torch.Tensor:
-        if self.auto_regions:
-            return self.stylizer.stylize(content, styles, alpha=self.alpha, auto_regions=self.auto_regions)
-        if maps is None:
-            raise UserError("a +seg row needs the pairs' maps (--seg with --pairs_dir)")
-        return self.stylizer.stylize(content, styles, alpha=self.alpha, content_mask=maps[0], style_masks=[maps[1]])
+        return reinhard(content, styles[0])
+
+
+@dataclass(frozen=True)
+class Configured:
+    """How one row stylises with a loaded ``Stylizer``: at the blend ``alpha``, smoothed
+    (``NAME+smooth``), region by region with each pair's maps (``with_maps``, ``NAME+seg``) or
+    with ``auto_regions`` automatic regions (``NAME+autoK``)."""
+
+    stylizer: Stylizer
+    alpha: float = 1.0
+    smoothing: Smoothing | None = None
+    with_maps: bool = False
+    auto_regions: int = 0
+
+    def stylize(self, content: torch.Tensor, styles: list[torch.Tensor],
+                maps: tuple[LabelMap, LabelMap] | None = None) -> torch.Tensor:
+        masks = {}
+        if self.with_maps:
+            if maps is None:
+                raise UserError("a +seg row needs the pairs' maps (--seg with --pairs_dir)")
+            masks = dict(content_mask=maps[0], style_masks=[maps[1]])
+        return self.stylizer.stylize(content, styles, alpha=self.alpha, smooth=self.smoothing,
+                                     auto_regions=self.auto_regions, **masks)
 
 
 BASELINES = ("reinhard", "adain")
@@ -339,8 +336,8 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
         sizes_seen.add((content.shape, style.shape))
         style_feats, results, maps = distance.features(style), {}, pair_maps(pair)
         for name, stylizer in stylizers.items():
-            run = partial(stylizer.stylize, maps=maps) if isinstance(stylizer, Regional) else stylizer.stylize
-            row, results[name] = measure(run, content, style, style_feats, distance, warm_up)
+            row, results[name] = measure(partial(stylizer.stylize, maps=maps), content, style, style_feats, distance,
+                                         warm_up)
             rows.append(Row(pair.name, name, *row))
             save_image_file(results[name], output / "results" / name / f"{pair.name}.png")
         comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
@@ -354,34 +351,31 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
 def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Path, device: torch.device | str,
                         amp_dtype: torch.dtype | None, baselines: tuple[str, ...], smoothing: Smoothing | None,
                         adain_decoder: str | Path | None, alpha: float = 1.0, segmented: bool = False,
-                        auto_regions: int = 0) -> dict[str, "Stylizer | Configured | Regional | Reinhard"]:
-    """Every evaluated row's stylizer by name, in table order: the models (at ``alpha``), their
-    smoothed versions, their region-wise versions (``segmented``: with maps; ``auto_regions``),
-    all at ``alpha``, then the baselines (at full stylisation). Each model is loaded once."""
-    smoothed = [m.name + SMOOTHED_SUFFIX for m in models] if smoothing is not None else []
-    segments = [m.name + SEGMENTED_SUFFIX for m in models] if segmented else []
-    autos = [f"{m.name}{AUTO_SUFFIX}{auto_regions}" for m in models] if auto_regions else []
-    names = [m.name for m in models] + smoothed + segments + autos + list(baselines)
+                        auto_regions: int = 0) -> dict[str, "Configured | Reinhard"]:
+    """Every evaluated row by name, in table order: the models, their smoothed versions, their
+    region-wise versions (``segmented``: with maps; ``auto_regions``), all at ``alpha``, then the
+    baselines (at full stylisation). Each model is loaded once."""
+    loaded = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
+                                                kind=m.kind, device=device, amp_dtype=amp_dtype)
+              for m in models}
+    rows = {m.name: Configured(loaded[m.name], alpha) for m in models}
+    if smoothing is not None:
+        rows |= {m.name + SMOOTHED_SUFFIX: Configured(loaded[m.name], alpha, smoothing) for m in models}
+    if segmented:
+        rows |= {m.name + SEGMENTED_SUFFIX: Configured(loaded[m.name], alpha, with_maps=True) for m in models}
+    if auto_regions:
+        rows |= {f"{m.name}{AUTO_SUFFIX}{auto_regions}": Configured(loaded[m.name], alpha, auto_regions=auto_regions)
+                 for m in models}
+    names = [*rows, *baselines]
     if len(set(names)) != len(names):
         raise UserError(f"model names must differ, got {', '.join(names)}")
-    stylizers = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
-                                                   kind=m.kind, device=device, amp_dtype=amp_dtype)
-                 for m in models}
-    for model, name in zip(models, smoothed):
-        stylizers[name] = Configured(stylizers[model.name], alpha, smoothing)
-    for model, name in zip(models, segments):
-        stylizers[name] = Regional(stylizers[model.name], alpha)
-    for model, name in zip(models, autos):
-        stylizers[name] = Regional(stylizers[model.name], alpha, auto_regions)
     if "adain" in baselines:
-        first = stylizers[models[0].name]
+        first = loaded[models[0].name]
         decoder = first.decoder if adain_decoder is None else load_decoder(adain_decoder, spec)
-        stylizers["adain"] = Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype)
+        rows["adain"] = Configured(Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype))
     if "reinhard" in baselines:
-        stylizers["reinhard"] = Reinhard()
-    if alpha != 1.0:
-        stylizers.update({m.name: Configured(stylizers[m.name], alpha) for m in models})
-    return {name: stylizers[name] for name in names}
+        rows["reinhard"] = Reinhard()
+    return {name: rows[name] for name in names}
 
 
 def measure(stylize: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor], content: torch.Tensor,

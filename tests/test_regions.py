@@ -12,7 +12,7 @@ from PIL import Image
 import glfa.autoregions as autoregions
 from function import calc_mean_std, masked_cov, masked_mean_std
 from glfa.errors import UserError
-from glfa.eval import ModelFiles, Regional, evaluate, find_pairs, with_segments
+from glfa.eval import Configured, ModelFiles, evaluate, find_pairs, with_segments
 from glfa.images import read_image, to_pil
 from glfa.regions import MIN_REGION_POSITIONS, region_statistics
 from glfa.segments import (LabelMap, as_label_map, check_aspect, colour_labels, feature_labels, majority_pool,
@@ -394,6 +394,7 @@ def test_eval_region_rows_take_the_models_alpha():
     content, style = pictures()
     maps = as_label_map(two_colour_map(88, 72)), as_label_map(two_colour_map(60, 64))
     for auto, options in ((0, dict(content_mask=maps[0], style_masks=[maps[1]])), (2, dict(auto_regions=2))):
-        half = Regional(stylizer, 0.5, auto).stylize(content, [style], maps)
+        half = Configured(stylizer, 0.5, with_maps=not auto, auto_regions=auto).stylize(content, [style], maps)
         torch.testing.assert_close(half, stylizer.stylize(content, [style], alpha=0.5, **options), rtol=0, atol=1e-6)
-        assert (half - Regional(stylizer, 1.0, auto).stylize(content, [style], maps)).abs().max() > 1e-2
+        full = Configured(stylizer, 1.0, with_maps=not auto, auto_regions=auto).stylize(content, [style], maps)
+        assert (half - full).abs().max() > 1e-2
