@@ -141,7 +141,11 @@ class Transform(Protocol):
     takes the statistics of the style's masked positions alone, and ``apply`` with ``regions``
     (every content position's region, ``(H, W)``) takes the means and stds as per-position maps
     and ``style.cov`` as one matrix per region, as ``RegionStatistics.at`` gives them.
+    ``snet_border`` is how many positions its style statistics lose on each side of a region
+    (valid convolutions), which the region sizes must allow for.
     """
+
+    snet_border: int
 
     def style_statistics(self, style_feat: Tensor, mask: Tensor | None = None) -> StyleStatistics: ...
 
@@ -180,6 +184,8 @@ class AdaIN(nn.Module):
     """AdaIN (Huang and Belongie): the content feature with the style's channel means and stds.
     LCT's skip connection on its own; it has no parameters. The baseline of the evaluation.
     Its statistics are per channel, so region-wise it needs only the per-position maps."""
+
+    snet_border = 0
 
     def style_statistics(self, style_feat: Tensor, mask: Tensor | None = None) -> StyleStatistics:
         mean, std = calc_mean_std(style_feat) if mask is None else masked_mean_std(style_feat, mask)

@@ -112,7 +112,7 @@ def region_statistics(transform: Transform, content_feat: Tensor, content: Label
     features' resolution: one region per usable label, after region 0 of ``whole_content`` and
     ``whole_style()`` (the unmasked statistics) where any content position falls back to it.
     Also the notes on the labels that fall back."""
-    used, notes = usable_labels(content, style, getattr(transform, "snet_border", 0))
+    used, notes = usable_labels(content, style, transform.snet_border)
     content_labels, style_labels = content.labels.to(content_feat.device), style.labels.to(style_feat.device)
     falls_back = not bool(torch.isin(content_labels, torch.tensor(used, dtype=torch.long,
                                                                   device=content_labels.device)).all())
