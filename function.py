@@ -201,3 +201,23 @@ def guided_filter(guide: Tensor, source: Tensor, radius: int, eps: float) -> Ten
     b = mean_p - (a * mean_i[:, :, None]).sum(1)
     mean_a = box_filter(a.flatten(1, 2), radius).view(n, 3, channels, height, width)
     return (mean_a * guide[:, :, None]).sum(1) + box_filter(b, radius)
+
+
+# --------------------------------------------------------------------------------------------
+# Local structure (the structure loss, ``--structure_weight``)
+# --------------------------------------------------------------------------------------------
+
+def local_correlation(first: Tensor, second: Tensor, radius: int, stability: float) -> Tensor:
+    """The correlation of two ``(N, 1, H, W)`` maps in the ``(2r+1)²`` box around every pixel:
+    ``(cov + c) / (σ₁σ₂ + c)``, SSIM's structure term (Wang et al. 2004), in fp32.
+
+    It is 1 where one map is an increasing affine function of the other in the window, whatever
+    their means and contrasts, so it compares structure and leaves brightness and contrast free.
+    ``stability`` (c) keeps flat windows, where σ₁σ₂ is near 0, from dividing noise by noise.
+    """
+    first, second = full_precision(first), full_precision(second)
+    mean_1, mean_2 = box_filter(first, radius), box_filter(second, radius)
+    var_1 = (box_filter(first * first, radius) - mean_1 * mean_1).clamp_min(0)
+    var_2 = (box_filter(second * second, radius) - mean_2 * mean_2).clamp_min(0)
+    cov = box_filter(first * second, radius) - mean_1 * mean_2
+    return (cov + stability) / ((var_1 * var_2 + 1e-12).sqrt() + stability)

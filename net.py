@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from function import (adain_from_stats, bounding_slices, calc_cov, calc_mean_std, full_precision, masked_cov,
-                      masked_mean_std, mean_norm)
+from function import (adain_from_stats, bounding_slices, calc_cov, calc_mean_std, full_precision, local_correlation,
+                      masked_cov, masked_mean_std, mean_norm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -607,13 +607,17 @@ class StyleTransferNet(EncoderDecoder):
     With ``identity``, also SANet's identity losses of the content transferred to its own style,
     ``decoder(transform(c, c))``, which should give the content back: ``identity``, their pixel
     MSE, and ``identity_feature``, the MSE of their features summed over the used layers. They
-    keep the decoder sharp where the losses above do not look.
+    keep the decoder sharp where the losses above do not look. With ``structure``, also
+    ``structure``: the structure loss between the result's luminance and the content's
+    (``structure_loss``), which keeps the photo's local structure in the pixels themselves.
     """
 
     def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: nn.Module,
-                 contrastive: CCPL | None, mode: str | ModeSpec = "photo", identity: bool = False):
+                 contrastive: CCPL | None, mode: str | ModeSpec = "photo", identity: bool = False,
+                 structure: bool = False):
         super().__init__(encoder, decoder, mode)
         self.transform, self.contrastive, self.identity = transform, contrastive, identity
+        self.structure = structure
 
     def forward(self, content: Tensor, style: Tensor,
                 anchors: list[Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
@@ -634,6 +638,8 @@ class StyleTransferNet(EncoderDecoder):
             losses["identity"] = F.mse_loss(itself.float(), content.float())
             losses["identity_feature"] = sum(F.mse_loss(i.float(), c.float()) for i, c in
                                              zip(self.encode_with_intermediate(itself), content_feats))
+        if self.structure:
+            losses["structure"] = structure_loss(result, content)
         return losses, result
 
 
@@ -642,6 +648,29 @@ def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
     result_mean, result_std = calc_mean_std(result_feat.float())
     style_mean, style_std = calc_mean_std(style_feat.float())
     return F.mse_loss(result_mean, style_mean) + F.mse_loss(result_std, style_std)
+
+
+# BT.601 luma weights; the structure loss's window radius and its stabilising constant
+# (SSIM's c₃ = (0.03 · range)² / 2 for images in [0, 1]).
+LUMA = (0.299, 0.587, 0.114)
+STRUCTURE_RADIUS = 3
+STRUCTURE_STABILITY = 0.03 ** 2 / 2
+
+
+def luma(image: Tensor) -> Tensor:
+    """The BT.601 luminance of ``(N, 3, H, W)`` images, as ``(N, 1, H, W)``."""
+    weights = torch.tensor(LUMA, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image * weights).sum(1, keepdim=True)
+
+
+def structure_loss(result: Tensor, content: Tensor, radius: int = STRUCTURE_RADIUS) -> Tensor:
+    """1 − the mean local correlation of the result's luminance with the content's, in
+    ``(2r+1)²`` windows: 0 when every window of the result is the content's up to brightness and
+    contrast. Colour and tone, which the style sets, are free; painted-in texture and smeared
+    edges are not."""
+    correlation = local_correlation(luma(full_precision(result)), luma(full_precision(content)), radius,
+                                    STRUCTURE_STABILITY)
+    return 1 - correlation.mean()
 
 
 @dataclass(frozen=True)
@@ -653,7 +682,8 @@ class LossWeights:
     each row's 9 entries, averaged over rows, anchors and images); the GLFA reference averages
     over every element, 9× smaller, so ``kl=5/9`` reproduces it. ``pixel`` weights the pixel
     loss of the reconstruction objective (``ReconstructionNet``), ``identity`` and
-    ``identity_feature`` the identity losses of ``StyleTransferNet`` (off by default).
+    ``identity_feature`` the identity losses of ``StyleTransferNet``, ``structure`` its structure
+    loss (all three off by default).
     """
 
     content: float = 1.0
@@ -663,6 +693,7 @@ class LossWeights:
     pixel: float = PIXEL_WEIGHT
     identity: float = 0.0
     identity_feature: float = 0.0
+    structure: float = 0.0
 
 
 def total_loss(losses: dict[str, Tensor], weights: LossWeights) -> Tensor:
@@ -676,13 +707,13 @@ OBJECTIVES = ("transfer", "reconstruction")
 def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
                   num_s: int = NUM_S, num_l: int = NUM_L, tau: float = TAU,
                   encoder: nn.Sequential | None = None, objective: str = "transfer",
-                  identity: bool = False) -> EncoderDecoder:
+                  identity: bool = False, structure: bool = False) -> EncoderDecoder:
     """A training network with freshly initialised decoder, transform and heads.
 
     ``objective`` ``transfer`` is the method (``StyleTransferNet``); ``reconstruction`` trains
     the decoder alone to invert the encoder (``ReconstructionNet``; the transform and
     contrastive arguments are unused). ``contrastive`` is ``wce``, ``ccpl`` or ``none``;
-    ``identity`` adds the identity loss.
+    ``identity`` adds the identity loss, ``structure`` the structure loss.
     ``encoder`` is the pretrained VGG (``glfa.checkpoint.load_encoder``); without one the
     encoder has random weights.
     """
@@ -695,4 +726,5 @@ def build_network(mode: str = "photo", transform: str = "lct", contrastive: str 
     if objective == "reconstruction":
         return ReconstructionNet(encoder, build_decoder(spec), spec)
     loss = None if contrastive == "none" else CONTRASTIVE[contrastive](spec.channels, num_s, num_l, tau)
-    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec, identity)
+    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec, identity,
+                            structure)

@@ -107,6 +107,9 @@ class TrainConfig:
                                           "loss on features: the encoder features of that result against the "
                                           "content's, summed over the layers (0: off)", kind=non_negative_float,
                                           resume=MAY_CHANGE)
+    structure_weight: float = flag(DEFAULT_WEIGHTS.structure, OPTIMISATION, "weight of the structure loss: 1 − "
+                                   "the local correlation of the result's luminance with the content's in 7×7 "
+                                   "windows (0: off)", kind=non_negative_float, resume=MAY_CHANGE)
     tau: float = flag(TAU, OPTIMISATION, "InfoNCE temperature", kind=positive_float, resume=MAY_CHANGE)
     num_s: int = flag(NUM_S, OPTIMISATION, "anchors per layer", kind=positive_int, resume=MAY_CHANGE)
     num_l: int = flag(NUM_L, OPTIMISATION, "contrastive layers (the last ones)", kind=positive_int,
@@ -156,7 +159,8 @@ class TrainConfig:
         has ``--kl_weight`` times it, as in the method."""
         return LossWeights(content=self.content_weight, style=self.style_weight, nce=self.contrastive_weight,
                            kl=self.contrastive_weight * self.kl_weight, pixel=self.pixel_weight,
-                           identity=self.identity_weight, identity_feature=self.identity_feature_weight)
+                           identity=self.identity_weight, identity_feature=self.identity_feature_weight,
+                           structure=self.structure_weight)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes`` (checked like a new config)."""

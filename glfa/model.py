@@ -22,7 +22,8 @@ def build_training_network(config: TrainConfig, device: torch.device) -> Encoder
     network = build_network(config.training_mode, config.transform, config.contrastive, config.num_s,
                             config.num_l, config.tau, encoder=load_encoder(config.vgg, config.training_mode),
                             objective=config.objective,
-                            identity=config.identity_weight + config.identity_feature_weight > 0)
+                            identity=config.identity_weight + config.identity_feature_weight > 0,
+                            structure=config.structure_weight > 0)
     if config.init_decoder:
         network.decoder.load_state_dict(load_decoder(config.init_decoder, config.training_mode).state_dict())
     if config.init_transform:

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import function
 import net
 from net import (CCPL, WCE, build_network, gather_blocks, info_nce, neighbourhood_index, neighbourhood_kl,
                  projected_differences, sample_anchors, sinkhorn_weights)
@@ -509,3 +510,52 @@ def test_identity_losses_compare_the_content_with_itself_in_its_own_style():
         3.0 * expected.item() + 0.5 * features.item(), rel=1e-4)
     network.identity = False
     assert not any(k.startswith("identity") for k in network(content, style, anchors=PHOTO_ANCHORS)[0])
+
+
+def test_local_correlation_matches_a_window_by_window_computation():
+    """Every pixel's value is (cov + c)/(σ₁σ₂ + c) over the box around it, cut at the borders."""
+    gen = torch.Generator().manual_seed(70)
+    first, second = torch.rand(1, 1, 6, 7, generator=gen), torch.rand(1, 1, 6, 7, generator=gen)
+    got = function.local_correlation(first, second, radius=1, stability=0.01)
+    a, b = first[0, 0].double().numpy(), second[0, 0].double().numpy()
+    for y in range(6):
+        for x in range(7):
+            wa, wb = a[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2], b[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+            cov = ((wa - wa.mean()) * (wb - wb.mean())).mean()
+            expected = (cov + 0.01) / (wa.std() * wb.std() + 0.01)
+            assert got[0, 0, y, x].item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_structure_loss_ignores_tone_and_sees_structure():
+    """0 for the content under any increasing brightness/contrast change, almost 2 for its
+    negative, and it falls when an image is optimised against it alone."""
+    content = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(71))
+    assert net.structure_loss(0.4 * content + 0.3, content).item() == pytest.approx(0, abs=1e-3)
+    assert 1.9 < net.structure_loss(1 - content, content).item() < 2     # c pulls −1 in a little
+    gray = net.luma(content).expand(-1, 3, -1, -1)
+    assert net.luma(content).shape == (1, 1, 24, 24)
+    torch.testing.assert_close(net.luma(gray), net.luma(content))       # the luma weights sum to 1
+    image = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(72)).requires_grad_(True)
+    optimiser = torch.optim.Adam([image], lr=0.02)
+    start = net.structure_loss(image, content).item()
+    for _ in range(50):
+        optimiser.zero_grad()
+        loss = net.structure_loss(image, content)
+        loss.backward()
+        optimiser.step()
+    assert start > 0.5 and loss.item() < 0.5 * start
+
+
+def test_structure_loss_is_a_term_of_the_network_when_asked_for():
+    """``structure``: ``structure_loss(result, content)``, weighted by ``--structure_weight``."""
+    from train import parse_args
+    network = make_network("photo", "lct", "wce", seed=73)
+    content, style = _images(seed=74)
+    assert "structure" not in network(content, style, anchors=PHOTO_ANCHORS)[0]
+    network.structure = True
+    losses, result = network(content, style, anchors=PHOTO_ANCHORS)
+    assert losses["structure"].item() == pytest.approx(net.structure_loss(result, content).item(), rel=1e-6)
+    weights = parse_args(["--content_dir", "c", "--style_dir", "s", "--structure_weight", "4"]).loss_weights
+    without = {k: v for k, v in losses.items() if k != "structure"}
+    assert (net.total_loss(losses, weights) - net.total_loss(without, weights)).item() == pytest.approx(
+        4 * losses["structure"].item(), rel=1e-4)

@@ -142,3 +142,9 @@ def test_nonfinite_loss_is_skipped_reported_and_stops_the_run(training_flags: li
     after_3 = load_state_dict(exp / "decoder_iter_3.pth.tar")
     assert all(torch.equal(after_3[k], v) for k, v in state["decoder"].items())
     assert not (exp / "decoder_iter_6.pth.tar").exists()
+
+
+def test_structure_weight_turns_the_structure_loss_on(training_flags: list[str]) -> None:
+    assert not build_training_network(parse_args(training_flags), torch.device("cpu")).structure
+    network = build_training_network(parse_args([*training_flags, "--structure_weight", "2"]), torch.device("cpu"))
+    assert network.structure
