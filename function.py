@@ -207,17 +207,12 @@ def guided_filter(guide: Tensor, source: Tensor, radius: int, eps: float) -> Ten
 # Local structure (the structure loss, ``--structure_weight``)
 # --------------------------------------------------------------------------------------------
 
-def local_correlation(first: Tensor, second: Tensor, radius: int, stability: float) -> Tensor:
-    """The correlation of two ``(N, 1, H, W)`` maps in the ``(2r+1)²`` box around every pixel:
-    ``(cov + c) / (σ₁σ₂ + c)``, SSIM's structure term (Wang et al. 2004), in fp32.
-
-    It is 1 where one map is an increasing affine function of the other in the window, whatever
-    their means and contrasts, so it compares structure and leaves brightness and contrast free.
-    ``stability`` (c) keeps flat windows, where σ₁σ₂ is near 0, from dividing noise by noise.
-    """
+def local_moments(first: Tensor, second: Tensor, radius: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The variances of two ``(N, 1, H, W)`` maps and their covariance in the ``(2r+1)²`` box
+    around every pixel (``box_filter``'s windows), in fp32."""
     first, second = full_precision(first), full_precision(second)
     mean_1, mean_2 = box_filter(first, radius), box_filter(second, radius)
     var_1 = (box_filter(first * first, radius) - mean_1 * mean_1).clamp_min(0)
     var_2 = (box_filter(second * second, radius) - mean_2 * mean_2).clamp_min(0)
-    cov = box_filter(first * second, radius) - mean_1 * mean_2
-    return (cov + stability) / ((var_1 * var_2 + 1e-12).sqrt() + stability)
+    return var_1, var_2, box_filter(first * second, radius) - mean_1 * mean_2
+

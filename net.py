@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from function import (adain_from_stats, bounding_slices, calc_cov, calc_mean_std, full_precision, local_correlation,
+from function import (adain_from_stats, bounding_slices, calc_cov, calc_mean_std, full_precision, local_moments,
                       masked_cov, masked_mean_std, mean_norm)
 
 
@@ -650,11 +650,13 @@ def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
     return F.mse_loss(result_mean, style_mean) + F.mse_loss(result_std, style_std)
 
 
-# BT.601 luma weights; the structure loss's window radius and its stabilising constant
-# (SSIM's c₃ = (0.03 · range)² / 2 for images in [0, 1]).
+# BT.601 luma weights. The structure loss's window radius; its variance floor (a std of 0.001 in
+# [0, 1] units), which keeps flat windows finite; the content variance at which a window counts
+# half (SSIM's (0.03 · range)², below which it treats a window as flat).
 LUMA = (0.299, 0.587, 0.114)
 STRUCTURE_RADIUS = 3
-STRUCTURE_STABILITY = 0.03 ** 2 / 2
+STRUCTURE_FLOOR = 1e-6
+STRUCTURE_TEXTURE = 0.03 ** 2
 
 
 def luma(image: Tensor) -> Tensor:
@@ -664,13 +666,16 @@ def luma(image: Tensor) -> Tensor:
 
 
 def structure_loss(result: Tensor, content: Tensor, radius: int = STRUCTURE_RADIUS) -> Tensor:
-    """1 − the mean local correlation of the result's luminance with the content's, in
-    ``(2r+1)²`` windows: 0 when every window of the result is the content's up to brightness and
-    contrast. Colour and tone, which the style sets, are free; painted-in texture and smeared
-    edges are not."""
-    correlation = local_correlation(luma(full_precision(result)), luma(full_precision(content)), radius,
-                                    STRUCTURE_STABILITY)
-    return 1 - correlation.mean()
+    """1 − the local correlation of the result's luminance with the content's in ``(2r+1)²``
+    windows, averaged with weights ``var_c / (var_c + t)`` that leave out windows where the
+    content is flat. 0 when every window of the result is the content's up to brightness and
+    contrast: colour and tone, which the style sets, are free; painted-in texture and smeared
+    edges are not. Flattening the result never lowers it (the correlation has no additive
+    constant that would reward a flat window)."""
+    var_result, var_content, cov = local_moments(luma(full_precision(result)), luma(full_precision(content)), radius)
+    correlation = cov / ((var_result + STRUCTURE_FLOOR) * (var_content + STRUCTURE_FLOOR)).sqrt()
+    weight = var_content / (var_content + STRUCTURE_TEXTURE)
+    return 1 - (weight * correlation).sum() / weight.sum().clamp_min(1e-12)
 
 
 @dataclass(frozen=True)

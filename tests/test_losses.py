@@ -512,26 +512,36 @@ def test_identity_losses_compare_the_content_with_itself_in_its_own_style():
     assert not any(k.startswith("identity") for k in network(content, style, anchors=PHOTO_ANCHORS)[0])
 
 
-def test_local_correlation_matches_a_window_by_window_computation():
-    """Every pixel's value is (cov + c)/(σ₁σ₂ + c) over the box around it, cut at the borders."""
+def test_local_moments_match_a_window_by_window_computation():
+    """Every pixel's variances and covariance are those of the box around it, cut at the borders;
+    the structure loss is the content-variance-weighted mean correlation built from them."""
     gen = torch.Generator().manual_seed(70)
     first, second = torch.rand(1, 1, 6, 7, generator=gen), torch.rand(1, 1, 6, 7, generator=gen)
-    got = function.local_correlation(first, second, radius=1, stability=0.01)
+    var_1, var_2, cov = function.local_moments(first, second, radius=1)
     a, b = first[0, 0].double().numpy(), second[0, 0].double().numpy()
+    correlations, weights = [], []
     for y in range(6):
         for x in range(7):
             wa, wb = a[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2], b[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
-            cov = ((wa - wa.mean()) * (wb - wb.mean())).mean()
-            expected = (cov + 0.01) / (wa.std() * wb.std() + 0.01)
-            assert got[0, 0, y, x].item() == pytest.approx(expected, abs=1e-5)
+            expected = (wa.var(), wb.var(), ((wa - wa.mean()) * (wb - wb.mean())).mean())
+            for got, value in zip((var_1, var_2, cov), expected):
+                assert got[0, 0, y, x].item() == pytest.approx(value, abs=1e-6)
+            correlations.append(expected[2] / np.sqrt((wa.var() + 1e-6) * (wb.var() + 1e-6)))
+            weights.append(wb.var() / (wb.var() + 0.03 ** 2))
+    grey = lambda m: m.expand(-1, 3, -1, -1)                              # luma of a grey image is itself
+    expected_loss = 1 - np.dot(weights, correlations) / np.sum(weights)
+    assert net.structure_loss(grey(first), grey(second), radius=1).item() == pytest.approx(expected_loss, abs=1e-5)
 
 
 def test_structure_loss_ignores_tone_and_sees_structure():
-    """0 for the content under any increasing brightness/contrast change, almost 2 for its
-    negative, and it falls when an image is optimised against it alone."""
+    """0 for the content under any increasing brightness/contrast change, 2 for its negative, 1
+    for a flat image (flattening earns nothing), and it falls when an image is optimised
+    against it alone."""
     content = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(71))
     assert net.structure_loss(0.4 * content + 0.3, content).item() == pytest.approx(0, abs=1e-3)
-    assert 1.9 < net.structure_loss(1 - content, content).item() < 2     # c pulls −1 in a little
+    assert net.structure_loss(1 - content, content).item() == pytest.approx(2, abs=1e-3)
+    assert net.structure_loss(0.05 * content + 0.5, content).item() == pytest.approx(0, abs=1e-2)
+    assert net.structure_loss(torch.full_like(content, 0.5), content).item() == pytest.approx(1, abs=1e-6)
     gray = net.luma(content).expand(-1, 3, -1, -1)
     assert net.luma(content).shape == (1, 1, 24, 24)
     torch.testing.assert_close(net.luma(gray), net.luma(content))       # the luma weights sum to 1
