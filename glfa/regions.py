@@ -18,7 +18,7 @@ from function import masked_mean_std
 from glfa.autoregions import AutoRegions
 from glfa.errors import UserError
 from glfa.segments import LabelMap, Mask, as_label_map, check_aspect, feature_labels, match_colours
-from glfa.tiles import chunked_masked_mean_std
+from glfa.tiles import chunked_mean_std
 from net import RegionStatistics, StyleStatistics, Transform
 
 # Twice the 32 compressed channels: a 32×32 covariance from fewer positions is rank-deficient or noisy.
@@ -102,7 +102,7 @@ def usable_labels(content: LabelMap, style: LabelMap, border: int = 0) -> tuple[
 
 def masked_statistics(feat: Tensor, mask: Tensor, chunk_rows: int) -> tuple[Tensor, Tensor]:
     """A region's channel means and stds: whole, or ``chunk_rows`` rows at a time (tiled images)."""
-    return chunked_masked_mean_std(feat, mask, chunk_rows) if chunk_rows else masked_mean_std(feat, mask)
+    return chunked_mean_std(feat, chunk_rows, mask) if chunk_rows else masked_mean_std(feat, mask)
 
 
 def region_statistics(transform: Transform, content_feat: Tensor, content: LabelMap, style_feat: Tensor,

@@ -53,30 +53,19 @@ def combine_mean_std(counts: Tensor, means: Tensor, sq_devs: Tensor, eps: float)
     return mean.float(), (sq_dev / (total - 1) + eps).sqrt().float()
 
 
-def chunked_mean_std(feat: Tensor, rows: int, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
-    """``calc_mean_std`` of a large ``(N, C, H, W)`` feature, ``rows`` rows at a time (fp32 chunks)."""
-    chunks = feat.split(rows, dim=2)
-    counts = torch.tensor([float(c.shape[2] * c.shape[3]) for c in chunks], device=feat.device)
-    stats = [torch.var_mean(full_precision(c), dim=(2, 3), correction=0, keepdim=True) for c in chunks]
-    variances, means = (torch.stack(s) for s in zip(*stats))
-    count = counts.view(-1, 1, 1, 1, 1)
-    return combine_mean_std(count, means, variances * count, eps)
-
-
-
-
-def chunked_masked_mean_std(feat: Tensor, mask: Tensor, rows: int, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
-    """``masked_mean_std`` of a large ``(N, C, H, W)`` feature over the ``(H, W)`` bool ``mask``,
-    ``rows`` rows at a time (fp32 chunks), for the region statistics of a tiled image."""
+def chunked_mean_std(feat: Tensor, rows: int, mask: Tensor | None = None,
+                     eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """``calc_mean_std`` of a large ``(N, C, H, W)`` feature, or with a ``(H, W)`` bool ``mask``
+    ``masked_mean_std`` over its positions (a tiled image's region statistics), ``rows`` rows at
+    a time in fp32 chunks; the chunks' moments are then combined exactly."""
+    masks = mask.split(rows, dim=0) if mask is not None else [None] * len(feat.split(rows, dim=2))
     counts, variances, means = [], [], []
-    for chunk, chunk_mask in zip(feat.split(rows, dim=2), mask.split(rows, dim=0)):
-        count = int(chunk_mask.sum())
-        if count:
-            column = full_precision(masked_positions(chunk, chunk_mask))
-            variance, mean = torch.var_mean(column, dim=2, correction=0, keepdim=True)
-            counts.append(float(count))
+    for chunk, chunk_mask in zip(feat.split(rows, dim=2), masks):
+        column = chunk.flatten(2) if chunk_mask is None else masked_positions(chunk, chunk_mask)
+        if column.shape[2]:
+            variance, mean = torch.var_mean(full_precision(column), dim=2, correction=0, keepdim=True)
+            counts.append(float(column.shape[2]))
             variances.append(variance[..., None])
             means.append(mean[..., None])
     count = torch.tensor(counts, device=feat.device).view(-1, 1, 1, 1, 1)
-    variances, means = torch.stack(variances), torch.stack(means)
-    return combine_mean_std(count, means, variances * count, eps)
+    return combine_mean_std(count, torch.stack(means), torch.stack(variances) * count, eps)

@@ -17,7 +17,7 @@ from glfa.images import read_image, to_pil
 from glfa.regions import MIN_REGION_POSITIONS, region_statistics
 from glfa.segments import (LabelMap, as_label_map, check_aspect, colour_labels, feature_labels, majority_pool,
                            match_colours, read_label_map, resize_nearest)
-from glfa.tiles import MIN_TILE_SIZE, chunked_masked_mean_std
+from glfa.tiles import MIN_TILE_SIZE, chunked_mean_std
 from glfa.video import FrameFolder, frame_regions
 from helpers import random_stylizer, run_script, write_model
 from net import SCT, build_transform
@@ -49,7 +49,7 @@ def test_masked_statistics_by_hand():
     np.testing.assert_allclose(mean.flatten(), picked.mean(1))
     np.testing.assert_allclose(std.flatten(), np.sqrt(picked.var(1, ddof=1) + 1e-5))
     np.testing.assert_allclose(masked_cov(feat, mask)[0], picked @ picked.T / picked.shape[1])
-    chunked = chunked_masked_mean_std(feat.float(), mask, rows=1)
+    chunked = chunked_mean_std(feat.float(), rows=1, mask=mask)
     torch.testing.assert_close(chunked[0].double(), mean, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(chunked[1].double(), std, rtol=1e-5, atol=1e-6)
 
