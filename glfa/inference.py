@@ -40,11 +40,12 @@ from glfa.device import autocast, check_precision, configure_backends, resolve_d
 from glfa.errors import UserError
 from glfa.images import as_tensor, to_pil
 from glfa.paths import default_vgg
-from glfa.regions import AutoRegions, Segments, region_requests, region_statistics
+from glfa.regions import (AutoRegions, Segments, masked_statistics, region_requests, region_statistics,
+                          style_statistics)
 from glfa.runfolder import model_files
 from glfa.segments import Mask
 from glfa.smoothing import Smoothing, smooth_tiled, smoothing_option
-from glfa.tiles import MIN_TILE_SIZE, chunked_mean_std, reach, spans
+from glfa.tiles import MIN_TILE_SIZE, reach, spans
 from net import AdaIN, ModeSpec, RegionStatistics, StyleStatistics, Transform, parse_mode
 
 # Automatic tiles: at most this side (px), and small enough for half the free memory at
@@ -250,16 +251,17 @@ class Stylizer:
                     progress.update()
         return feat
 
+    def _chunk_rows(self, tile: int) -> int:
+        """Feature rows a chunk of statistics holds for a tile size (0: untiled, one chunk)."""
+        return max(tile // self.spec.downscale, 1) if tile else 0
+
     def _mean_std(self, feat: Tensor, tile: int) -> tuple[Tensor, Tensor]:
-        if not tile:
-            return calc_mean_std(feat)
-        return chunked_mean_std(feat, max(tile // self.spec.downscale, 1))
+        return masked_statistics(feat, None, self._chunk_rows(tile))
 
     def _style_stats(self, style_feat: Tensor, tile: int) -> StyleStatistics:
         """The transform's statistics of a style feature (its stds taken in chunks when tiled)."""
         with autocast(self.device, self.amp_dtype):
-            stats = self.transform.style_statistics(style_feat)
-        return stats._replace(mean=stats.mean.float(), std=self._mean_std(style_feat, tile)[1])
+            return style_statistics(self.transform, style_feat, chunk_rows=self._chunk_rows(tile))
 
     def _statistics(self, content_size: tuple[int, int], content_feat: Tensor, content_stats: tuple[Tensor, Tensor],
                     style: Tensor, style_feat: Tensor, style_tile: int, chunk_rows: int,
@@ -392,7 +394,7 @@ class Stylizer:
             style_tile = self._tile_for(*style.shape[-2:], tile_size)
             style_feat = self._encode_tiled(style[None].to(self.device), style_tile)
             style_stats.append(self._statistics(content_size, content_feat, content_stats, style, style_feat,
-                                                style_tile, max(tile // self.spec.downscale, 1), request))
+                                                style_tile, self._chunk_rows(tile), request))
             del style_feat
         ds, halo = self.spec.downscale, self.decoder_halo
         feat_tile = tile // ds

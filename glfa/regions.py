@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from function import masked_mean_std
+from function import calc_mean_std, masked_mean_std
 from glfa.autoregions import AutoRegions
 from glfa.errors import UserError
 from glfa.segments import LabelMap, Mask, as_label_map, check_aspect, feature_labels, match_colours
@@ -100,9 +100,20 @@ def usable_labels(content: LabelMap, style: LabelMap, border: int = 0) -> tuple[
     return used, notes
 
 
-def masked_statistics(feat: Tensor, mask: Tensor, chunk_rows: int) -> tuple[Tensor, Tensor]:
-    """A region's channel means and stds: whole, or ``chunk_rows`` rows at a time (tiled images)."""
-    return chunked_mean_std(feat, chunk_rows, mask) if chunk_rows else masked_mean_std(feat, mask)
+def masked_statistics(feat: Tensor, mask: Tensor | None, chunk_rows: int) -> tuple[Tensor, Tensor]:
+    """The channel means and stds of a feature, or of a region of it: whole, or ``chunk_rows``
+    rows at a time (tiled images)."""
+    if chunk_rows:
+        return chunked_mean_std(feat, chunk_rows, mask)
+    return calc_mean_std(feat) if mask is None else masked_mean_std(feat, mask)
+
+
+def style_statistics(transform: Transform, style_feat: Tensor, mask: Tensor | None = None,
+                     chunk_rows: int = 0) -> StyleStatistics:
+    """The transform's statistics of a style feature (or of the region ``mask`` picks), with fp32
+    means and the stds of ``masked_statistics``, so that a tiled style's stds are taken in chunks."""
+    stats = transform.style_statistics(style_feat, mask)
+    return stats._replace(mean=stats.mean.float(), std=masked_statistics(style_feat, mask, chunk_rows)[1])
 
 
 def region_statistics(transform: Transform, content_feat: Tensor, content: LabelMap, style_feat: Tensor,
@@ -124,9 +135,7 @@ def region_statistics(transform: Transform, content_feat: Tensor, content: Label
         mean, std = masked_statistics(content_feat, content_mask, chunk_rows)
         means.append(mean)
         stds.append(std)
-        stats = transform.style_statistics(style_feat, style_mask)
-        styles.append(stats._replace(mean=stats.mean.float(), std=masked_statistics(style_feat, style_mask,
-                                                                                    chunk_rows)[1]))
+        styles.append(style_statistics(transform, style_feat, style_mask, chunk_rows))
     covs = None if styles[0].cov is None else torch.cat([s.cov for s in styles])
     stacked = StyleStatistics(covs, torch.cat([s.mean for s in styles]), torch.cat([s.std for s in styles]))
     return RegionStatistics(index, torch.cat(means), torch.cat(stds), stacked), notes
