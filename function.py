@@ -178,7 +178,8 @@ def guided_filter(guide: Tensor, source: Tensor, radius: int, eps: float) -> Ten
     n, channels, height, width = source.shape
     mean_i, mean_p = box_filter(guide, radius), box_filter(source, radius)
     # cov(I, p) for every guide channel i and source channel c: (N, G, C, H, W)
-    cov_ip = (box_filter((guide[:, :, None] * source[:, None]).flatten(1, 2), radius).view(n, -1, channels, height, width)
+    products = (guide[:, :, None] * source[:, None]).flatten(1, 2)
+    cov_ip = (box_filter(products, radius).view(n, -1, channels, height, width)
               - mean_i[:, :, None] * mean_p[:, None])
     if guide.shape[1] == 1:                                    # grey guide: a scalar ridge regression
         a = cov_ip[:, 0] / (box_filter(guide * guide, radius) - mean_i * mean_i + eps)

@@ -410,7 +410,8 @@ def inference_call(stylizer: Stylizer, size: int, style_size: int) -> Callable[[
     return lambda: stylizer.stylize(content, [style], to_cpu=False)
 
 
-def inference_cost(stylizer: Stylizer, size: int, style_size: int, warmup: int, repeats: int) -> tuple[float, float | None]:
+def inference_cost(stylizer: Stylizer, size: int, style_size: int, warmup: int,
+                   repeats: int) -> tuple[float, float | None]:
     """Median seconds and peak memory (bytes) of ``inference_call``."""
     run = inference_call(stylizer, size, style_size)
     seconds = time_call(run, warmup, repeats)

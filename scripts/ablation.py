@@ -164,8 +164,8 @@ def train_variant(args: argparse.Namespace, v: Variant, path: Path) -> ModelFile
         finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if finished.returncode != 0:
         last = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-1:]
-        raise UserError(f"training {v.name} failed (exit {finished.returncode}): {(last or ['(no output)'])[0].strip()} "
-                        f"- full log in {log_path}")
+        reason = (last or ["(no output)"])[0].strip()
+        raise UserError(f"training {v.name} failed (exit {finished.returncode}): {reason} - full log in {log_path}")
     if not (decoder.is_file() and transform.is_file()):
         raise UserError(f"training {v.name} finished without writing {decoder.name} and {transform.name}")
     print(f"{v.name}: trained {args.max_iter} iterations in {time.perf_counter() - start:.1f} s")
@@ -207,7 +207,8 @@ def comparison_figures(pairs: list[Pair], trained: list[str], evaluation: Path, 
             continue
         rows = [(pair.name, [read_image(pair.content, content_size, long_side=long_side),
                              read_image(pair.style, style_size, long_side=long_side),
-                             *(read_image(evaluation / "results" / variant / f"{pair.name}.png") for variant in chosen)])
+                             *(read_image(evaluation / "results" / variant / f"{pair.name}.png")
+                               for variant in chosen)])
                 for pair in pairs[:count]]
         path = output / f"{name}.jpg"
         contact_sheet(rows, ["content", "style", *(v.replace("_", " + ").upper() for v in chosen)], 192).save(
