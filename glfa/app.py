@@ -41,7 +41,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: E402
 
 from glfa.errors import UserError  # noqa: E402
 from glfa.flagtypes import unit_float  # noqa: E402
-from glfa.images import list_images, to_rgb  # noqa: E402
+from glfa.images import ORIENTATION_TAG, list_images, to_rgb  # noqa: E402
 from glfa.inference import Stylizer  # noqa: E402
 from glfa.paths import EXAMPLES_DIR  # noqa: E402
 
@@ -61,7 +61,6 @@ KINDS = ("content", "style")
 # files too); formats Pillow hands to outside programs through temporary files (EPS) are left out.
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 AVERAGEABLE = ("L", "LA", "RGB", "RGBA")  # modes Pillow's reduce averages correctly
-ORIENTATION_TAG = 0x0112
 TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}

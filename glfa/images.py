@@ -23,6 +23,8 @@ from glfa.errors import UserError
 # (rounding in a conversion; clamped back): well under an 8-bit grey level.
 EXPECTED_INPUT = "a PIL image or a (3, H, W) tensor of floats in [0, 1] (or uint8 in 0-255)"
 RANGE_TOLERANCE = 1e-3
+# The EXIF tag that says how a stored picture turns upright (ImageOps.exif_transpose applies it).
+ORIENTATION_TAG = 0x0112
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
 from glfa.errors import UserError
-from glfa.images import list_images, to_rgb
+from glfa.images import ORIENTATION_TAG, list_images, to_rgb
 
 LABEL_FRACTION = 0.01       # a colour covering at least 1% of the map can be a label
 MERGE_DISTANCE = 24.0       # RGB distance under which a colour is a variant of a more frequent label
@@ -68,12 +68,13 @@ def colour_labels(rgb: np.ndarray) -> np.ndarray:
 
 
 def as_label_map(mask: Mask, source: str = "the map") -> LabelMap:
-    """A segmentation map given as a PIL image (colour-coded), an ``(H, W)`` integer array or
-    tensor of labels, or a ``LabelMap``, as a ``LabelMap``."""
+    """A segmentation map given as a PIL image (colour-coded; turned upright by its EXIF
+    orientation, as photos are), an ``(H, W)`` integer array or tensor of labels, or a
+    ``LabelMap``, as a ``LabelMap``."""
     if isinstance(mask, LabelMap):
         return mask
     if isinstance(mask, Image.Image):
-        rgb = np.asarray(to_rgb(mask))
+        rgb = np.asarray(to_rgb(ImageOps.exif_transpose(mask)))
         return LabelMap(torch.from_numpy(colour_labels(rgb)), colours=True, source=source)
     if isinstance(mask, np.ndarray):
         mask = torch.from_numpy(mask)
@@ -167,11 +168,17 @@ def feature_labels(label_map: LabelMap, image_size: tuple[int, int], feature_siz
 # Map files
 # --------------------------------------------------------------------------------------------
 
+# EXIF orientations 5-8 store the picture turned a quarter: its upright width is the stored height.
+QUARTER_TURNS = (5, 6, 7, 8)
+
+
 def image_size(path: Path) -> tuple[int, int] | None:
-    """``(width, height)`` from an image file's header, None when it is not a readable image."""
+    """Upright ``(width, height)`` from an image file's header (its EXIF orientation applied, as
+    the image readers apply it), None when it is not a readable image."""
     try:
         with Image.open(path) as image:
-            return image.size
+            width, height = image.size
+            return (height, width) if image.getexif().get(ORIENTATION_TAG) in QUARTER_TURNS else (width, height)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
 

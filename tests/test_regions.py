@@ -13,10 +13,10 @@ import glfa.autoregions as autoregions
 from function import calc_mean_std, masked_cov, masked_mean_std
 from glfa.errors import UserError
 from glfa.eval import Configured, ModelFiles, evaluate, find_pairs, with_segments
-from glfa.images import read_image, to_pil
+from glfa.images import ORIENTATION_TAG, read_image, to_pil
 from glfa.regions import MIN_REGION_POSITIONS, region_statistics
 from glfa.segments import (LabelMap, as_label_map, check_aspect, colour_labels, feature_labels, majority_pool,
-                           match_colours, read_label_map, resize_nearest)
+                           check_map_file, match_colours, read_label_map, resize_nearest)
 from glfa.tiles import MIN_TILE_SIZE, chunked_mean_std
 from glfa.video import FrameFolder, frame_regions
 from helpers import random_stylizer, run_script, write_model
@@ -398,3 +398,27 @@ def test_eval_region_rows_take_the_models_alpha():
         torch.testing.assert_close(half, stylizer.stylize(content, [style], alpha=0.5, **options), rtol=0, atol=1e-6)
         full = Configured(stylizer, 1.0, with_maps=not auto, auto_regions=auto).stylize(content, [style], maps)
         assert (half - full).abs().max() > 1e-2
+
+
+def test_maps_follow_their_photos_exif_orientation(tmp_path: Path) -> None:
+    """A photo stored sideways with EXIF orientation 6 is read upright, so a map drawn over the
+    upright photo fits it; a map stored sideways with the same tag is turned upright too."""
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = 6                                    # turn a quarter clockwise to view
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (60, 40), "grey").save(photo, exif=exif)   # stored 60×40, upright 40×60
+    upright_map = tmp_path / "upright.png"
+    Image.new("RGB", (40, 60), "red").save(upright_map)
+    check_map_file(upright_map, photo, "content")
+    assert read_image(photo).shape[-2:] == (60, 40)
+    stored_map = tmp_path / "stored.png"
+    Image.new("RGB", (60, 40), "red").save(stored_map)           # drawn over the stored, sideways picture
+    with pytest.raises(UserError, match="aspect"):
+        check_map_file(stored_map, photo, "content")
+    upright = np.zeros((60, 40, 3), np.uint8)
+    upright[:30] = (255, 0, 0)                                   # top half red, bottom half blue
+    upright[30:] = (0, 0, 255)
+    sideways = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)   # stored as 60 wide, 40 high
+    sideways.getexif()[ORIENTATION_TAG] = 6
+    labels = as_label_map(sideways).labels
+    assert labels.shape == (60, 40) and labels[0, 0] == 0xFF0000 and labels[-1, 0] == 0x0000FF
