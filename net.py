@@ -607,14 +607,14 @@ class StyleTransferNet(EncoderDecoder):
     With ``identity``, also SANet's identity losses of the content transferred to its own style,
     ``decoder(transform(c, c))``, which should give the content back: ``identity``, their pixel
     MSE, and ``identity_feature``, the MSE of their features summed over the used layers. They
-    keep the decoder sharp where the losses above do not look. With ``structure``, also
-    ``structure``: the structure loss between the result's luminance and the content's
-    (``structure_loss``), which keeps the photo's local structure in the pixels themselves.
+    keep the decoder sharp where the losses above do not look. With ``structure`` (the name of
+    its terms), also ``structure``: the structure loss between the result's luminance and the
+    content's (``structure_loss``), which keeps the photo's local structure in the pixels.
     """
 
     def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: nn.Module,
                  contrastive: CCPL | None, mode: str | ModeSpec = "photo", identity: bool = False,
-                 structure: bool = False):
+                 structure: str | None = None):
         super().__init__(encoder, decoder, mode)
         self.transform, self.contrastive, self.identity = transform, contrastive, identity
         self.structure = structure
@@ -639,7 +639,7 @@ class StyleTransferNet(EncoderDecoder):
             losses["identity_feature"] = sum(F.mse_loss(i.float(), c.float()) for i, c in
                                              zip(self.encode_with_intermediate(itself), content_feats))
         if self.structure:
-            losses["structure"] = structure_loss(result, content)
+            losses["structure"] = structure_loss(result, content, terms=self.structure)
         return losses, result
 
 
@@ -665,7 +665,29 @@ def luma(image: Tensor) -> Tensor:
     return (image * weights).sum(1, keepdim=True)
 
 
-def structure_loss(result: Tensor, content: Tensor, radius: int = STRUCTURE_RADIUS) -> Tensor:
+STRUCTURE_TERMS = ("correlation", "contrast_structure")
+
+
+def structure_loss(result: Tensor, content: Tensor, radius: int = STRUCTURE_RADIUS,
+                   terms: str = "correlation") -> Tensor:
+    """The structure loss of ``terms``: ``correlation`` (below) or ``contrast_structure``
+    (``contrast_structure_loss``)."""
+    if terms not in STRUCTURE_TERMS:
+        raise ValueError(f"unknown structure terms {terms!r}: use 'correlation' or 'contrast_structure'")
+    loss = correlation_loss if terms == "correlation" else contrast_structure_loss
+    return loss(result, content, radius)
+
+
+def contrast_structure_loss(result: Tensor, content: Tensor, radius: int = STRUCTURE_RADIUS) -> Tensor:
+    """1 − the mean over ``(2r+1)²`` windows of SSIM without its brightness term,
+    ``(2·cov + t) / (var_r + var_c + t)``: the result's luminance must follow the content's in
+    structure and in local contrast, so texture in the content's flat areas costs as much as lost
+    edges; the brightness, and so the tone the style sets, stays free."""
+    var_result, var_content, cov = local_moments(luma(full_precision(result)), luma(full_precision(content)), radius)
+    return 1 - ((2 * cov + STRUCTURE_TEXTURE) / (var_result + var_content + STRUCTURE_TEXTURE)).mean()
+
+
+def correlation_loss(result: Tensor, content: Tensor, radius: int = STRUCTURE_RADIUS) -> Tensor:
     """1 − the local correlation of the result's luminance with the content's in ``(2r+1)²``
     windows, averaged with weights ``var_c / (var_c + t)`` that leave out windows where the
     content is flat. 0 when every window of the result is the content's up to brightness and
@@ -712,13 +734,13 @@ OBJECTIVES = ("transfer", "reconstruction")
 def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
                   num_s: int = NUM_S, num_l: int = NUM_L, tau: float = TAU,
                   encoder: nn.Sequential | None = None, objective: str = "transfer",
-                  identity: bool = False, structure: bool = False) -> EncoderDecoder:
+                  identity: bool = False, structure: str | None = None) -> EncoderDecoder:
     """A training network with freshly initialised decoder, transform and heads.
 
     ``objective`` ``transfer`` is the method (``StyleTransferNet``); ``reconstruction`` trains
     the decoder alone to invert the encoder (``ReconstructionNet``; the transform and
     contrastive arguments are unused). ``contrastive`` is ``wce``, ``ccpl`` or ``none``;
-    ``identity`` adds the identity loss, ``structure`` the structure loss.
+    ``identity`` adds the identity loss, ``structure`` (``STRUCTURE_TERMS``) the structure loss.
     ``encoder`` is the pretrained VGG (``glfa.checkpoint.load_encoder``); without one the
     encoder has random weights.
     """

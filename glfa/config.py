@@ -16,7 +16,7 @@ from glfa.device import AMP_CHOICES
 from glfa.errors import UserError
 from glfa.flagtypes import mode_name, non_negative_float, non_negative_int, positive_float, positive_int
 from glfa.paths import REPO_ROOT
-from net import CONTRASTIVE, NUM_L, NUM_S, OBJECTIVES, TAU, TRANSFORMS, LossWeights, parse_mode
+from net import CONTRASTIVE, NUM_L, NUM_S, OBJECTIVES, STRUCTURE_TERMS, TAU, TRANSFORMS, LossWeights, parse_mode
 
 MUST_MATCH, MAY_CHANGE = "must match", "may change"
 LR_SCHEDULES = ("reference", "cosine", "linear")
@@ -110,6 +110,9 @@ class TrainConfig:
     structure_weight: float = flag(DEFAULT_WEIGHTS.structure, OPTIMISATION, "weight of the structure loss: 1 − "
                                    "the local correlation of the result's luminance with the content's in 7×7 "
                                    "windows (0: off)", kind=non_negative_float, resume=MAY_CHANGE)
+    structure_terms: str = flag("correlation", OPTIMISATION, "the structure loss's terms: correlation (structure "
+                                "only, local contrast free) or contrast_structure (SSIM without brightness: "
+                                "texture in flat areas costs too)", resume=MAY_CHANGE, choices=STRUCTURE_TERMS)
     tau: float = flag(TAU, OPTIMISATION, "InfoNCE temperature", kind=positive_float, resume=MAY_CHANGE)
     num_s: int = flag(NUM_S, OPTIMISATION, "anchors per layer", kind=positive_int, resume=MAY_CHANGE)
     num_l: int = flag(NUM_L, OPTIMISATION, "contrastive layers (the last ones)", kind=positive_int,

@@ -556,15 +556,40 @@ def test_structure_loss_ignores_tone_and_sees_structure():
     assert start > 0.5 and loss.item() < 0.5 * start
 
 
+def test_contrast_structure_loss_also_penalises_texture_where_the_content_is_flat():
+    """SSIM without brightness, by hand on one window; unlike the correlation, it costs texture
+    painted over a flat content and a flattened result alike."""
+    gen = torch.Generator().manual_seed(75)
+    first, second = torch.rand(1, 1, 5, 5, generator=gen), torch.rand(1, 1, 5, 5, generator=gen)
+    a, b = first.double().numpy().ravel(), second.double().numpy().ravel()
+    t = 0.03 ** 2
+    by_hand = 1 - (2 * np.cov(a, b, bias=True)[0, 1] + t) / (a.var() + b.var() + t)
+    # radius 2 on a 5×5 map: the centre's window is the whole map; compare there.
+    var_1, var_2, cov = function.local_moments(first, second, radius=2)
+    assert (1 - (2 * cov + t) / (var_1 + var_2 + t))[0, 0, 2, 2].item() == pytest.approx(by_hand, abs=1e-5)
+    flat = torch.full((1, 3, 24, 24), 0.5)
+    texture = 0.5 + 0.2 * torch.rand(1, 3, 24, 24, generator=gen)
+    # Over a flat content the correlation has no say: texture and a flat result score the same.
+    assert net.correlation_loss(texture, flat).item() == net.correlation_loss(flat + 0.1, flat).item()
+    assert net.contrast_structure_loss(texture, flat).item() > 0.5
+    assert net.contrast_structure_loss(flat, texture).item() > 0.5         # and flattening costs too
+    assert net.contrast_structure_loss(texture + 0.1, texture).item() < 1e-6   # brightness is free
+
+
 def test_structure_loss_is_a_term_of_the_network_when_asked_for():
     """``structure``: ``structure_loss(result, content)``, weighted by ``--structure_weight``."""
     from train import parse_args
     network = make_network("photo", "lct", "wce", seed=73)
     content, style = _images(seed=74)
     assert "structure" not in network(content, style, anchors=PHOTO_ANCHORS)[0]
-    network.structure = True
+    network.structure = "correlation"
     losses, result = network(content, style, anchors=PHOTO_ANCHORS)
     assert losses["structure"].item() == pytest.approx(net.structure_loss(result, content).item(), rel=1e-6)
+    network.structure = "contrast_structure"
+    other, result = network(content, style, anchors=PHOTO_ANCHORS)
+    assert other["structure"].item() == pytest.approx(net.contrast_structure_loss(result, content).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="structure terms"):
+        net.structure_loss(result, content, terms="ssim")
     weights = parse_args(["--content_dir", "c", "--style_dir", "s", "--structure_weight", "4"]).loss_weights
     without = {k: v for k, v in losses.items() if k != "structure"}
     assert (net.total_loss(losses, weights) - net.total_loss(without, weights)).item() == pytest.approx(

@@ -147,4 +147,6 @@ def test_nonfinite_loss_is_skipped_reported_and_stops_the_run(training_flags: li
 def test_structure_weight_turns_the_structure_loss_on(training_flags: list[str]) -> None:
     assert not build_training_network(parse_args(training_flags), torch.device("cpu")).structure
     network = build_training_network(parse_args([*training_flags, "--structure_weight", "2"]), torch.device("cpu"))
-    assert network.structure
+    assert network.structure == "correlation"
+    flags = [*training_flags, "--structure_weight", "2", "--structure_terms", "contrast_structure"]
+    assert build_training_network(parse_args(flags), torch.device("cpu")).structure == "contrast_structure"
