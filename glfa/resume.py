@@ -104,6 +104,19 @@ def git_commit(folder: Path = REPO_ROOT) -> str:
     return lines[1]
 
 
+def git_modified(folder: Path = REPO_ROOT) -> list[str] | None:
+    """Tracked files of ``folder``'s checkout that differ from its commit (a run started from an
+    uncommitted tree says which files the commit does not account for), None outside git."""
+    if git_commit(folder) == "unknown":
+        return None
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sorted(line[3:] for line in done.stdout.splitlines() if line.strip()) if done.returncode == 0 else None
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a file, hexadecimal."""
     digest = hashlib.sha256()
@@ -114,9 +127,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def run_record(config: TrainConfig, vgg: str | os.PathLike) -> dict:
-    """What produces this run's saves: the code's commit, the library versions, the settings and
-    the encoder file's fingerprint (each save adds its iteration, files and elapsed time)."""
-    return {"git_commit": git_commit(),
+    """What produces this run's saves: the code's commit and the tracked files changed since, the
+    library versions, the settings and the encoder file's fingerprint (each save adds its
+    iteration, files and elapsed time)."""
+    return {"git_commit": git_commit(), "git_modified": git_modified(),
             "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
                          "torchvision": str(torchvision.__version__)},  # plain str: torch's is a subclass
             "args": config.as_record(), "vgg_sha256": file_sha256(vgg)}

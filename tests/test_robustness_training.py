@@ -22,7 +22,7 @@ import glfa.train as training
 from glfa.checkpoint import load_training_state, save_state_dict, save_training_state
 from glfa.cli import run_main
 from glfa.errors import UserError
-from glfa.resume import git_commit
+from glfa.resume import git_commit, git_modified
 from glfa.runfolder import RunFolder
 from net import StyleTransferNet, build_encoder
 from train import parse_args
@@ -264,6 +264,21 @@ def test_every_save_records_what_produced_it(training_flags: list[str], training
     elapsed = [record["elapsed_seconds"] for record in records]
     assert 0 < elapsed[0] < elapsed[1] < elapsed[2]                 # cumulative across the resume
     assert git_commit(tmp_path) == "unknown"
+
+
+def test_the_record_names_tracked_files_changed_since_the_commit(tmp_path: Path) -> None:
+    """A run started from an uncommitted tree says which files its commit does not account for."""
+    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "net.py").write_text("a = 1\n")
+    (tmp_path / "sampler.py").write_text("b = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    assert git_modified(tmp_path) == []
+    (tmp_path / "net.py").write_text("a = 2\n")
+    (tmp_path / "notes.txt").write_text("untracked files are not code the run used\n")
+    assert git_modified(tmp_path) == ["net.py"]
+    assert git_modified(tmp_path / "notes.txt") is None and git_modified(tmp_path.parent) is None
 
 
 def test_a_training_state_without_a_record_still_resumes(saved_state: dict, training_flags: list[str],
