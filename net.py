@@ -651,8 +651,9 @@ def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
 
 
 # BT.601 luma weights. The structure loss's window radius; its variance floor (a std of 0.001 in
-# [0, 1] units), which keeps flat windows finite; the content variance at which a window counts
-# half (SSIM's (0.03 · range)², below which it treats a window as flat).
+# [0, 1] units), which keeps flat windows finite; SSIM's C₂ = (0.03 · range)², the variance below
+# which a window counts as flat (the correlation form's half-weight point, the contrast-structure
+# form's stabiliser).
 LUMA = (0.299, 0.587, 0.114)
 STRUCTURE_RADIUS = 3
 STRUCTURE_FLOOR = 1e-6
