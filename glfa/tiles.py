@@ -58,9 +58,10 @@ def chunked_mean_std(feat: Tensor, rows: int, mask: Tensor | None = None,
     """``calc_mean_std`` of a large ``(N, C, H, W)`` feature, or with a ``(H, W)`` bool ``mask``
     ``masked_mean_std`` over its positions (a tiled image's region statistics), ``rows`` rows at
     a time in fp32 chunks; the chunks' moments are then combined exactly."""
-    masks = mask.split(rows, dim=0) if mask is not None else [None] * len(feat.split(rows, dim=2))
+    chunks = feat.split(rows, dim=2)
+    masks = mask.split(rows, dim=0) if mask is not None else [None] * len(chunks)
     counts, variances, means = [], [], []
-    for chunk, chunk_mask in zip(feat.split(rows, dim=2), masks):
+    for chunk, chunk_mask in zip(chunks, masks):
         column = chunk.flatten(2) if chunk_mask is None else masked_positions(chunk, chunk_mask)
         if column.shape[2]:
             variance, mean = torch.var_mean(full_precision(column), dim=2, correction=0, keepdim=True)
