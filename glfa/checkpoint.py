@@ -1,4 +1,6 @@
-"""The one way to save and load weights, used by training, testing and evaluation.
+"""The one loader and saver of weights and training states as files (safely, atomically, with
+clear errors), used by training, testing and evaluation; what a training state holds is
+``glfa.trainingstate``'s.
 
 Reference layout: ``decoder_iter_N.pth.tar`` and ``lct_iter_N.pth.tar`` hold plain
 state dicts. Decoder keys are the child indexes of the full 29-child layout (a photo-mode
@@ -115,13 +117,10 @@ def _missing_file_hint(path: Path) -> str:
 
 
 TRAINING_STATE_FORMAT = "glfa-training-state-1"
-# The entries of a training state and their types (``metadata``, the record of what produced it, is optional).
-TRAINING_STATE_ENTRIES = {"iteration": int, "draws": int, "world_size": int, "decoder": dict, "transform": dict,
-                          "heads": dict, "optimizer": dict, "scaler": dict, "args": dict}
 
 
 def save_training_state(state: dict, path: str | os.PathLike) -> None:
-    """Write a training state (weights, optimiser, iteration, arguments; see glfa/train.py)
+    """Write a training state (weights, optimiser, iteration, arguments; see glfa/trainingstate.py)
     atomically. It must hold only tensors and plain Python values, so it loads back with
     ``weights_only``."""
     atomic_save({"format": TRAINING_STATE_FORMAT, **state}, path)
@@ -134,27 +133,6 @@ def load_training_state(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} is not a training state written by train.py "
                               "(decoder/transform weights cannot be resumed from)")
     return state
-
-
-def check_training_state(state: dict, path: str | os.PathLike) -> None:
-    """A training state to resume must hold every entry with its type (a damaged file otherwise);
-    the weights' shapes and values are checked as they are loaded (``fit_weights``)."""
-    for key, kind in TRAINING_STATE_ENTRIES.items():
-        if key not in state:
-            raise CheckpointError(f"{path} is damaged: it has no {key!r}")
-        value = state[key]
-        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
-            expected = "a non-negative integer" if kind is int else "a dict"
-            raise CheckpointError(f"{path} is damaged: its {key!r} is {value!r:.40}, expected {expected}")
-    for key in ("decoder", "transform", "heads"):
-        wrong = [name for name, value in state[key].items() if not isinstance(value, Tensor)]
-        if wrong:
-            raise CheckpointError(f"{path} is damaged: its {key} weight {wrong[0]!r} is not a tensor")
-    optimizer = state["optimizer"]
-    if not (isinstance(optimizer.get("state"), dict) and isinstance(optimizer.get("param_groups"), list)):
-        raise CheckpointError(f"{path} is damaged: its optimizer state has no 'state' and 'param_groups'")
-    if not isinstance(state.get("metadata", {}), dict):
-        raise CheckpointError(f"{path} is damaged: its 'metadata' is not a dict")
 
 
 def fit_weights(module: nn.Module, state: dict[str, Tensor], path: str | os.PathLike, what: str,

@@ -10,8 +10,6 @@ from torch import Tensor, nn
 from glfa.checkpoint import check_weights
 from sampler import ITERATION_STREAM, mixed_seed
 
-LR_SCHEDULES = ("reference", "cosine", "linear")
-
 
 def learning_rate(base_lr: float, lr_decay: float, iteration: int, schedule: str = "reference",
                   max_iter: int = 1, min_lr: float = 0.0, warmup_iters: int = 0) -> float:

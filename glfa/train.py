@@ -31,21 +31,22 @@ from typing import Iterator
 
 import torch
 from tensorboardX import SummaryWriter
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from glfa.checkpoint import CheckpointError, atomic_write, fit_weights, save_json, save_state_dict, save_training_state
+from glfa.checkpoint import CheckpointError, atomic_write, save_json, save_state_dict
 from glfa.config import TrainConfig
 from glfa.data import make_loader
 from glfa.device import autocast_dtype, configure_backends
 from glfa.distributed import Process, end_process, from_main, global_values, start_process, wait_for_all
 from glfa.errors import UserError
-from glfa.model import build_training_network, contrastive_of, forward_backward, trained_modules, wrap_for_training
-from glfa.resume import check_optimizer_state, note_encoder_change, read_resume_state, run_record
+from glfa.model import build_training_network, forward_backward, trained_modules, wrap_for_training
+from glfa.provenance import run_record
 from glfa.runfolder import RunFolder
 from glfa.schedule import WeightAverage, iteration_seed, learning_rate, seed_everything
 from glfa.signals import StopSignals
+from glfa.trainingstate import read_resume_state, restore_training_state, write_training_state
 
 
 class TrainingDiverged(UserError):
@@ -78,7 +79,7 @@ class Trainer:
         self.elapsed_before = self.cpu_before = 0.0  # the wall and CPU seconds of the runs this one continues
         self.steps_taken = self.nonfinite_in_row = 0
         if resumed:
-            self.restore(*resumed)
+            restore_training_state(self, *resumed)
         self.model = wrap_for_training(self.network, config.compile, process)
         loader = (config.image_size, config.crop_size, config.batch_size, config.n_threads, process)
         self.content_loader, self.content_images = make_loader(config.content_dir, *loader, config.seed, self.draws)
@@ -243,53 +244,6 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def state(self, metadata: dict) -> dict:
-        """Everything a resumed run needs, as tensors and plain values (``weights_only``-safe),
-        with ``metadata``, the record of what produced it."""
-        contrastive = contrastive_of(self.network)
-        state = {
-            "iteration": self.iteration,
-            "draws": self.draws,  # images each rank has taken from each loader
-            "world_size": self.process.world_size,
-            "decoder": cpu_weights(self.network.decoder),
-            "transform": cpu_weights(self.trained["transform"]) if "transform" in self.trained else {},
-            "heads": cpu_weights(contrastive) if contrastive is not None else {},
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "args": self.config.as_record(),
-            "metadata": metadata,
-        }
-        if self.average is not None:
-            state["average"] = self.average.state_dict()
-        return state
-
-    def restore(self, state: dict, path: str) -> None:
-        """Continue from a training state, its weights and moments checked (shapes, finite values)."""
-        fit_weights(self.network.decoder, state["decoder"], path, "decoder")
-        if "transform" in self.trained:
-            fit_weights(self.trained["transform"], state["transform"], path,
-                        f"{self.config.transform.upper()} transform")
-        if contrastive_of(self.network) is not None:
-            fit_weights(self.network.contrastive, state["heads"], path, "projection heads")
-        if self.average is not None and "average" in state:
-            self.average.load_state_dict(state["average"], path)
-        elif self.average is not None:
-            self.average = WeightAverage(self.trained, self.config.ema)
-            print(f"note: {path} holds no weight average; --ema starts one at iteration {state['iteration']}")
-        check_optimizer_state(self.optimizer, state["optimizer"], path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state["scaler"] and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
-        self.iteration, self.draws = state["iteration"], state["draws"]
-        metadata = state.get("metadata", {})
-        self.elapsed_before = float(metadata.get("elapsed_seconds", 0.0))
-        self.cpu_before = float(metadata.get("cpu_seconds", 0.0))
-        if state["world_size"] != self.process.world_size and self.process.is_main:
-            print(f"note: resuming with {self.process.world_size} process(es) instead of {state['world_size']}: "
-                  "the data order is not the one the saved run would have followed")
-        if self.process.is_main:
-            note_encoder_change(state, self.config, self.record["vgg_sha256"])
-
     @contextlib.contextmanager
     def saving(self) -> Iterator[None]:
         """A failed save (a full disk…) ends the run with one line saying how to continue."""
@@ -308,7 +262,7 @@ class Trainer:
             metadata = {"iteration": self.iteration, "elapsed_seconds": round(elapsed, 3), "cpu_seconds": round(cpu, 3),
                         "files": [*written, path.name], **self.record}
             with self.saving():
-                save_training_state(self.state(metadata), path)
+                write_training_state(self, metadata, path)
                 save_json(metadata, self.folder.record(self.iteration))
             self.folder.prune_states(self.config.keep_last, self.iteration)
             self.saved_iteration = self.iteration
@@ -344,10 +298,6 @@ def save_grid(content: Tensor, style: Tensor | None, result: Tensor, path: Path)
     """Rows of content, style (none when reconstructing) and result images for a quick look at progress."""
     rows = torch.cat([image for image in (content, style, result.float().clamp(0, 1)) if image is not None]).cpu()
     atomic_write(path, lambda file: save_image(rows, file, nrow=content.shape[0], format="png"))
-
-
-def cpu_weights(module: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
 def train(config: TrainConfig) -> int:

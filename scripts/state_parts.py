@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from glfa.checkpoint import CheckpointError, atomic_save, check_training_state, load_training_state, safe_load
+from glfa.checkpoint import CheckpointError, atomic_save, load_training_state, safe_load
 from glfa.cli import command_parser, run_main
 from glfa.errors import UserError
 from glfa.flagtypes import positive_float
+from glfa.trainingstate import check_training_state
 
 PART_FORMAT = "glfa-training-state-part-1"
 

@@ -22,7 +22,7 @@ import glfa.train as training
 from glfa.checkpoint import load_training_state, save_state_dict, save_training_state
 from glfa.cli import run_main
 from glfa.errors import UserError
-from glfa.resume import git_commit, git_modified
+from glfa.provenance import git_commit, git_modified
 from glfa.runfolder import RunFolder
 from net import StyleTransferNet, build_encoder
 from train import parse_args
