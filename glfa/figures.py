@@ -1,8 +1,12 @@
-"""Figures drawn with Pillow: labelled comparisons with zoomed insets, contact sheets, line
-charts, strips of frames and animated GIFs. Images come in as ``(3, H, W)`` tensors in [0, 1]."""
+"""Figures: labelled comparisons with zoomed insets, contact sheets, strips of frames and animated
+GIFs drawn with Pillow, and line charts with matplotlib. Images come in as ``(3, H, W)`` tensors
+in [0, 1]."""
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
@@ -11,9 +15,9 @@ from glfa.images import to_pil
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
 INSET_OUTLINE = (255, 40, 40)
-SERIES_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189))
 LABEL_HEIGHT = 22
 GAP = 6
+CHART_DPI = 100
 
 
 def font(size: int = 14) -> ImageFont.ImageFont:
@@ -123,50 +127,34 @@ def contact_sheet(rows: list[tuple[str, list[Tensor]]], column_labels: list[str]
 
 def line_chart(series: dict[str, list[float]], title: str, x_label: str, y_label: str,
                size: tuple[int, int] = (640, 360), x: list[float] | None = None) -> Image.Image:
-    """A plain line chart of one or more equally long series against ``x`` (default: their
-    1-based index)."""
-    width, height = size
-    margin_left, margin_right, margin_top, margin_bottom = 70, 20, 40, 50
-    plot = (margin_left, margin_top, width - margin_right, height - margin_bottom)
-    values = np.array([v for vs in series.values() for v in vs], dtype=np.float64)
-    low, high = 0.0, float(values.max()) if values.size else 1.0
-    high = high * 1.05 if high > 0 else 1.0
-    count = max(len(vs) for vs in series.values())
-    x = list(range(1, count + 1)) if x is None else x
-    x_low, x_high = min(x), max(x) if max(x) > min(x) else min(x) + 1
+    """A line chart of one or more series against ``x`` (default: their 1-based index), as an
+    image of ``size`` pixels (``chart_figure`` draws it)."""
+    canvas = FigureCanvasAgg(chart_figure(series, title, x_label, y_label, size, x))
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
 
-    canvas = Image.new("RGB", size, BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    typeface, small = font(15), font(11)
-    _centred_text(draw, (0, 0, width, margin_top - 10), title, typeface)
-    _centred_text(draw, (plot[0], height - 22, plot[2], height - 4), x_label, small)
-    draw.text((4, margin_top - 22), y_label, fill=TEXT, font=small)
-    draw.rectangle(plot, outline=TEXT)
 
-    def to_xy(index: int, value: float) -> tuple[float, float]:
-        across = plot[0] + (x[index] - x_low) / (x_high - x_low) * (plot[2] - plot[0])
-        return across, plot[3] - (value - low) / (high - low) * (plot[3] - plot[1])
-
-    for tick in np.linspace(low, high, 5):
-        _, y = to_xy(0, tick)
-        draw.line((plot[0] - 4, y, plot[0], y), fill=TEXT)
-        draw.text((plot[0] - 6, y), f"{tick:.3g}", fill=TEXT, font=small, anchor="rm")
-    for index in sorted({0, count - 1, (count - 1) // 2}):
-        across, _ = to_xy(index, low)
-        draw.line((across, plot[3], across, plot[3] + 4), fill=TEXT)
-        label = str(int(x[index])) if float(x[index]).is_integer() else f"{x[index]:.3g}"
-        draw.text((across, plot[3] + 6), label, fill=TEXT, font=small, anchor="mt")
-    for row, (name, vs) in enumerate(series.items()):
-        colour = SERIES_COLOURS[row % len(SERIES_COLOURS)]
-        points = [to_xy(i, v) for i, v in enumerate(vs)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        for px, py in points:
-            draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
-        legend_y = plot[1] + 8 + row * 16
-        draw.line((plot[0] + 10, legend_y, plot[0] + 30, legend_y), fill=colour, width=3)
-        draw.text((plot[0] + 36, legend_y), name, fill=TEXT, font=small, anchor="lm")
-    return canvas
+def chart_figure(series: dict[str, list[float]], title: str, x_label: str, y_label: str,
+                 size: tuple[int, int], x: list[float] | None) -> Figure:
+    """``line_chart``'s matplotlib figure: both axes scaled to the data, with readable ticks."""
+    figure = Figure(figsize=(size[0] / CHART_DPI, size[1] / CHART_DPI), dpi=CHART_DPI, layout="constrained")
+    axes = figure.add_subplot()
+    for name, values in series.items():
+        across = list(range(1, len(values) + 1)) if x is None else x[:len(values)]
+        axes.plot(across, values, marker="o", markersize=3, linewidth=1.5, label=name)
+    axes.set_title(title)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.margins(x=0.03, y=0.12)
+    axes.grid(color="0.9")
+    if x is None or all(float(value).is_integer() for value in x):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    formatter = ScalarFormatter(useMathText=True)   # small values as 9.0 … with a ×10⁻⁴ above the axis
+    formatter.set_powerlimits((-3, 4))
+    axes.yaxis.set_major_formatter(formatter)
+    if len(series) > 1:
+        axes.legend(frameon=False)
+    return figure
 
 
 def image_rows(rows: list[tuple[str, list[Tensor]]], height: int = 96) -> Image.Image:
