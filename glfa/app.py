@@ -8,17 +8,20 @@ file that declares a huge image costs neither gigabytes nor minutes. Gradio itse
 upload, and the images it shows, in a private temporary folder that is emptied as files age and
 removed when the server stops. ``RequestGuard`` answers only the page's own requests: a foreign
 ``Host`` (DNS rebinding) or ``Origin`` (another web page) is refused, as are bodies over the upload
-limit; uvicorn serves it, with a time limit on request headers. Nothing is loaded from outside:
-no CDN, fonts, telemetry, version check or share link.
+limit and requests naming a file the demo does not hold (``DemoFiles``: Gradio would read, copy or
+fetch whatever path or URL an API call names); uvicorn serves it, with a time limit on request
+headers. Nothing is loaded from outside: no CDN, fonts, telemetry, version check or share link.
 """
 import argparse
 import asyncio
 import html
 import io
 import ipaddress
+import json
 import os
 import signal
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -48,7 +51,8 @@ from glfa.paths import EXAMPLES_DIR  # noqa: E402
 MAX_SIDE = 1024                   # px: longer photos are scaled down to this
 MAX_PIXELS = 100_000_000          # pixels one photo may decode to (4 bytes each at most)
 MAX_UPLOAD = 50 * 2**20           # bytes in one uploaded file (Gradio's max_file_size)
-FORM_SLACK = 2**20                # bytes a request may carry beyond one file: its form fields
+FORM_SLACK = 2**20                # bytes a request may carry beyond one file: its form fields; any other body
+UPLOAD_ROUTE = "/gradio_api/upload"  # the one route whose body is a file
 HEADER_TIMEOUT = 10.0             # s a client has to send a request's headers
 MAX_CONNECTIONS = 64              # connections and requests at once; more get a 503
 QUEUE_SIZE = 16                   # requests waiting for the model; more are turned away
@@ -258,14 +262,59 @@ def host_allowed(host: str, port: int) -> bool:
     return True
 
 
+class DemoFiles:
+    """The files a request may name: those uploaded to the demo (Gradio's private folder, where it
+    also keeps its copies of the test photos) and the test photos themselves; each a regular file
+    of at most ``max_bytes``. A path is judged on its name first (resolved, links followed), so a
+    file elsewhere is refused alike whether it exists or not, and nothing is opened: a device or a
+    FIFO never blocks the server."""
+
+    def __init__(self, folder: str | Path, examples: list[Path], max_bytes: int):
+        self.folder = Path(folder).resolve()
+        self.examples = frozenset(path.resolve() for path in examples)
+        self.max_bytes = max_bytes
+
+    def allowed(self, path: object) -> bool:
+        """Whether ``path`` (a file reference's path, as a request gives it) names such a file."""
+        if not isinstance(path, str) or "\0" in path:
+            return False
+        resolved = Path(os.path.abspath(path)).resolve()
+        if resolved not in self.examples and not resolved.is_relative_to(self.folder):
+            return False
+        try:
+            info = resolved.stat()
+        except OSError:
+            return False
+        return stat.S_ISREG(info.st_mode) and info.st_size <= self.max_bytes
+
+    def named_paths(self, body: bytes) -> list[object]:
+        """Every file reference's path in a JSON request body (the values of its ``path`` keys, at
+        any depth); none in a body that is not JSON, which Gradio does not read either."""
+        try:
+            pending = [json.loads(body)]
+        except (ValueError, RecursionError):
+            return []
+        paths = []
+        while pending:
+            value = pending.pop()
+            if isinstance(value, dict):
+                if "path" in value:
+                    paths.append(value["path"])
+                pending.extend(value.values())
+            elif isinstance(value, list):
+                pending.extend(value)
+        return paths
+
+
 class RequestGuard:
     """ASGI middleware in front of Gradio. It refuses a foreign ``Host`` (403), an ``Origin`` other
     than the page's own (403: another web page cannot make the demo compute or read its answers), a
-    chunked body (411) and a body over ``max_upload`` bytes and a form's fields (413); answers HEAD
-    as GET without the body; and keeps a client that went away mid-upload out of the log."""
+    chunked body (411), an upload over ``max_upload`` bytes and a form's fields and any other body
+    over ``FORM_SLACK`` (413), and a request naming a file ``files`` does not allow (403); answers
+    HEAD as GET without the body; and keeps a client that went away mid-upload out of the log."""
 
-    def __init__(self, app: ASGIApp, port: int, max_upload: int):
-        self.app, self.port, self.max_upload = app, port, max_upload
+    def __init__(self, app: ASGIApp, port: int, max_upload: int, files: DemoFiles):
+        self.app, self.port, self.max_upload, self.files = app, port, max_upload, files
 
     def refusal(self, scope: Scope) -> JSONResponse | None:
         """The answer refusing this request, or None to let it through."""
@@ -278,10 +327,34 @@ class RequestGuard:
         if "transfer-encoding" in headers:
             return JSONResponse({"detail": "send the request's length (Content-Length)"}, 411)
         length = headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > self.max_upload + FORM_SLACK:
+        limit = self.max_upload + FORM_SLACK if scope["path"] == UPLOAD_ROUTE else FORM_SLACK
+        if not length.isdigit() or int(length) > limit:
             return JSONResponse({"detail": f"the file is too large: this demo takes at most "
                                            f"{self.max_upload / 2**20:g} MB per photo"}, 413)
         return None
+
+    async def checked_body(self, scope: Scope, receive: Receive) -> tuple[Receive, JSONResponse | None]:
+        """A request's body read whole (other than an upload's, it is small) and checked for the
+        files it names: a ``receive`` that hands the body on, and the refusal of a file ``files``
+        does not allow (None if there is none)."""
+        if scope["path"] == UPLOAD_ROUTE or scope["method"] in ("GET", "HEAD"):
+            return receive, None
+        body, more, message = b"", True, {"type": "http.request"}
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if not all(self.files.allowed(path) for path in self.files.named_paths(body)):
+            return receive, JSONResponse({"detail": "this demo reads only the photos uploaded to it (at most "
+                                                    f"{self.max_upload / 2**20:g} MB each) and its test photos"}, 403)
+        first = [{"type": "http.request", "body": body, "more_body": False} if message["type"] == "http.request"
+                 else message]
+
+        async def replay() -> dict:
+            return first.pop() if first else await receive()
+        return replay, None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -292,6 +365,10 @@ class RequestGuard:
             return
         if scope["method"] == "HEAD":  # uvicorn still sends no body: it knows the request was HEAD
             scope = dict(scope, method="GET")
+        receive, refusal = await self.checked_body(scope, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
         try:
             await self.app(scope, receive, send)
         except ClientDisconnect:
@@ -359,7 +436,8 @@ class DemoServer:
             footer_links=[], run_history=False, ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False,
             show_error=False, theme=gr.themes.Default(font=["system-ui", "sans-serif"],
                                                       font_mono=["ui-monospace", "monospace"]), css=CSS)
-        config = uvicorn.Config(RequestGuard(app, self.port, max_upload), http=HeaderTimeoutProtocol,
+        files = DemoFiles(self.files.name, [path for paths in demo.examples.values() for path in paths], max_upload)
+        config = uvicorn.Config(RequestGuard(app, self.port, max_upload, files), http=HeaderTimeoutProtocol,
                                 ws="none", proxy_headers=False, log_level="warning",
                                 limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)

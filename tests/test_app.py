@@ -275,15 +275,22 @@ class Api:
         assert status == 200, answer
         return {"path": json.loads(answer)[0], "meta": {"_type": "gradio.FileData"}}
 
-    def stylize(self, content: bytes, style: bytes, alpha: float = 1.0) -> tuple[list[Image.Image | None], str]:
-        """The images (content and style as used, result) and the message of one ``stylize`` call."""
-        request = json.dumps({"data": [self.file(content), self.file(style), alpha, False, False]}).encode()
+    def call(self, content: dict, style: dict, alpha: float = 1.0) -> tuple[str, object]:
+        """One ``stylize`` call through the HTTP API with these file references: its closing event
+        (``complete`` or ``error``) and that event's data."""
+        request = json.dumps({"data": [content, style, alpha, False, False]}).encode()
         status, answer = self.request("POST", "/gradio_api/call/stylize", request, {"Content-Type": "application/json"})
         assert status == 200, answer
         status, stream = self.request("GET", f"/gradio_api/call/stylize/{json.loads(answer)['event_id']}")
         lines = stream.decode().splitlines()
-        assert status == 200 and "event: complete" in lines, stream
-        outputs = json.loads(lines[lines.index("event: complete") + 1].removeprefix("data: "))
+        events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+        assert status == 200 and events[-1] in ("complete", "error"), stream
+        return events[-1], json.loads(lines[lines.index(f"event: {events[-1]}") + 1].removeprefix("data: "))
+
+    def stylize(self, content: bytes, style: bytes, alpha: float = 1.0) -> tuple[list[Image.Image | None], str]:
+        """The images (content and style as used, result) and the message of one ``stylize`` call."""
+        event, outputs = self.call(self.file(content), self.file(style), alpha)
+        assert event == "complete", outputs
         images = [Image.open(io.BytesIO(self.request("GET", urlsplit(output["url"]).path)[1])) if output else None
                   for output in outputs[:3]]
         return images, outputs[3]
@@ -348,6 +355,67 @@ def test_a_file_that_is_not_an_image_gets_a_message_and_the_demo_goes_on(api: Ap
     assert images == [None, None, None] and message == f'<p class="error">The content photo {NOT_AN_IMAGE}</p>'
     (_, _, result), message = api.stylize(photo_bytes(64, 64), photo_bytes(64, 64))
     assert result.size == (64, 64)
+
+
+def file_data(path: str | Path, **fields) -> dict:
+    """A file reference as an API call sends it, naming any ``path``."""
+    return {"path": str(path), "meta": {"_type": "gradio.FileData"}, **fields}
+
+
+REFUSED = (403, {"detail": "this demo reads only the photos uploaded to it (at most 4 MB each) and its test photos"})
+
+
+def call_naming(api: Api, content: dict, style: dict, route: str = "/gradio_api/call/stylize") -> tuple[int, dict]:
+    """POST a ``stylize`` call with these file references: the status and the JSON answer."""
+    status, answer = api.request("POST", route, json.dumps({"data": [content, style, 1.0, False, False]}).encode(),
+                                 {"Content-Type": "application/json"})
+    return status, json.loads(answer)
+
+
+def test_issue27_item1_a_request_reads_only_uploads_and_test_photos(api: Api, server: DemoServer, tmp_path: Path):
+    """issue 27 item 1: a call naming a file outside the upload folder (a photo, a missing file, a
+    device, a 2 GB file, a URL, a path climbing out of the folder), by any route, is refused alike
+    for files that exist and files that do not, and nothing is read, copied or fetched; the page's
+    own files (uploads, the test photos) are stylised."""
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(photo_bytes(64, 64))
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as file:                      # sparse: 2 GB declared, nothing written
+        file.truncate(2 * 2**30)
+    folder = Path(server.files.name)
+    uploaded = api.file(photo_bytes(64, 64))
+    stored = sorted(folder.rglob("*"))
+    for named in (file_data(outside), file_data(tmp_path / "missing.png"), file_data("/dev/zero"), file_data(huge),
+                  file_data(f"{folder}/{os.path.relpath(outside, folder)}"),                 # climbing out
+                  file_data(f"http://127.0.0.1:{server.port}/gradio_api/file={outside}"),
+                  file_data(outside, is_stream=True), {"path": str(outside)}, file_data(outside, url=str(outside))):
+        assert call_naming(api, named, uploaded) == REFUSED, named
+        assert call_naming(api, uploaded, named) == REFUSED, named
+    for route in ("/gradio_api/run/stylize", "/gradio_api/api/stylize", "/gradio_api/queue/join"):
+        assert call_naming(api, file_data(outside), uploaded, route) == REFUSED, route
+    assert sorted(folder.rglob("*")) == stored          # nothing copied in
+    for content in (file_data(PHOTOS / "content" / "coast_dune.jpg"), uploaded):   # a test photo as the page sends it
+        event, outputs = api.call(content, uploaded)
+        assert event == "complete" and outputs[2] is not None and outputs[3].startswith("<p>Done in "), outputs
+
+
+def test_issue27_item1_files_in_the_upload_folder_are_bounded_and_never_block(api: Api, server: DemoServer):
+    """issue 27 item 1: even in the upload folder a file over the upload limit is refused unread, and
+    a FIFO or a link out of the folder is refused at once instead of blocking or being followed."""
+    folder = Path(server.files.name) / "planted"
+    folder.mkdir()
+    try:
+        huge, fifo, link = folder / "huge.png", folder / "fifo.png", folder / "link.png"
+        with huge.open("wb") as file:
+            file.truncate(MAX_UPLOAD + 1)
+        os.mkfifo(fifo)
+        link.symlink_to(Path("/dev/zero"))
+        uploaded = api.file(photo_bytes(64, 64))
+        for path in (huge, fifo, link):
+            assert call_naming(api, uploaded, file_data(path)) == REFUSED, path
+        assert api.stylize(photo_bytes(64, 64), photo_bytes(64, 64))[0][2].size == (64, 64)
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_requests_take_turns_decoding_included(api: Api, demo: Demo, monkeypatch: pytest.MonkeyPatch):
