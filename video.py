@@ -17,12 +17,12 @@ from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_f
 from glfa.device import autocast_dtype, resolve_device
 from glfa.errors import UserError
 from glfa.flagtypes import frame_rate, non_negative_int, positive_int
-from glfa.images import read_image
+from glfa.images import InputFiles, list_images, read_image
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
 from glfa.segments import check_map_file, read_label_map
-from glfa.video import (VIDEO_EXTENSIONS, frame_regions, open_clip, process_video, stylised_video_name,
-                        summary_markdown)
+from glfa.video import (VIDEO_EXTENSIONS, clip_files, frame_regions, open_clip, output_files, process_video,
+                        stylised_video_name, summary_markdown)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before the clip is probed
     clip = open_clip(args.input or args.frames_dir, args.fps)
+    maps = [Path(path) for path in (args.style_segment, args.content_segment) if path]
+    if args.content_segment_dir:
+        maps += list_images(args.content_segment_dir)
+    InputFiles([*clip_files(clip), Path(args.style), *maps]).check(output_files(clip, output))
     style = read_image(args.style, args.style_size)
     style_map = None
     if args.style_segment:

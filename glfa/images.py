@@ -8,6 +8,7 @@ Greyscale, palette, RGBA, CMYK and 16-bit images become 8-bit RGB; EXIF orientat
 import os
 import sys
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -210,6 +211,32 @@ def save_image_file(image: Tensor, path: str | os.PathLike) -> None:
     except BaseException:
         Path(path).unlink(missing_ok=True)
         raise
+
+
+class InputFiles:
+    """The files a command reads, known by identity (device and inode), so that no output is
+    written over one, whatever spelling of its path the output has (``..``, links, letter case)."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike | None]):
+        """``paths``: the files read (None, a map an image lacks, is passed over)."""
+        self.identities = {identity for path in paths if path is not None
+                           and (identity := _file_identity(path)) is not None}
+
+    def check(self, outputs: Iterable[str | os.PathLike], flag: str = "--output") -> None:
+        """A ``UserError`` naming the first of ``outputs`` that is one of the files read."""
+        for output in outputs:
+            if _file_identity(output) in self.identities:
+                raise UserError(f"{output} is one of the files this run reads: writing a result there would "
+                                f"destroy it; choose another {flag}")
+
+
+def _file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(device, inode)`` of an existing file (links followed), None for a missing one."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
 
 
 def thumbnail(image: Tensor, height: int = 128) -> Tensor:

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from glfa.errors import UserError
 from glfa.figures import contact_sheet as make_contact_sheet
-from glfa.images import (UnreadableImage, list_images, load_rgb, read_image_or_fail, resize_to_tensor, resized_size,
-                         save_image_file, thumbnail)
+from glfa.images import (InputFiles, UnreadableImage, list_images, load_rgb, read_image_or_fail, resize_to_tensor,
+                         resized_size, save_image_file, thumbnail)
 from glfa.inference import Stylizer, read_ahead
 from glfa.segments import LabelMap, check_map_file, maps_by_name, read_label_map
 
@@ -164,6 +164,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     contents = read_ahead(named_contents, lambda item: (read(item[0], content_size, content_root is None),
                                                         read_map(item[2], "content")))
     written: set[str] = set()  # a last guard: no output of this run overwrites another
+    inputs = InputFiles([*content_paths, *style_paths, *(content_maps or []), *style_maps])  # nor an input
     sheet: list[tuple[str, list[torch.Tensor]]] = []
     with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
         for (_, content_name, _), (content, content_map) in contents:
@@ -172,6 +173,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                                           **region_options(content_map, job_maps, auto_regions))
                 name = next(unique_names([f"{content_name}{suffix}"], written))
                 path = output / f"{name}{save_ext}"
+                inputs.check([path])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image_file(result, path)
                 if contact_sheet:
@@ -181,6 +183,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                 progress.update(len(jobs))
     if sheet:
         labels = ["content", "style" if not weights else "first style", "result"]
+        inputs.check([output / "contact_sheet.png"])
         make_contact_sheet(sheet, labels).save(output / "contact_sheet.png")
     if read.failures:
         raise UserError(f"{len(read.failures)} image(s) could not be read and were skipped (see warnings above)")

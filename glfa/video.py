@@ -47,6 +47,7 @@ MP4_ENCODERS = ("libx264", "libopenh264", "mpeg4")  # the first one this PyAV bu
 # giving a ratio of 174; 0.0026 as an H.264 clip), and the ratio would divide by that noise.
 RATIO_FLOOR = 1 / 255
 RATIO_FLOOR_TEXT = "1/255"
+SUMMARY_FILES = ("preview.gif", "temporal.csv", "temporal.md", "consistency_plot.png", "consistency_strip.png")
 RATIOS = (("diff_ratio", "stylised_diff", "content_diff"), ("warped_ratio", "stylised_warped", "content_warped"))
 
 
@@ -263,6 +264,17 @@ def frame_regions(clip: FrameFolder | VideoFile, style_map: LabelMap | None, con
 def stylised_video_name(clip: FrameFolder | VideoFile) -> str:
     """``clip_stylized.mp4`` for ``clip.mp4`` or a frame folder ``clip/``."""
     return f"{clip.name}_stylized.mp4"
+
+
+def clip_files(clip: FrameFolder | VideoFile) -> list[Path]:
+    """The files the clip is read from: its frames, or its video file."""
+    return list(clip.paths) if isinstance(clip, FrameFolder) else [clip.path]
+
+
+def output_files(clip: FrameFolder | VideoFile, output: Path) -> list[Path]:
+    """Every file ``process_video`` writes under ``output`` for ``clip``."""
+    frames = [output / "frames" / f"{name}.png" for name in frame_names(clip)]
+    return [*frames, output / stylised_video_name(clip), *(output / name for name in SUMMARY_FILES)]
 
 
 def mp4_encoder() -> str:

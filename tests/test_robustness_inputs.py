@@ -108,6 +108,41 @@ def test_named_files_with_one_name_do_not_overwrite_each_other(model, tmp_path: 
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x_jpg_2_stylized_s.png", "x_jpg_stylized_s.png"]
 
 
+def test_issue27_item3_test_py_never_writes_over_an_input(model, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """issue 27 item 3: with the output folder the content folder, an input named like an output is
+    not written over: one error line, and every input as it was."""
+    folder = tmp_path / "photos"
+    write_image(folder / "c.png", (40, 32), 1)
+    write_image(folder / "c_stylized_s.png", (40, 32), 2)       # an input named like c's output
+    style = write_image(tmp_path / "s.png", (32, 32), 3)
+    before = {path: path.read_bytes() for path in folder.iterdir()}
+    code, _, err = stylise(capsys, model, "--content_dir", folder, "--style", style, "--content_size", 32,
+                           "--style_size", 32, "--output", folder)
+    assert "c_stylized_s.png is one of the files this run reads" in error_line(code, err)
+    assert {path: path.read_bytes() for path in folder.iterdir()} == before
+
+
+def test_issue27_item3_video_py_never_writes_over_its_frames_or_maps(model, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """issue 27 item 3: video.py on a frame folder named frames/ with --output its parent (as
+    ``python video.py output/video/frames`` with the default --output) would replace every frame;
+    a maps folder where the frames go likewise. Refused before any work, nothing written."""
+    frames = tmp_path / "x" / "frames"
+    for index in range(3):
+        write_image(frames / f"f{index}.png", (32, 32), index)
+    style = write_image(tmp_path / "s.png", (32, 32), 9)
+    before = {path: path.read_bytes() for path in frames.iterdir()}
+    for extra, output in (([], tmp_path / "x"),
+                          (["--style_segment", style, "--content_segment_dir", frames], tmp_path / "x")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(lambda: video_command.main([str(flag) for flag in (
+                frames, "--style", style, "--decoder", model[0], "--LCT", model[1], "--device", "cpu",
+                "--output", output, "--flow", "none", *extra)]))
+        assert "f0.png is one of the files this run reads" in error_line(exit_info.value.code, capsys.readouterr().err)
+    assert {path: path.read_bytes() for path in frames.iterdir()} == before
+    assert sorted(path.name for path in (tmp_path / "x").iterdir()) == ["frames"]
+
+
 # --------------------------------------------------------------------------------------------
 # Silently wrong results
 # --------------------------------------------------------------------------------------------
