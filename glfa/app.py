@@ -9,8 +9,8 @@ upload, and the images it shows, in a private temporary folder that is emptied a
 removed when the server stops. ``RequestGuard`` answers only the page's own requests: a foreign
 ``Host`` (DNS rebinding) or ``Origin`` (another web page) is refused, as are bodies over the upload
 limit and requests naming a file the demo does not hold (``DemoFiles``: Gradio would read, copy or
-fetch whatever path or URL an API call names); uvicorn serves it, with a time limit on request
-headers. Nothing is loaded from outside: no CDN, fonts, telemetry, version check or share link.
+fetch whatever path or URL an API call names); uvicorn serves it, with time limits on request
+headers and bodies and a bound on the connections one client holds (``TimedProtocol``). Nothing is loaded from outside: no CDN, fonts, telemetry, version check or share link.
 """
 import argparse
 import asyncio
@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
 
@@ -54,7 +55,10 @@ MAX_UPLOAD = 50 * 2**20           # bytes in one uploaded file (Gradio's max_fil
 FORM_SLACK = 2**20                # bytes a request may carry beyond one file: its form fields; any other body
 UPLOAD_ROUTE = "/gradio_api/upload"  # the one route whose body is a file
 HEADER_TIMEOUT = 10.0             # s a client has to send a request's headers
+BODY_WINDOW = 10.0                # s: in every such window a request body must advance by MIN_BODY_RATE × it
+MIN_BODY_RATE = 16 * 2**10        # bytes/s a request body must keep up; a slower client is cut off
 MAX_CONNECTIONS = 64              # connections and requests at once; more get a 503
+MAX_CLIENT_CONNECTIONS = 16       # connections one client address may hold at once; more are closed
 QUEUE_SIZE = 16                   # requests waiting for the model; more are turned away
 CACHE_CLEANUP = (60, 900)         # every minute, Gradio deletes its files older than 15 minutes
 REDUCING_GAP = 2                  # box-reduce to about twice the final size, then Lanczos (Pillow's thumbnail)
@@ -375,35 +379,67 @@ class RequestGuard:
             pass  # the client went away mid-upload: nobody to answer, nothing to report
 
 
-class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not complete
-    ``HEADER_TIMEOUT`` s after it opened or after its last answer (uvicorn's keep-alive timer is
-    reset by every byte, so a client trickling headers would hold its connection for ever)."""
+class TimedProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, bounding what a slow or greedy client holds. A connection whose
+    request headers are not complete ``header_timeout`` s after it opened or after its last answer
+    is closed (uvicorn's keep-alive timer is reset by every byte, so a client trickling headers would
+    hold its connection for ever); so is one whose request body advances by less than
+    ``min_body_rate`` × ``body_window`` bytes in a window of ``body_window`` s (unless the server
+    itself has paused reading); and a connection beyond ``max_client_connections`` from one
+    address is closed at once, so one client cannot take every connection."""
 
     header_timeout = HEADER_TIMEOUT
-    _header_timer: asyncio.TimerHandle | None = None
+    body_window = BODY_WINDOW
+    min_body_rate = MIN_BODY_RATE
+    max_client_connections = MAX_CLIENT_CONNECTIONS
+    _timer: asyncio.TimerHandle | None = None
+    _body_bytes = 0                    # bytes received in the current body window
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
-        self._arm_header_timer()
+        address = self.client[0] if self.client else None
+        if address is not None and sum(
+                1 for other in self.connections if other.client and other.client[0] == address
+        ) > self.max_client_connections:
+            transport.close()
+            return
+        self._arm(self.header_timeout, self._headers_overdue)
+
+    def data_received(self, data: bytes) -> None:
+        receiving_body = self.conn.their_state is h11.SEND_BODY
+        super().data_received(data)
+        if receiving_body:
+            self._body_bytes += len(data)
+        elif self.conn.their_state is h11.SEND_BODY:     # the headers are in and a body follows
+            self._body_bytes = 0
+            self._arm(self.body_window, self._body_check)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._arm_header_timer()
+        self._arm(self.header_timeout, self._headers_overdue)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         super().connection_lost(exc)
 
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_overdue)
+    def _arm(self, delay: float, check: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(delay, check)
 
     def _headers_overdue(self) -> None:
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.close()
+
+    def _body_check(self) -> None:
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return
+        if not self.flow.read_paused and self._body_bytes < self.min_body_rate * self.body_window:
+            self.transport.close()
+            return
+        self._body_bytes = 0
+        self._arm(self.body_window, self._body_check)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -437,7 +473,7 @@ class DemoServer:
             show_error=False, theme=gr.themes.Default(font=["system-ui", "sans-serif"],
                                                       font_mono=["ui-monospace", "monospace"]), css=CSS)
         files = DemoFiles(self.files.name, [path for paths in demo.examples.values() for path in paths], max_upload)
-        config = uvicorn.Config(RequestGuard(app, self.port, max_upload, files), http=HeaderTimeoutProtocol,
+        config = uvicorn.Config(RequestGuard(app, self.port, max_upload, files), http=TimedProtocol,
                                 ws="none", proxy_headers=False, log_level="warning",
                                 limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)

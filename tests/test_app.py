@@ -30,7 +30,7 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the web demo needs Gradio: pip install -r requirements-demo.txt")
 
 import glfa.app  # noqa: E402
-from glfa.app import MAX_PIXELS, Demo, DemoServer, HeaderTimeoutProtocol, decode_upload  # noqa: E402
+from glfa.app import MAX_PIXELS, Demo, DemoServer, TimedProtocol, decode_upload  # noqa: E402
 from glfa.cli import run_main  # noqa: E402
 from glfa.errors import UserError  # noqa: E402
 from glfa.images import to_rgb  # noqa: E402
@@ -298,12 +298,13 @@ class Api:
 
 @pytest.fixture(scope="module")
 def server(demo: Demo) -> DemoServer:
-    """The demo served on a free port in a thread, with a 1-second header timeout, its network
-    use watched from before it is built."""
+    """The demo served on a free port in a thread, with a 1-second header timeout and body window,
+    its network use watched from before it is built."""
     sys.addaudithook(watch_network)
     NETWORK["on"] = True
     with pytest.MonkeyPatch.context() as patch, DemoServer(demo, max_upload=MAX_UPLOAD) as server:
-        patch.setattr(HeaderTimeoutProtocol, "header_timeout", 1.0)
+        patch.setattr(TimedProtocol, "header_timeout", 1.0)
+        patch.setattr(TimedProtocol, "body_window", 1.0)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
@@ -504,6 +505,45 @@ def test_a_client_slow_with_its_headers_is_cut_off_and_holds_nothing(api: Api, s
         started = time.monotonic()
         assert api.request("GET", "/")[0] == 200                   # others are served meanwhile
         assert slow.recv(100) == b"" and time.monotonic() - started < 5
+
+
+def slow_upload(server: DemoServer, address: str) -> socket.socket:
+    """A connection from ``address`` that sends an upload's headers and one byte of its body."""
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=10, source_address=(address, 0))
+    slow.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Length: 100000\r\n"
+                 "Content-Type: multipart/form-data; boundary=b\r\n\r\n-".encode())
+    return slow
+
+
+def closed(connection: socket.socket) -> bool:
+    """Whether the server closed ``connection`` (waiting up to its timeout)."""
+    try:
+        return connection.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_issue27_item2_slow_bodies_are_cut_off_and_one_client_cannot_hold_every_connection(api: Api,
+                                                                                           server: DemoServer):
+    """issue 27 item 2: a client trickling request bodies from one address holds at most
+    ``max_client_connections`` connections (more are closed at once) while others are served, and
+    each trickling body is cut off after a window in which it did not keep up."""
+    count = TimedProtocol.max_client_connections
+    slow = [slow_upload(server, "127.0.0.2") for _ in range(count + 4)]
+    try:
+        started = time.monotonic()
+        assert api.request("GET", "/")[0] == 200                   # others are served meanwhile
+        for connection in slow[count:]:
+            connection.settimeout(0.5)
+            assert closed(connection)                               # over the limit: closed at once
+        for connection in slow[:count]:
+            connection.settimeout(10)
+            assert closed(connection)                               # too slow: cut off after the window
+        assert time.monotonic() - started < 8
+        assert api.upload(photo_bytes(64, 64))[0] == 200
+    finally:
+        for connection in slow:
+            connection.close()
 
 
 def test_clients_that_go_away_leave_no_traceback(api: Api, server: DemoServer, capfd: pytest.CaptureFixture):
