@@ -14,6 +14,7 @@
 #   bash scripts/gpu_train.sh                           # from the shipped model
 #   RESUME=runs/gpu_state bash scripts/gpu_train.sh     # continue: a folder holding the state's parts
 # Every setting below can be overridden from the environment (the tests run it on the CPU in seconds).
+# RUN (the run folder) and OUT must be new or empty, so that what is handed back is this run's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-output/gpu_train}
@@ -36,6 +37,11 @@ RUN=${RUN:-output/gpu_run}
 export PYTHONUNBUFFERED=1
 
 [ -d "$DATA" ] || { echo "error: no training photos in $DATA (copy them there first)" >&2; exit 2; }
+for folder in "$RUN" "$OUT"; do   # the state handed back must be this run's own: no earlier run's files
+    if [ -d "$folder" ] && [ -n "$(ls -A "$folder")" ]; then
+        echo "error: $folder holds an earlier run's files: give each run an empty RUN and OUT" >&2; exit 2
+    fi
+done
 if ! "$PYTHON" -c "import tensorboardX" 2>/dev/null; then
     ls .whl/*.whl >/dev/null 2>&1 || { echo "error: tensorboardX is missing and .whl/ holds no wheels" >&2; exit 2; }
     "$PYTHON" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl

@@ -52,6 +52,25 @@ def test_gpu_train_without_photos_is_one_error_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.strip().startswith("error: no training photos")
 
 
+def test_issue27_item4_gpu_train_refuses_a_run_or_out_folder_holding_an_earlier_run(tmp_path: Path) -> None:
+    """issue 27 item 4: a second run into the RUN folder of a first (4 iterations, then 2) handed
+    back the first run's iteration-4 files; a RUN or OUT holding files is now refused before any
+    work, in one line, and nothing is written."""
+    data = tmp_path / "photos"
+    data.mkdir()
+    earlier = tmp_path / "earlier"
+    (earlier / "ema").mkdir(parents=True)
+    for name in ("decoder_iter_4.pth.tar", "lct_iter_4.pth.tar", "iter_4.json", "training_state_iter_4.pth",
+                 "ema/decoder_iter_4.pth.tar", "ema/lct_iter_4.pth.tar"):
+        (earlier / name).write_bytes(b"an earlier run's file")
+    for run, out in ((earlier, tmp_path / "out"), (tmp_path / "run", earlier)):
+        done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], capture_output=True, text=True,
+                              env={**os.environ, "DATA": str(data), "RUN": str(run), "OUT": str(out), "ITERS": "2"})
+        assert done.returncode == 2 and done.stderr.splitlines() == [
+            f"error: {earlier} holds an earlier run's files: give each run an empty RUN and OUT"], done.stderr
+        assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
 def test_state_parts_split_and_join_back_exactly(tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(0)
     state = {"iteration": 3, "draws": 12, "world_size": 1, "args": {"lr": 1e-4}, "scaler": {}, "heads": {},
