@@ -4,8 +4,10 @@ a transfer allows (a GPU machine returns files of at most 16 MiB) travels in par
     python scripts/state_parts.py split training_state_iter_N.pth FOLDER [--max_mib 15]
     python scripts/state_parts.py join FOLDER training_state_iter_N.pth
 
-Each part is a ``weights_only``-loadable file holding some of the state's entries; ``join``
-checks that the parts are one state's, complete, then writes it as ``train.py --resume`` reads it.
+Each part is a ``weights_only``-loadable file holding some of the state's entries, its number, and
+the SHA-256 of the whole state file and the names of all its entries; ``join`` checks that the
+parts are one state's (the same hash in each: parts of two states with one name are refused),
+each once and complete, then writes it as ``train.py --resume`` reads it.
 """
 import argparse
 import io
@@ -17,9 +19,10 @@ from glfa.checkpoint import CheckpointError, atomic_save, load_training_state, s
 from glfa.cli import command_parser, run_main
 from glfa.errors import UserError
 from glfa.flagtypes import positive_float
+from glfa.provenance import file_sha256
 from glfa.trainingstate import check_training_state
 
-PART_FORMAT = "glfa-training-state-part-1"
+PART_FORMAT = "glfa-training-state-part-2"  # part 1 had no hash of the whole
 
 
 def encoded_size(value: object) -> int:
@@ -45,8 +48,9 @@ def split(state_path: Path, folder: Path, max_bytes: int) -> list[Path]:
         home[key] = state[key]
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{state_path.stem}.part{i + 1}of{len(parts)}.pth" for i in range(len(parts))]
-    for path, part in zip(paths, parts):
-        atomic_save({"part_format": PART_FORMAT, "of": state_path.name, "count": len(parts), "entries": part}, path)
+    whole = {"of": state_path.name, "sha256": file_sha256(state_path), "count": len(parts), "keys": sorted(state)}
+    for index, (path, part) in enumerate(zip(paths, parts), 1):
+        atomic_save({"part_format": PART_FORMAT, **whole, "index": index, "entries": part}, path)
     return paths
 
 
@@ -56,12 +60,23 @@ def join(folder: Path, state_path: Path) -> None:
     if not paths:
         raise UserError(f"no state parts (NAME.partKofN.pth) in {folder}")
     parts = [safe_load(path) for path in paths]
-    if any(not isinstance(p, dict) or p.get("part_format") != PART_FORMAT for p in parts):
+    if any(not isinstance(p, dict) or not str(p.get("part_format", "")).startswith("glfa-training-state-part-")
+           for p in parts):
         raise UserError(f"{folder} holds files that are not training-state parts")
-    if len({(p["of"], p["count"]) for p in parts}) != 1 or len(parts) != parts[0]["count"]:
+    if any(p["part_format"] != PART_FORMAT for p in parts):
+        raise UserError(f"the parts in {folder} were split by an older state_parts.py, which did not mark them "
+                        "with their state's hash: split the state again")
+    wholes = {(p.get("of"), p.get("sha256"), p.get("count"), tuple(p.get("keys", ()))) for p in parts}
+    if len(wholes) != 1:
+        raise UserError(f"the parts in {folder} come from {len(wholes)} different states (their hashes differ): "
+                        "keep each state's parts in a folder of their own")
+    count, keys = parts[0]["count"], parts[0]["keys"]
+    if sorted(p.get("index", 0) for p in parts) != list(range(1, count + 1)):
         raise UserError(f"the parts in {folder} are not the complete parts of one state "
-                        f"({len(parts)} found, {parts[0]['count']} expected)")
+                        f"({len(parts)} found, {count} expected)")
     state = {key: value for part in parts for key, value in part["entries"].items()}
+    if sorted(state) != keys or sum(len(part["entries"]) for part in parts) != len(keys):
+        raise UserError(f"the parts in {folder} do not hold their state's entries exactly once")
     try:
         check_training_state(state, state_path)
     except CheckpointError as err:

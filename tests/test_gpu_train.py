@@ -89,3 +89,42 @@ def test_state_parts_split_and_join_back_exactly(tmp_path: Path) -> None:
         state_parts.join(tmp_path / "parts", tmp_path / "joined.pth")
     with pytest.raises(state_parts.UserError, match="alone takes"):
         state_parts.split(tmp_path / "training_state_iter_3.pth", tmp_path / "small", max_bytes=1000)
+
+
+def test_issue27_item5_join_refuses_parts_of_two_states_with_one_name(tmp_path: Path) -> None:
+    """issue 27 item 5: part 1 of run A's state and part 2 of run B's, both named
+    training_state_iter_3, joined into A's optimiser with B's weights; every part now carries the
+    hash of its whole state, so join refuses the mix (and a part twice, or one of an old split)."""
+    generator = torch.Generator().manual_seed(0)
+    parts = {}
+    for run in ("a", "b"):
+        state = {"iteration": 3, "draws": 12, "world_size": 1, "args": {"lr": 1e-4}, "scaler": {}, "heads": {},
+                 "decoder": {"w": torch.randn(300, 300, generator=generator)},
+                 "transform": {"w": torch.randn(200, 200, generator=generator)},
+                 "optimizer": {"state": {0: {"exp_avg": torch.randn(300, 300, generator=generator)}},
+                               "param_groups": []}}
+        save_training_state(state, tmp_path / run / "training_state_iter_3.pth")
+        parts[run] = state_parts.split(tmp_path / run / "training_state_iter_3.pth", tmp_path / run / "parts",
+                                       max_bytes=600_000)
+    assert len(parts["a"]) == len(parts["b"]) >= 2
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for index, path in enumerate(parts["a"]):
+        source = parts["b" if index == 1 else "a"][index]
+        (mixed / path.name).write_bytes(source.read_bytes())
+    with pytest.raises(state_parts.UserError, match="come from 2 different states"):
+        state_parts.join(mixed, tmp_path / "joined.pth")
+    assert not (tmp_path / "joined.pth").exists()
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    (twice / parts["a"][0].name).write_bytes(parts["a"][0].read_bytes())
+    (twice / parts["a"][1].name.replace("part2", "part1_copy")).write_bytes(parts["a"][0].read_bytes())
+    for path in parts["a"][2:]:
+        (twice / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(state_parts.UserError, match="not the complete parts of one state"):
+        state_parts.join(twice, tmp_path / "joined.pth")
+    old = torch.load(parts["a"][0], weights_only=True)
+    torch.save({key: value for key, value in old.items() if key not in ("sha256", "keys", "index")}
+               | {"part_format": "glfa-training-state-part-1"}, parts["a"][0])
+    with pytest.raises(state_parts.UserError, match="older state_parts.py"):
+        state_parts.join(parts["a"][0].parent, tmp_path / "joined.pth")
