@@ -13,7 +13,7 @@ from pathlib import Path
 
 from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_smoothing_flags, add_vgg_flag, command_parser,
-                      run_main, smoothing_choice)
+                      run_main, smoothing_choice, working_size_choice)
 from glfa.device import autocast_dtype, resolve_device
 from glfa.flagtypes import non_negative_int, positive_int, unit_float, zoom_box
 from glfa.eval import (baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, with_segments,
@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--alpha", type=unit_float, default=1.0,
                         help="every --model's blend of the transformed feature with the content's (0 keeps the "
                              "content, 1 is full stylisation; the baselines stay at 1)")
-    add_smoothing_flags(models, "also evaluate every --model smoothed (as NAME+smooth; the baselines stay "
-                                "unsmoothed)")
+    add_smoothing_flags(models, "every --model's results (the baselines are never finished)")
+    models.add_argument("--raw", action="store_true",
+                        help="also evaluate every --model's raw output, unfinished (as NAME+raw)")
     models.add_argument("--seg", action="store_true",
                         help="also evaluate every --model region by region (as NAME+seg), with the maps in "
                              "content_seg/ and style_seg/ beside content/ and style/ of --pairs_dir")
@@ -93,7 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seg reads the maps beside the numbered pairs of --pairs_dir (content_seg/, style_seg/)")
     if args.style_size is None:
         args.style_size = args.content_size
-    args.smoothing = smoothing_choice(args, parser)
+    args.smoothing = smoothing_choice(args, parser, args.testing_mode)
+    if args.raw and args.smoothing is None:
+        parser.error("--raw adds the unfinished output beside the finished one: with --no-smooth the models' "
+                     "rows are raw already")
     return args
 
 
@@ -107,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = evaluate(pairs, models, args.output, vgg=args.vgg, mode=args.testing_mode, device=device,
                     content_size=args.content_size, style_size=args.style_size, zoom=args.zoom,
                     figure_height=args.figure_height, amp_dtype=amp_dtype,
-                    baselines=tuple(args.baselines or ()), smoothing=args.smoothing, long_side=args.long_side,
+                    baselines=tuple(args.baselines or ()), smoothing=args.smoothing,
+                    working_size=working_size_choice(args), raw=args.raw, long_side=args.long_side,
                     adain_decoder=args.adain_decoder, alpha=args.alpha, auto_regions=args.auto_regions)
     print(write_tables(rows, args.output))
     print(f"wrote {Path(args.output) / 'metrics.csv'}, metrics.md, figures/ and contact_sheet.png")

@@ -166,13 +166,24 @@ def guided_filter(guide: Tensor, source: Tensor, radius: int, eps: float) -> Ten
     """He, Sun and Tang's guided filter (TPAMI 2013): ``source`` smoothed where ``guide`` is flat,
     its edges kept where ``guide`` has them. ``(N, 3, H, W)`` (colour) or ``(N, 1, H, W)`` (grey)
     guide, ``(N, C, H, W)`` source; returns ``(N, C, H, W)`` in fp32 whatever the inputs' precision.
+    It is the affine models of ``guided_filter_coefficients`` applied to the guide itself
+    (``apply_affine``); an output pixel depends on inputs up to ``2·radius`` away.
+    """
+    return apply_affine(guided_filter_coefficients(guide, source, radius, eps), guide)
 
-    In every ``(2r+1)²`` window k the output is an affine function of the guide, ``q = a_kᵀ I + b_k``,
-    fitted to the source by ridge regression: ``a_k = (Σ_k + eps·U)⁻¹ cov_k(I, p)`` and
-    ``b_k = mean_k(p) − a_kᵀ mean_k(I)``, with ``Σ_k`` the guide's 3×3 colour covariance in the
-    window (inverted per pixel by cofactors). Each pixel then averages the ``a``, ``b`` of the
-    windows covering it: ``q = mean(a)ᵀ I + mean(b)``. ``eps`` (in squared intensity) sets which
-    variations count as edges; an output pixel depends on inputs up to ``2·radius`` away.
+
+def guided_filter_coefficients(guide: Tensor, source: Tensor, radius: int, eps: float) -> Tensor:
+    """The guided filter's per-pixel affine colour models, ``(N, G + 1, C, H, W)`` in fp32: for
+    every output channel c, ``[:, :G, c]`` are the weights of the G guide channels and
+    ``[:, G, c]`` the offset, so the filtered pixel is ``Σ_i A[i, c]·I_i + A[G, c]``.
+
+    In every ``(2r+1)²`` window k the source is fitted as an affine function of the guide,
+    ``p ≈ a_kᵀ I + b_k``, by ridge regression: ``a_k = (Σ_k + eps·U)⁻¹ cov_k(I, p)`` and
+    ``b_k = mean_k(p) − a_kᵀ mean_k(I)``, with ``Σ_k`` the guide's colour covariance in the window
+    (a 3×3 matrix inverted per pixel by cofactors). Each pixel's model averages the ``a``, ``b``
+    of the windows covering it. ``eps`` (in squared intensity) sets which variations count as edges.
+    Fitted on a small copy of a photo, the models can be upsampled and applied to the full-size
+    photo: He and Sun's fast guided filter (``glfa.smoothing``).
     """
     guide, source = full_precision(guide).float(), full_precision(source).float()
     n, channels, height, width = source.shape
@@ -182,26 +193,32 @@ def guided_filter(guide: Tensor, source: Tensor, radius: int, eps: float) -> Ten
     cov_ip = (box_filter(products, radius).view(n, -1, channels, height, width)
               - mean_i[:, :, None] * mean_p[:, None])
     if guide.shape[1] == 1:                                    # grey guide: a scalar ridge regression
-        a = cov_ip[:, 0] / (box_filter(guide * guide, radius) - mean_i * mean_i + eps)
-        b = mean_p - a * mean_i
-        return box_filter(a, radius) * guide + box_filter(b, radius)
-    if guide.shape[1] != 3:
+        a = cov_ip / (box_filter(guide * guide, radius) - mean_i * mean_i + eps)[:, :, None]
+    elif guide.shape[1] == 3:
+        # Σ + eps·U, its six distinct entries (00, 01, 02, 11, 12, 22), each (N, H, W)
+        pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+        products = torch.stack([guide[:, i] * guide[:, j] for i, j in pairs], 1)
+        s00, s01, s02, s11, s12, s22 = (box_filter(products, radius)
+                                        - torch.stack([mean_i[:, i] * mean_i[:, j] for i, j in pairs], 1)).unbind(1)
+        s00, s11, s22 = s00 + eps, s11 + eps, s22 + eps
+        # inverse of the symmetric 3×3 matrix: cofactors over the determinant
+        c00, c01, c02 = s11 * s22 - s12 * s12, s02 * s12 - s01 * s22, s01 * s12 - s02 * s11
+        c11, c12, c22 = s00 * s22 - s02 * s02, s01 * s02 - s00 * s12, s00 * s11 - s01 * s01
+        det = s00 * c00 + s01 * c01 + s02 * c02
+        inverse = torch.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22], 1).view(n, 3, 3, 1, height, width)
+        a = (inverse * cov_ip[:, None]).sum(2) / det[:, None, None]          # (N, 3, C, H, W): a[:, i, c]
+    else:
         raise ValueError(f"the guide needs 1 or 3 channels, got {guide.shape[1]}")
-    # Σ + eps·U, its six distinct entries (00, 01, 02, 11, 12, 22), each (N, H, W)
-    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
-    products = torch.stack([guide[:, i] * guide[:, j] for i, j in pairs], 1)
-    s00, s01, s02, s11, s12, s22 = (box_filter(products, radius)
-                                    - torch.stack([mean_i[:, i] * mean_i[:, j] for i, j in pairs], 1)).unbind(1)
-    s00, s11, s22 = s00 + eps, s11 + eps, s22 + eps
-    # inverse of the symmetric 3×3 matrix: cofactors over the determinant
-    c00, c01, c02 = s11 * s22 - s12 * s12, s02 * s12 - s01 * s22, s01 * s12 - s02 * s11
-    c11, c12, c22 = s00 * s22 - s02 * s02, s01 * s02 - s00 * s12, s00 * s11 - s01 * s01
-    det = s00 * c00 + s01 * c01 + s02 * c02
-    inverse = torch.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22], 1).view(n, 3, 3, 1, height, width)
-    a = (inverse * cov_ip[:, None]).sum(2) / det[:, None, None]          # (N, 3, C, H, W): a[:, i, c]
     b = mean_p - (a * mean_i[:, :, None]).sum(1)
-    mean_a = box_filter(a.flatten(1, 2), radius).view(n, 3, channels, height, width)
-    return (mean_a * guide[:, :, None]).sum(1) + box_filter(b, radius)
+    models = torch.cat([a, b[:, None]], 1)
+    return box_filter(models.flatten(1, 2), radius).view_as(models)
+
+
+def apply_affine(models: Tensor, guide: Tensor) -> Tensor:
+    """The per-pixel affine colour models ``(N, G + 1, C, H, W)`` of ``guided_filter_coefficients``
+    applied to a guide ``(N, G, H, W)`` of the same size: ``Σ_i A[i, c]·I_i + A[G, c]``, fp32."""
+    guide = full_precision(guide).float()
+    return (models[:, :-1] * guide[:, :, None]).sum(1) + models[:, -1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from function import (adain_from_stats, bounding_slices, calc_cov, calc_mean_std, full_precision, local_moments,
-                      masked_cov, masked_mean_std, mean_norm)
+from function import (adain_from_stats, bounding_slices, calc_cov, calc_mean_std, full_precision, guided_filter,
+                      local_moments, masked_cov, masked_mean_std, mean_norm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -610,14 +610,17 @@ class StyleTransferNet(EncoderDecoder):
     keep the decoder sharp where the losses above do not look. With ``structure`` (the name of
     its terms), also ``structure``: the structure loss between the result's luminance and the
     content's (``structure_loss``), which keeps the photo's local structure in the pixels.
+    With ``finish``, every loss is computed on the *finished* result: the decoder's output
+    smoothed by the guided filter with the content as guide (``Finish``), as it is at inference,
+    so the network learns to put the style into what the finish keeps.
     """
 
     def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, transform: nn.Module,
                  contrastive: CCPL | None, mode: str | ModeSpec = "photo", identity: bool = False,
-                 structure: str | None = None):
+                 structure: str | None = None, finish: "Finish | None" = None):
         super().__init__(encoder, decoder, mode)
         self.transform, self.contrastive, self.identity = transform, contrastive, identity
-        self.structure = structure
+        self.structure, self.finish = structure, finish
 
     def forward(self, content: Tensor, style: Tensor,
                 anchors: list[Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
@@ -625,6 +628,8 @@ class StyleTransferNet(EncoderDecoder):
             content_feats = self.encode_with_intermediate(content)
             style_feats = self.encode_with_intermediate(style)
         result = self.decoder(self.transform(content_feats[-1], style_feats[-1]))
+        if self.finish is not None:
+            result = self.finish(content, result)
         result_feats = self.encode_with_intermediate(result)
 
         losses = {
@@ -641,6 +646,20 @@ class StyleTransferNet(EncoderDecoder):
         if self.structure:
             losses["structure"] = structure_loss(result, content, terms=self.structure)
         return losses, result
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The guided filter (He et al.) that finishes a result: in every ``(2·radius+1)²`` window the
+    result is refitted as an affine function of the content photo's colours (ridge ``eps``), so
+    the decoder's texture, blotches and halos go while its colour and tone stay. It is linear in
+    the result, so gradients pass through it unchanged in kind."""
+
+    radius: int
+    eps: float
+
+    def __call__(self, content: Tensor, result: Tensor) -> Tensor:
+        return guided_filter(content, result, self.radius, self.eps).to(result.dtype)
 
 
 def style_loss(result_feat: Tensor, style_feat: Tensor) -> Tensor:
@@ -735,13 +754,15 @@ OBJECTIVES = ("transfer", "reconstruction")
 def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
                   num_s: int = NUM_S, num_l: int = NUM_L, tau: float = TAU,
                   encoder: nn.Sequential | None = None, objective: str = "transfer",
-                  identity: bool = False, structure: str | None = None) -> EncoderDecoder:
+                  identity: bool = False, structure: str | None = None,
+                  finish: Finish | None = None) -> EncoderDecoder:
     """A training network with freshly initialised decoder, transform and heads.
 
     ``objective`` ``transfer`` is the method (``StyleTransferNet``); ``reconstruction`` trains
     the decoder alone to invert the encoder (``ReconstructionNet``; the transform and
     contrastive arguments are unused). ``contrastive`` is ``wce``, ``ccpl`` or ``none``;
-    ``identity`` adds the identity loss, ``structure`` (``STRUCTURE_TERMS``) the structure loss.
+    ``identity`` adds the identity loss, ``structure`` (``STRUCTURE_TERMS``) the structure loss;
+    with ``finish`` the losses are taken on the guided-filter-finished result.
     ``encoder`` is the pretrained VGG (``glfa.checkpoint.load_encoder``); without one the
     encoder has random weights.
     """
@@ -755,4 +776,4 @@ def build_network(mode: str = "photo", transform: str = "lct", contrastive: str 
         return ReconstructionNet(encoder, build_decoder(spec), spec)
     loss = None if contrastive == "none" else CONTRASTIVE[contrastive](spec.channels, num_s, num_l, tau)
     return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec, identity,
-                            structure)
+                            structure, finish)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice)
+                      add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice,
+                      working_size_choice)
 from glfa.device import autocast_dtype, resolve_device
 from glfa.flagtypes import non_negative_int, positive_int, tile_side, weight_list
 from glfa.inference import Stylizer
@@ -28,10 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style_dir", help="folder of style images")
     add_model_flags(parser)
     add_mode_flag(parser, "--testing_mode")
-    parser.add_argument("--content_size", type=non_negative_int, default=512,
-                        help="shorter side of the content image (0 keeps the original size)")
-    parser.add_argument("--style_size", type=non_negative_int, default=512,
-                        help="shorter side of the style image (0 keeps the original size)")
+    parser.add_argument("--content_size", type=non_negative_int, default=0,
+                        help="resize the content image to this shorter side (0, the default: the photo's own "
+                             "size, which the result keeps)")
+    parser.add_argument("--style_size", type=non_negative_int, default=0,
+                        help="resize the style image to this shorter side (0, the default: its own size; with "
+                             "the finish the network sees it at the working size)")
     parser.add_argument("--crop", action="store_true", help="centre-crop to a square of --content_size/--style_size")
     parser.add_argument("--max_size", type=non_negative_int, default=4096,
                         help="longest side of a resized image: longer ones are scaled down to it, with a note "
@@ -99,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.transform_path, args.transform = transform_choice(args)
-    args.smoothing = smoothing_choice(args, parser)
+    args.smoothing = smoothing_choice(args, parser, args.testing_mode)
     if not args.save_ext.startswith("."):
         args.save_ext = "." + args.save_ext
     if args.save_ext.lower() not in SAVE_EXTENSIONS:
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                                          mode=args.testing_mode, kind=args.transform, device=device,
                                          amp_dtype=amp_dtype, tile_size=args.tile_size,
                                          channels_last=args.channels_last, compile=args.compile, progress=True,
-                                         smooth=args.smoothing)
+                                         smooth=args.smoothing or False, working_size=working_size_choice(args))
     stylize_all(stylizer, content_paths, style_paths, Path(args.output), content_size=args.content_size,
                 style_size=args.style_size, crop=args.crop, max_size=args.max_size,
                 content_root=content_root, style_root=style_root, weights=args.style_interpolation_weights,

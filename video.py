@@ -13,7 +13,8 @@ from pathlib import Path
 
 from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice)
+                      add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice,
+                      working_size_choice)
 from glfa.device import autocast_dtype, resolve_device
 from glfa.errors import UserError
 from glfa.flagtypes import frame_rate, non_negative_int, positive_int
@@ -34,10 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style", required=True, help="the style image")
     add_model_flags(parser)
     add_mode_flag(parser, "--testing_mode")
-    parser.add_argument("--content_size", type=non_negative_int, default=512,
-                        help="shorter side of the frames (0 keeps the original size)")
-    parser.add_argument("--style_size", type=non_negative_int, default=512,
-                        help="shorter side of the style image (0 keeps the original size)")
+    parser.add_argument("--content_size", type=non_negative_int, default=0,
+                        help="resize the frames to this shorter side (0, the default: their own size)")
+    parser.add_argument("--style_size", type=non_negative_int, default=0,
+                        help="resize the style image to this shorter side (0, the default: its own size; with "
+                             "the finish the network sees it at the working size)")
     regions = parser.add_argument_group("regions (docs/regions.md)")
     regions.add_argument("--style_segment", metavar="FILE", help="colour-coded segmentation map of --style")
     regions.add_argument("--content_segment", metavar="FILE", help="one map for every frame (a still camera)")
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="K", help=f"with no maps: find K matching regions in every frame and the style "
                                            f"(K defaults to {DEFAULT_REGIONS})")
     add_blend_flags(parser)
-    add_smoothing_flags(parser, "smooth each stylised frame")
+    add_smoothing_flags(parser, "each stylised frame")
     parser.add_argument("--flow", choices=("tvl1", "none"), default="tvl1",
                         help="optical flow for the warped error (tvl1: scikit-image, slow on large frames)")
     parser.add_argument("--fps", type=frame_rate,
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.transform_path, args.transform = transform_choice(args)
-    args.smoothing = smoothing_choice(args)
+    args.smoothing = smoothing_choice(args, mode=args.testing_mode)
     return args
 
 
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     regions = frame_regions(clip, style_map, args.content_segment, args.content_segment_dir, args.auto_regions)
     stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
                                          mode=args.testing_mode, kind=args.transform, device=device,
-                                         amp_dtype=amp_dtype, smooth=args.smoothing)
+                                         amp_dtype=amp_dtype, smooth=args.smoothing or False,
+                                         working_size=working_size_choice(args))
     means = process_video(stylizer, clip, style, output, content_size=args.content_size, alpha=args.alpha,
                           preserve_color=args.preserve_color, flow=args.flow == "tvl1",
                           preview_height=args.preview_height, regions=regions)

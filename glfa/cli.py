@@ -10,10 +10,10 @@ from typing import Callable
 from glfa.config import TrainConfig
 from glfa.device import AMP_CHOICES
 from glfa.errors import UserError
-from glfa.flagtypes import mode_name, positive_int, smooth_eps, unit_float
+from glfa.flagtypes import mode_name, positive_int, smooth_eps, unit_float, working_side
 from glfa.paths import default_vgg
-from glfa.smoothing import Smoothing
-from net import TRANSFORMS
+from glfa.smoothing import WORKING_SIZE, Smoothing
+from net import TRANSFORMS, parse_mode
 
 MODE_FLAGS = ("--testing_mode", "--training_mode", "--mode")
 
@@ -103,32 +103,49 @@ def add_blend_flags(parser: argparse._ActionsContainer) -> None:
                         help="match the style image's colours to the content first (keeps the content's colours)")
 
 
-def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "smooth each result") -> None:
-    """``--smooth`` (``what`` it does in the command) with ``--smooth_radius`` and ``--smooth_eps``;
-    ``smoothing_choice`` turns them into a ``Smoothing``."""
-    parser.add_argument("--smooth", action="store_true",
-                        help=f"{what} with an edge-aware guided filter guided by the content photo "
-                             "(removes small artifacts, keeps edges)")
+def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each result") -> None:
+    """The finish of ``what`` (on by default in photo mode): ``--smooth``/``--no-smooth``,
+    ``--smooth_radius``, ``--smooth_eps`` and ``--working_size``; ``smoothing_choice`` and
+    ``working_size_choice`` read them."""
+    parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"finish {what} with an edge-aware guided filter guided by the content photo, which "
+                             "keeps the photo's structure and takes the network's colours (default: on in photo "
+                             "mode, off in art mode); --no-smooth gives the network's raw output, as the paper's "
+                             "figures show it")
     parser.add_argument("--smooth_radius", type=positive_int, metavar="PX",
-                        help=f"with --smooth: the filter's window radius in pixels (default: {Smoothing.radius})")
+                        help=f"the finish's window radius in pixels of the working size (default: {Smoothing.radius})")
     parser.add_argument("--smooth_eps", type=smooth_eps, metavar="EPS",
-                        help=f"with --smooth: edges are guide variations above about sqrt(EPS) on a 0-1 scale; "
+                        help=f"the finish's edges are guide variations above about sqrt(EPS) on a 0-1 scale; "
                              f"larger smooths more (default: {Smoothing.eps:g})")
+    parser.add_argument("--working_size", type=working_side, metavar="PX",
+                        help=f"with the finish, the network sees the photo with its long side at most PX and the "
+                             f"finish carries its colours to the photo's own size: any photo in about the time of "
+                             f"a small one (default: {WORKING_SIZE}; 0: the network on every pixel, tiled, the "
+                             "exact path)")
 
 
-def smoothing_choice(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> Smoothing | None:
-    """The ``Smoothing`` the smoothing flags ask for, or None without ``--smooth``. ``--smooth_radius``
-    or ``--smooth_eps`` without ``--smooth`` would do nothing: an error (``parser``'s, or a ``UserError``)."""
+def smoothing_choice(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None,
+                     mode: str = "photo") -> Smoothing | None:
+    """The finish the flags ask for: a ``Smoothing`` (by default in photo mode) or None
+    (``--no-smooth``, or art mode without ``--smooth``). Settings of a finish that is off would do
+    nothing: an error (``parser``'s, or a ``UserError``)."""
     given = {"radius": args.smooth_radius, "eps": args.smooth_eps}
     given = {name: value for name, value in given.items() if value is not None}
-    if not args.smooth:
-        if given:
-            message = f"--smooth_{next(iter(given))} needs --smooth"
+    smooth = parse_mode(mode).name == "photo" if args.smooth is None else args.smooth
+    if not smooth:
+        flags = [f"--smooth_{name}" for name in given] + (["--working_size"] if args.working_size is not None else [])
+        if flags:
+            message = f"{flags[0]} sets the finish, which is off: drop it or add --smooth"
             if parser is None:
                 raise UserError(message)
             parser.error(message)
         return None
     return Smoothing(**given)
+
+
+def working_size_choice(args: argparse.Namespace) -> int:
+    """``--working_size``, ``WORKING_SIZE`` when not given."""
+    return WORKING_SIZE if args.working_size is None else args.working_size
 
 
 def add_device_flag(parser: argparse._ActionsContainer) -> None:

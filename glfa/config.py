@@ -16,7 +16,7 @@ from glfa.device import AMP_CHOICES
 from glfa.errors import UserError
 from glfa.flagtypes import mode_name, non_negative_float, non_negative_int, positive_float, positive_int
 from glfa.paths import REPO_ROOT
-from net import CONTRASTIVE, NUM_L, NUM_S, OBJECTIVES, STRUCTURE_TERMS, TAU, TRANSFORMS, LossWeights, parse_mode
+from net import CONTRASTIVE, NUM_L, NUM_S, OBJECTIVES, STRUCTURE_TERMS, TAU, TRANSFORMS, Finish, LossWeights, parse_mode
 
 MUST_MATCH, MAY_CHANGE = "must match", "may change"
 LR_SCHEDULES = ("reference", "cosine", "linear")
@@ -113,6 +113,12 @@ class TrainConfig:
     structure_terms: str = flag("correlation", OPTIMISATION, "the structure loss's terms: correlation (structure "
                                 "only, local contrast free) or contrast_structure (SSIM without brightness: "
                                 "texture in flat areas costs too)", resume=MAY_CHANGE, choices=STRUCTURE_TERMS)
+    finish_radius: int = flag(0, OPTIMISATION, "take every loss on the result finished by the guided filter "
+                              "(the content as guide) with this window radius in training pixels, as --smooth "
+                              "finishes it at inference (0: off, the raw decoder output)", kind=non_negative_int,
+                              resume=MUST_MATCH)
+    finish_eps: float = flag(1e-3, OPTIMISATION, "the training finish's ridge eps (squared intensity; larger "
+                             "smooths more)", kind=positive_float, resume=MUST_MATCH)
     tau: float = flag(TAU, OPTIMISATION, "InfoNCE temperature", kind=positive_float, resume=MAY_CHANGE)
     num_s: int = flag(NUM_S, OPTIMISATION, "anchors per layer", kind=positive_int, resume=MAY_CHANGE)
     num_l: int = flag(NUM_L, OPTIMISATION, "contrastive layers (the last ones)", kind=positive_int,
@@ -153,6 +159,8 @@ class TrainConfig:
         if self.objective == "reconstruction" and self.init_transform:
             raise UserError("--init_transform has nothing to start: --objective reconstruction trains the decoder "
                             "alone")
+        if self.objective == "reconstruction" and self.finish_radius:
+            raise UserError("--finish_radius finishes a stylised result: --objective reconstruction has none")
         if self.ema and not 0 < self.ema < 1:
             raise UserError(f"--ema must be between 0 and 1 (a decay such as 0.999), got {self.ema}")
 
@@ -164,6 +172,11 @@ class TrainConfig:
                            kl=self.contrastive_weight * self.kl_weight, pixel=self.pixel_weight,
                            identity=self.identity_weight, identity_feature=self.identity_feature_weight,
                            structure=self.structure_weight)
+
+    @property
+    def finish(self) -> Finish | None:
+        """The guided-filter finish the losses see (``--finish_radius``), None when off."""
+        return Finish(self.finish_radius, self.finish_eps) if self.finish_radius else None
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes`` (checked like a new config)."""

@@ -18,17 +18,17 @@ from glfa.errors import UserError
 from glfa.figures import comparison_figure, contact_sheet
 from glfa.images import list_images, read_image, save_image_file, thumbnail
 from glfa.inference import Stylizer
-from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim
+from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim, tone_figures
 from glfa.paths import default_vgg
 from glfa.runfolder import RunFolder, shipped_model
 from glfa.segments import LabelMap, check_map_file, maps_by_name, read_label_map
-from glfa.smoothing import Smoothing
+from glfa.smoothing import WORKING_SIZE, Smoothing
 from glfa.tables import markdown_table, write_csv
 from net import AdaIN, ModeSpec, parse_mode
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 SHIPPED_NAME = "shipped"
-SMOOTHED_SUFFIX = "+smooth"
+RAW_SUFFIX = "+raw"
 SEGMENTED_SUFFIX = "+seg"
 AUTO_SUFFIX = "+auto"
 
@@ -58,7 +58,8 @@ class ModelFiles:
 @dataclass
 class Row:
     """The metrics of one model on one pair (or their average, ``pair == "average"``, or its
-    standard error, ``pair == "stderr"``)."""
+    standard error, ``pair == "stderr"``): structure and style, the time, then the tone figures
+    (``glfa.metrics.tone_figures``)."""
 
     pair: str
     model: str
@@ -67,11 +68,17 @@ class Row:
     gram_loss: float
     mean_std_loss: float
     seconds: float
+    black_shift: float
+    clipped: float
+    tonal_range: float
+    cast: float
 
 
 METRIC_HEADERS = {"ssim": "SSIM ↑", "edge_ssim": "edge SSIM ↑", "gram_loss": "Gram loss ↓",
-                  "mean_std_loss": "mean/std loss ↓", "seconds": "s / image"}
-METRIC_FORMATS = {"ssim": ".4f", "edge_ssim": ".4f", "gram_loss": ".4g", "mean_std_loss": ".4g", "seconds": ".3f"}
+                  "mean_std_loss": "mean/std loss ↓", "seconds": "s / image", "black_shift": "black shift",
+                  "clipped": "clipped", "tonal_range": "tonal range", "cast": "cast ↓"}
+METRIC_FORMATS = {"ssim": ".4f", "edge_ssim": ".4f", "gram_loss": ".4g", "mean_std_loss": ".4g", "seconds": ".3f",
+                  "black_shift": "+.3f", "clipped": "+.4f", "tonal_range": ".3f", "cast": ".2f"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,13 +255,13 @@ class Reinhard:
 
 @dataclass(frozen=True)
 class Configured:
-    """How one row stylises with a loaded ``Stylizer``: at the blend ``alpha``, smoothed
-    (``NAME+smooth``), region by region with each pair's maps (``with_maps``, ``NAME+seg``) or
-    with ``auto_regions`` automatic regions (``NAME+autoK``)."""
+    """How one row stylises with a loaded ``Stylizer``: at the blend ``alpha``, with its finish or
+    the ``smoothing`` given (False: raw, ``NAME+raw``), region by region with each pair's maps
+    (``with_maps``, ``NAME+seg``) or with ``auto_regions`` automatic regions (``NAME+autoK``)."""
 
     stylizer: Stylizer
     alpha: float = 1.0
-    smoothing: Smoothing | None = None
+    smoothing: Smoothing | bool | None = None
     with_maps: bool = False
     auto_regions: int = 0
 
@@ -295,16 +302,18 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
              mode: str = "photo", device: torch.device | str = "cpu", content_size: int = 512,
              style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
              figure_height: int = 256, amp_dtype: torch.dtype | None = None,
-             baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None, long_side: int = 0,
+             baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None,
+             working_size: int = WORKING_SIZE, raw: bool = False, long_side: int = 0,
              adain_decoder: str | Path | None = None, alpha: float = 1.0, auto_regions: int = 0) -> list[Row]:
     """Stylise every pair with every model (at the blend ``alpha``) and measure it; write the
     results, a comparison figure per pair and a contact sheet under ``output``. Returns one row
     per pair and model.
 
     ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
-    by ``adain_decoder``, by default the first model's decoder) as further rows. ``smoothing``
-    adds a row per model, ``NAME+smooth``, with its results smoothed (the baselines are left as
-    they are). Pairs with maps (``with_segments``) add a row per model, ``NAME+seg``, stylised
+    by ``adain_decoder``, by default the first model's decoder) as further rows. The models'
+    results are finished by ``smoothing`` at ``working_size`` (None: raw), as ``test.py``
+    finishes them; ``raw`` adds a row per model, ``NAME+raw``, with the unfinished output (the
+    baselines are never finished). Pairs with maps (``with_segments``) add a row per model, ``NAME+seg``, stylised
     region by region; ``auto_regions`` K adds ``NAME+autoK``, with K automatic regions (both at
     ``alpha``). A non-finite metric is an error for that model.
 
@@ -322,7 +331,8 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
     vgg = default_vgg(spec) if vgg is None else vgg
     distance = StyleDistance(load_encoder(vgg, spec).to(device), spec)
     stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder, alpha,
-                                    segmented=any(pair.content_seg for pair in pairs), auto_regions=auto_regions)
+                                    segmented=any(pair.content_seg for pair in pairs), auto_regions=auto_regions,
+                                    working_size=working_size, raw=raw)
     for folder in ["figures", *(f"results/{name}" for name in stylizers)]:
         (output / folder).mkdir(parents=True, exist_ok=True)
 
@@ -351,16 +361,19 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
 def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Path, device: torch.device | str,
                         amp_dtype: torch.dtype | None, baselines: tuple[str, ...], smoothing: Smoothing | None,
                         adain_decoder: str | Path | None, alpha: float = 1.0, segmented: bool = False,
-                        auto_regions: int = 0) -> dict[str, "Configured | Reinhard"]:
-    """Every evaluated row by name, in table order: the models, their smoothed versions, their
-    region-wise versions (``segmented``: with maps; ``auto_regions``), all at ``alpha``, then the
-    baselines (at full stylisation). Each model is loaded once."""
+                        auto_regions: int = 0, working_size: int = WORKING_SIZE,
+                        raw: bool = False) -> dict[str, "Configured | Reinhard"]:
+    """Every evaluated row by name, in table order: the models (finished by ``smoothing`` at
+    ``working_size``, None: raw), with ``raw`` their unfinished versions, their region-wise
+    versions (``segmented``: with maps; ``auto_regions``), all at ``alpha``, then the baselines
+    (at full stylisation, unfinished). Each model is loaded once."""
     loaded = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
-                                                kind=m.kind, device=device, amp_dtype=amp_dtype)
+                                                kind=m.kind, device=device, amp_dtype=amp_dtype,
+                                                smooth=smoothing or False, working_size=working_size)
               for m in models}
     rows = {m.name: Configured(loaded[m.name], alpha) for m in models}
-    if smoothing is not None:
-        rows |= {m.name + SMOOTHED_SUFFIX: Configured(loaded[m.name], alpha, smoothing) for m in models}
+    if raw:
+        rows |= {m.name + RAW_SUFFIX: Configured(loaded[m.name], alpha, False) for m in models}
     if segmented:
         rows |= {m.name + SEGMENTED_SUFFIX: Configured(loaded[m.name], alpha, with_maps=True) for m in models}
     if auto_regions:
@@ -372,7 +385,8 @@ def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Pat
     if "adain" in baselines:
         first = loaded[models[0].name]
         decoder = first.decoder if adain_decoder is None else load_decoder(adain_decoder, spec)
-        rows["adain"] = Configured(Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype))
+        rows["adain"] = Configured(Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype,
+                                            smooth=False))
     if "reinhard" in baselines:
         rows["reinhard"] = Reinhard()
     return {name: rows[name] for name in names}
@@ -391,7 +405,7 @@ def measure(stylize: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor],
     seconds = time.perf_counter() - start
     losses = distance.losses(distance.features(result), style_feats)
     return (luminance_ssim(result, content), edge_ssim(result, content), losses["gram_loss"],
-            losses["mean_std_loss"], seconds), result
+            losses["mean_std_loss"], seconds, *tone_figures(result, content, style).values()), result
 
 
 def check_metrics_finite(rows: list[Row]) -> None:

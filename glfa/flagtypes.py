@@ -5,7 +5,7 @@ import math
 from fractions import Fraction
 from typing import Callable
 
-from glfa.smoothing import MAX_SMOOTH_EPS, MIN_SMOOTH_EPS
+from glfa.smoothing import MAX_SMOOTH_EPS, MIN_SMOOTH_EPS, MIN_WORKING_SIZE
 from glfa.tiles import MIN_TILE_SIZE
 from net import parse_mode
 
@@ -57,6 +57,12 @@ def smooth_eps(text: str) -> float:
 def tile_side(text: str) -> int:
     """argparse type: ``--tile_size``, 0 (automatic tiles) or at least ``MIN_TILE_SIZE`` px."""
     return _bounded(text, int, lambda v: v == 0 or v >= MIN_TILE_SIZE, f"0 (automatic) or at least {MIN_TILE_SIZE}")
+
+
+def working_side(text: str) -> int:
+    """argparse type: ``--working_size``, 0 (the photo's own size) or at least ``MIN_WORKING_SIZE`` px."""
+    return _bounded(text, int, lambda v: v == 0 or v >= MIN_WORKING_SIZE,
+                    f"0 (the photo's own size) or at least {MIN_WORKING_SIZE}")
 
 
 def frame_rate(text: str) -> Fraction:

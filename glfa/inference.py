@@ -44,7 +44,8 @@ from glfa.regions import (AutoRegions, Segments, masked_statistics, region_reque
                           style_statistics)
 from glfa.runfolder import model_files
 from glfa.segments import Mask
-from glfa.smoothing import Smoothing, smooth_tiled, smoothing_option
+from glfa.smoothing import (WORKING_SIZE, Smoothing, apply_upsampled, check_working_size, models_tiled, smooth_tiled,
+                            smoothing_option, working_copy)
 from glfa.tiles import MIN_TILE_SIZE, reach, spans
 from net import AdaIN, ModeSpec, RegionStatistics, StyleStatistics, Transform, parse_mode
 
@@ -54,6 +55,10 @@ from net import AdaIN, ModeSpec, RegionStatistics, StyleStatistics, Transform, p
 MAX_AUTO_TILE = 2048
 BYTES_PER_PIXEL = 64 * 4 * 4
 TILE_MULTIPLE = 64
+
+# The full-size finish holds the photo and the result in fp32 on the device (24 bytes a pixel)
+# and a strip's models at a time; with the input and output images around it, about this much.
+FINISH_BYTES_PER_PIXEL = 40
 
 Item = TypeVar("Item")
 Loaded = TypeVar("Loaded")
@@ -149,8 +154,15 @@ class Stylizer:
     other GPU speed option. ``channels_last`` picks the memory layout; None (the default) is
     channels-last on the CPU, where it measured about a fifth faster at 512², and NCHW elsewhere.
     ``device`` None is CUDA when present.
-    ``progress`` shows a progress bar over the tiles of a tiled image (stderr). ``smooth`` is the
-    calls' default smoothing (a ``Smoothing``, True for the default one, or None for none).
+    ``progress`` shows a progress bar over the tiles of a tiled image (stderr).
+
+    The finish: ``smooth`` is the calls' default (a ``Smoothing``, True for the default one, False
+    for none; None, the default, is ``Smoothing()`` in photo mode and none in art mode). With a
+    finish, the network runs on a copy of the content whose long side is at most ``working_size``
+    px, the finish's affine colour models are fitted there and applied to the content at its own
+    size (the fast guided filter): a photo of any size in about the time of a small one, every
+    output pixel an affine function of its own content pixel. ``working_size=0``, or no finish,
+    runs the network on every pixel of the content (tiled when large), the exact path.
 
     Region-wise transfer: ``content_mask`` with ``style_mask`` (segmentation maps: colour-coded
     PIL images, or ``(H, W)`` integer label arrays or tensors) transfers every region of the
@@ -161,9 +173,11 @@ class Stylizer:
     def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: Transform, mode: str | ModeSpec = "photo", *,
                  device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
                  tile_size: int = 0, channels_last: bool | None = None, compile: bool = False, progress: bool = False,
-                 smooth: Smoothing | bool | None = None):
+                 smooth: Smoothing | bool | None = None, working_size: int = WORKING_SIZE):
         self.spec = parse_mode(mode)
-        self.smooth = smoothing_option(smooth)
+        self.smooth = (Smoothing() if self.spec.name == "photo" else None) if smooth is None else \
+            smoothing_option(smooth)
+        self.working_size = check_working_size(working_size)
         self.progress = progress
         self.notes_given: set[str] = set()
         self.device = resolve_device(device)
@@ -199,14 +213,14 @@ class Stylizer:
 
     def __call__(self, content: Image.Image | Tensor, style: Image.Image | Tensor, *, alpha: float = 1.0,
                  preserve_color: bool = False, smooth: Smoothing | bool | None = None,
-                 content_mask: Mask | None = None, style_mask: Mask | None = None,
-                 auto_regions: int = 0) -> Image.Image | Tensor:
+                 working_size: int | None = None, content_mask: Mask | None = None,
+                 style_mask: Mask | None = None, auto_regions: int = 0) -> Image.Image | Tensor:
         """Stylise ``content`` with ``style``, at the content's (upright) size: a PIL content image
-        gives a PIL image, a tensor a float32 tensor in [0, 1]. ``smooth``, the masks and
-        ``auto_regions``: see ``stylize``."""
+        gives a PIL image, a tensor a float32 tensor in [0, 1]. ``smooth``, ``working_size``, the
+        masks and ``auto_regions``: see ``stylize``."""
         result = self.stylize(content, [style], alpha=alpha, preserve_color=preserve_color, smooth=smooth,
-                              content_mask=content_mask, style_masks=None if style_mask is None else [style_mask],
-                              auto_regions=auto_regions)
+                              working_size=working_size, content_mask=content_mask,
+                              style_masks=None if style_mask is None else [style_mask], auto_regions=auto_regions)
         return to_pil(result) if isinstance(content, Image.Image) else result
 
     def check_size(self, image: Tensor, what: str) -> None:
@@ -295,8 +309,8 @@ class Stylizer:
     def stylize(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],
                 weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
                 tile_size: int | None = None, to_cpu: bool = True, smooth: Smoothing | bool | None = None, *,
-                content_mask: Mask | None = None, style_masks: list[Mask] | None = None,
-                auto_regions: int = 0) -> Tensor:
+                working_size: int | None = None, content_mask: Mask | None = None,
+                style_masks: list[Mask] | None = None, auto_regions: int = 0) -> Tensor:
         """Stylise one content image (a ``(3, H, W)`` tensor in [0, 1] or a PIL image, see the class);
         returns ``(3, H, W)`` in [0, 1].
 
@@ -305,30 +319,43 @@ class Stylizer:
         ``alpha`` is in [0, 1]. Sizes that are not a multiple of the encoder's downscale are
         reflection-padded and cropped back.
         ``smooth`` (a ``Smoothing``, True for the default one, False for none; None: the
-        Stylizer's ``smooth``) filters the cropped result, guided by the content, in the same
-        tiles as the network. ``tile_size`` overrides the Stylizer's for this call;
+        Stylizer's ``smooth``) finishes the result, guided by the content: with a
+        ``working_size`` (None: the Stylizer's), the network sees the content and the styles
+        scaled down to it and the finish carries the colours to the content's size; with 0, it filters the
+        full-size result in the same tiles as the network. ``tile_size`` overrides the Stylizer's for this call;
         ``to_cpu=False`` leaves the result on the device (benchmarks). ``content_mask`` with
         ``style_masks`` (one per style) or ``auto_regions``: region-wise transfer (class docstring).
         """
         content, styles, weights, alpha = self._checked(content, styles, weights, alpha, tile_size)
         regions = region_requests(content, styles, content_mask, style_masks, auto_regions)
-        height, width = content.shape[-2:]
+        smoothing = self.smooth if smooth is None else smoothing_option(smooth)
+        working_size = self.working_size if working_size is None else check_working_size(working_size)
+        if smoothing is not None and working_size:
+            self._check_memory(content)
+        content = content.to(self.device)[None]
+        styles = [coral(style.to(self.device), content[0]) if preserve_color else style for style in styles]
+        network_input = content
+        if smoothing is not None and working_size:
+            network_input = working_copy(content, working_size)
+            styles = [working_copy(style[None], working_size)[0] for style in styles]
+        height, width = network_input.shape[-2:]
         multiple = self.spec.downscale
         pad_h, pad_w = -height % multiple, -width % multiple
-        content = content.to(self.device)
-        padded = F.pad(content[None], (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else content[None]
-        styles = [coral(style.to(self.device), content) if preserve_color else style for style in styles]
-        smoothing = self.smooth if smooth is None else smoothing_option(smooth)
+        padded = F.pad(network_input, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else network_input
         tile = self._tile_for(*padded.shape[-2:], tile_size)
-        if tile:
-            with self._tile_progress(padded, tile, smoothing is not None) as progress:
+        with self._tile_progress(padded, tile, smoothing is not None) as progress:
+            if tile:
                 result = self._stylize_tiled(padded, styles, weights, alpha, tile, tile_size, progress,
                                              (height, width), regions)
-                result = self._finish(result, content, smoothing, tile, progress)
-        else:
-            result = self._stylize_whole(padded, styles, weights, alpha, (height, width), regions)
-            result = self._finish(result, content, smoothing, 0)
-        return result.cpu() if to_cpu else result
+            else:
+                result = self._stylize_whole(padded, styles, weights, alpha, (height, width), regions)
+            result = result[..., :height, :width].float().clamp(0, 1)
+            if smoothing is not None and working_size:
+                models = models_tiled(network_input.float(), result, smoothing, tile, progress)
+                result = apply_upsampled(models, content.float())
+            elif smoothing is not None:
+                result = smooth_tiled(content.float(), result, smoothing, tile, progress)
+        return result[0].cpu() if to_cpu else result[0]
 
     def _checked(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],
                  weights: list[float] | None, alpha: float,
@@ -351,20 +378,22 @@ class Stylizer:
             self.check_size(style, "the style image")
         return content, styles, weights, alpha
 
-    @staticmethod
-    def _finish(result: Tensor, content: Tensor, smoothing: Smoothing | None, tile: int,
-                progress: tqdm | None = None) -> Tensor:
-        """The padded ``(1, 3, H', W')`` result cropped to the content's frame and clamped to [0, 1],
-        then smoothed with the content as guide (in tiles of ``tile`` px, 0: whole): ``(3, H, W)``."""
+    def _check_memory(self, content: Tensor) -> None:
+        """Refuse, before any work, a photo whose full-size finish cannot fit in the free memory:
+        the photo, the result and a strip's models, about ``FINISH_BYTES_PER_PIXEL`` a pixel."""
+        free = available_memory(self.device)
         height, width = content.shape[-2:]
-        result = result[..., :height, :width].float().clamp(0, 1)
-        if smoothing is not None:
-            result = smooth_tiled(content[None].float(), result, smoothing, tile, progress)
-        return result[0]
+        needed = FINISH_BYTES_PER_PIXEL * height * width
+        if free is not None and needed > free:
+            raise UserError(f"the content photo is {width}×{height} px ({height * width / 1e6:.0f} Mpx): finishing it "
+                            f"needs about {needed / 2 ** 30:.1f} GiB and {free / 2 ** 30:.1f} GiB is free; give "
+                            "--content_size to scale it down")
 
     def _tile_progress(self, padded: Tensor, tile: int, smoothing: bool = False) -> tqdm:
         """A progress bar over the content's tiles, encoded, decoded, then smoothed when
-        ``smoothing`` (hidden without ``progress``)."""
+        ``smoothing`` (hidden without ``progress``, or when the image is whole: ``tile`` 0)."""
+        if not tile:
+            return tqdm(total=0, disable=True)
         ds = self.spec.downscale
         height, width = padded.shape[-2:]
         tiles = len(spans(height, tile, 0, ds)) * len(spans(width, tile, 0, ds)) + \

@@ -23,7 +23,8 @@ def build_training_network(config: TrainConfig, device: torch.device) -> Encoder
                             config.num_l, config.tau, encoder=load_encoder(config.vgg, config.training_mode),
                             objective=config.objective,
                             identity=config.identity_weight + config.identity_feature_weight > 0,
-                            structure=config.structure_terms if config.structure_weight > 0 else None)
+                            structure=config.structure_terms if config.structure_weight > 0 else None,
+                            finish=config.finish)
     if config.init_decoder:
         network.decoder.load_state_dict(load_decoder(config.init_decoder, config.training_mode).state_dict())
     if config.init_transform:

@@ -1,13 +1,15 @@
-"""Edge-aware smoothing of a result (``--smooth``): a guided filter with the content photo as guide,
-as FastPhotoStyle and PCA-KD finish their results. It removes the decoder's small artifacts and
-raises the structural similarity at a small cost in style."""
+"""The guided-filter finish of a result (``--smooth``, on by default in photo mode), with the content
+photo as guide, as FastPhotoStyle and PCA-KD finish theirs: exact at the result's size, tile by
+tile, or fitted at a working size and applied to the full-size photo (the fast guided filter)."""
+import numbers
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from function import guided_filter
+from function import apply_affine, guided_filter, guided_filter_coefficients
 from glfa.tiles import spans
 
 # The lowest --smooth_eps: below it the filter's 3×3 determinants (about eps³ in flat regions)
@@ -47,6 +49,11 @@ class Smoothing:
         """``result`` ``(N, C, H, W)`` smoothed with ``guide`` ``(N, 3, H, W)``, in fp32, clamped to [0, 1]."""
         return guided_filter(guide, result, self.radius, self.eps).clamp(0, 1)
 
+    def models(self, guide: Tensor, result: Tensor) -> Tensor:
+        """The filter's per-pixel affine colour models of ``result`` on ``guide``,
+        ``(N, 4, C, H, W)`` (``function.guided_filter_coefficients``)."""
+        return guided_filter_coefficients(guide, result, self.radius, self.eps)
+
 
 def smoothing_option(smooth: "Smoothing | bool | None") -> Smoothing | None:
     """A ``smooth=`` argument as a ``Smoothing`` or None: True is the default ``Smoothing()``,
@@ -67,12 +74,96 @@ def smooth_tiled(guide: Tensor, result: Tensor, smoothing: Smoothing, tile: int,
     equal the whole. ``progress`` counts the tiles."""
     if not tile:
         return smoothing(guide, result)
+    return _tiled(smoothing, guide, result, smoothing.reach, tile, progress)
+
+
+def models_tiled(guide: Tensor, result: Tensor, smoothing: Smoothing, tile: int,
+                 progress: tqdm | None = None) -> Tensor:
+    """``smoothing.models(guide, result)`` of ``(1, C, H, W)`` images, in tiles like ``smooth_tiled``."""
+    if not tile:
+        return smoothing.models(guide, result)
+    return _tiled(lambda g, r: smoothing.models(g, r).flatten(1, 2), guide, result, smoothing.reach, tile,
+                  progress).view(1, guide.shape[1] + 1, result.shape[1], *result.shape[-2:])
+
+
+def _tiled(fn, guide: Tensor, result: Tensor, halo: int, tile: int, progress: tqdm | None) -> Tensor:
+    """``fn(guide, result)`` (a map whose pixels depend on inputs at most ``halo`` away) in tiles."""
     height, width = result.shape[-2:]
-    smoothed = torch.empty_like(result, dtype=torch.float32)
-    for y0, y1, hy0, hy1 in spans(height, tile, smoothing.reach):
-        for x0, x1, hx0, hx1 in spans(width, tile, smoothing.reach):
-            part = smoothing(guide[..., hy0:hy1, hx0:hx1], result[..., hy0:hy1, hx0:hx1])
-            smoothed[..., y0:y1, x0:x1] = part[..., y0 - hy0:y1 - hy0, x0 - hx0:x1 - hx0]
+    out = None
+    for y0, y1, hy0, hy1 in spans(height, tile, halo):
+        for x0, x1, hx0, hx1 in spans(width, tile, halo):
+            part = fn(guide[..., hy0:hy1, hx0:hx1], result[..., hy0:hy1, hx0:hx1])
+            if out is None:
+                out = part.new_empty(*part.shape[:-2], height, width)
+            out[..., y0:y1, x0:x1] = part[..., y0 - hy0:y1 - hy0, x0 - hx0:x1 - hx0]
             if progress is not None:
                 progress.update()
-    return smoothed
+    return out
+
+
+# The default working size: the network sees the content with its long side at most this many
+# pixels, and the finish carries its colours to the photo's own size (chosen on validation photos,
+# docs/performance.md). The smallest working size that is not 0.
+WORKING_SIZE = 512
+MIN_WORKING_SIZE = 64
+
+
+def check_working_size(working_size: int) -> int:
+    """``working_size``: 0 (the network at the photo's own size) or at least ``MIN_WORKING_SIZE`` px."""
+    if isinstance(working_size, bool) or not isinstance(working_size, numbers.Integral):
+        raise TypeError(f"working_size must be an integer, got {type(working_size).__name__}")
+    if working_size != 0 and working_size < MIN_WORKING_SIZE:
+        raise ValueError(f"working_size must be 0 (the photo's own size) or at least {MIN_WORKING_SIZE} px, "
+                         f"got {working_size}")
+    return int(working_size)
+
+
+def working_copy(content: Tensor, working_size: int) -> Tensor:
+    """A ``(1, 3, H, W)`` photo scaled down (antialiased) so its long side is ``working_size``;
+    the photo itself when it is no larger (never enlarged)."""
+    height, width = content.shape[-2:]
+    if max(height, width) <= working_size:
+        return content
+    scale = working_size / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(content, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+# Rows of the full-size photo finished at a time: the upsampled models of a strip take
+# 4 × 3 × STRIP_ROWS × width floats (about 25 MB for a 4000-px-wide photo).
+STRIP_ROWS = 128
+
+
+def bilinear_taps(size_in: int, size_out: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """For each of ``size_out`` output positions, the two input positions it interpolates and the
+    weight of the second: bilinear upsampling with half-pixel centres, as ``F.interpolate(...,
+    mode="bilinear", align_corners=False)`` computes it (positions before the first centre clamp to it)."""
+    source = ((torch.arange(size_out, dtype=torch.float64, device=device) + 0.5) * (size_in / size_out)
+              - 0.5).clamp_min(0)
+    first = source.floor().long().clamp_max(size_in - 1)
+    second = (first + 1).clamp_max(size_in - 1)
+    return first, second, (source - first).float()
+
+
+def apply_upsampled(models: Tensor, guide: Tensor, strip_rows: int = STRIP_ROWS) -> Tensor:
+    """The fast guided filter's last step (He and Sun, 2015): affine colour models ``(1, G + 1, C,
+    h, w)`` fitted on a small copy of the photo, upsampled bilinearly to the full-size ``guide``
+    ``(1, G, H, W)`` and applied to its pixels; ``(1, C, H, W)`` in fp32, clamped to [0, 1].
+
+    Every output pixel is an affine function of its own guide pixel, so nothing of the small
+    result but its colour models reaches the full size. The work runs in strips of
+    ``strip_rows`` rows, so memory beyond the input and the output stays small at any size; the
+    strips equal the whole (``F.interpolate`` then ``apply_affine``)."""
+    _, terms, channels, height, width = models.shape
+    full_height, full_width = guide.shape[-2:]
+    flat = models.flatten(1, 2)
+    if width != full_width:                                  # columns once (the small side is cheap)…
+        flat = F.interpolate(flat, size=(height, full_width), mode="bilinear", align_corners=False)
+    first, second, weight = bilinear_taps(height, full_height, flat.device)
+    out = torch.empty(1, channels, full_height, full_width, device=guide.device)
+    for y0 in range(0, full_height, strip_rows):             # …then rows, strip by strip
+        rows = slice(y0, min(y0 + strip_rows, full_height))
+        strip = torch.lerp(flat[..., first[rows], :], flat[..., second[rows], :], weight[rows, None])
+        strip = strip.view(1, terms, channels, -1, full_width)
+        out[..., rows, :] = apply_affine(strip, guide[..., rows, :]).clamp_(0, 1)
+    return out

@@ -109,6 +109,9 @@ class ImageReader:
             self.failures.append(path)
             return None
         width, height = resized_size(image, size) if size else image.size
+        if size and width > image.width:
+            print(f"note: {path} is enlarged from {image.width}×{image.height} to {width}×{height} px for a shorter "
+                  f"side of {size} (0 keeps a photo's own size)")
         if self.max_size and size and not self.crop and max(width, height) > self.max_size:
             print(f"note: {path} would be {width}×{height} px at a shorter side of {size}; scaled down to fit "
                   f"--max_size {self.max_size}")

@@ -62,8 +62,10 @@ def write_model(folder: Path, iteration: int, seed: int = 0) -> tuple[Path, Path
 
 
 def random_stylizer(mode: str, kind: str, seed: int = 0, **options) -> Stylizer:
-    """A ``Stylizer`` with random weights on the CPU (``options`` go to ``Stylizer``); the
-    decoder's last conv is scaled so that the image sits around 0.5."""
+    """A ``Stylizer`` with random weights on the CPU (``options`` go to ``Stylizer``), giving the
+    network's raw output unless ``smooth`` is among them; the decoder's last conv is scaled so
+    that the image sits around 0.5."""
+    options.setdefault("smooth", False)
     torch.manual_seed(seed)
     decoder = lively(build_decoder(mode))
     last = decoder[-1]

@@ -188,9 +188,9 @@ def test_baselines_run_beside_the_model_and_reinhard_matches_the_function(
 
 def test_non_finite_metrics_are_an_error(tmp_path: Path):
     from glfa.eval import Row, check_metrics_finite
-    check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2)])
+    check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2, 0.0, 0.0, 1.0, 5.0)])
     with pytest.raises(UserError, match=r"non-finite metric\(s\) for broken on a_b \(ssim = nan\)"):
-        check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2), Row("a_b", "broken", float("nan"), 0.4, 1e-3, 0.1, 0.2)])
+        check_metrics_finite([Row("a_b", "good", 0.5, 0.4, 1e-3, 0.1, 0.2, 0.0, 0.0, 1.0, 5.0), Row("a_b", "broken", float("nan"), 0.4, 1e-3, 0.1, 0.2, 0.0, 0.0, 1.0, 5.0)])
 
 
 def test_issue20_11_a_pairs_file_that_is_not_utf8_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture):

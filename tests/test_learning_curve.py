@@ -50,7 +50,7 @@ def test_curve_of_a_short_run(tmp_path: Path, training_flags: list[str], trainin
 def test_earlier_results_are_read_back(tmp_path: Path):
     from glfa.eval import Pair, Row, write_metrics_csv
     pairs = [Pair("a_b", Path("a"), Path("b")), Pair("c_d", Path("c"), Path("d"))]
-    rows = [Row("a_b", "iter_5", 0.5, 0.4, 1e-3, 0.1, 0.2), Row("c_d", "iter_5", 0.7, 0.6, 3e-3, 0.3, 0.4)]
+    rows = [Row("a_b", "iter_5", 0.5, 0.4, 1e-3, 0.1, 0.2, 0.0, 0.0, 1.0, 5.0), Row("c_d", "iter_5", 0.7, 0.6, 3e-3, 0.3, 0.4, 0.01, 0.0, 0.9, 3.0)]
     write_metrics_csv(rows, tmp_path / "metrics.csv")
     assert learning_curve.earlier_rows(tmp_path / "metrics.csv", pairs) == rows
     assert learning_curve.earlier_rows(tmp_path / "metrics.csv", pairs[:1]) is None      # other pairs

@@ -594,3 +594,43 @@ def test_structure_loss_is_a_term_of_the_network_when_asked_for():
     without = {k: v for k, v in losses.items() if k != "structure"}
     assert (net.total_loss(losses, weights) - net.total_loss(without, weights)).item() == pytest.approx(
         4 * losses["structure"].item(), rel=1e-4)
+
+
+def test_the_training_finish_is_the_guided_filter_and_passes_gradients():
+    """Issue 25: ``--finish_radius`` takes every loss on the decoder's output finished by the guided
+    filter (the content as guide). The finish is linear in the result, so its gradient is its own
+    transpose: ⟨F(x), v⟩ = ⟨x, Fᵀv⟩ with Fᵀv from autograd, and F(x + y) = F(x) + F(y)."""
+    finish = net.Finish(radius=2, eps=1e-3)
+    generator = torch.Generator().manual_seed(75)
+    content = torch.rand(2, 3, 20, 24, generator=generator)
+    x = torch.rand(2, 3, 20, 24, generator=generator, requires_grad=True)
+    y, v = torch.rand(2, 3, 20, 24, generator=generator), torch.randn(2, 3, 20, 24, generator=generator)
+    torch.testing.assert_close(finish(content, x), function.guided_filter(content, x, 2, 1e-3))
+    torch.testing.assert_close(finish(content, x + y), finish(content, x) + finish(content, y), atol=1e-5, rtol=0)
+    (finish(content, x) * v).sum().backward()
+    assert (finish(content, x) * v).sum().item() == pytest.approx((x * x.grad).sum().item(), rel=1e-4)
+
+    network = make_network("photo", "lct", "wce", seed=76)
+    images = _images(seed=77)
+    raw_losses, raw = network(*images, anchors=PHOTO_ANCHORS)
+    network.finish = net.Finish(radius=2, eps=1e-2)
+    losses, finished = network(*images, anchors=PHOTO_ANCHORS)
+    torch.testing.assert_close(finished, network.finish(images[0], raw.detach()), atol=1e-5, rtol=0)
+    # the losses are the finished result's: its features against the content's and the style's
+    with torch.no_grad():
+        feats = network.encode_with_intermediate(finished)
+        content_feats, style_feats = (network.encode_with_intermediate(image) for image in images)
+    assert losses["content"].item() == pytest.approx(
+        torch.nn.functional.mse_loss(feats[-1], content_feats[-1]).item(), rel=1e-5)
+    assert losses["style"].item() == pytest.approx(
+        sum(net.style_loss(r, s) for r, s in zip(feats, style_feats)).item(), rel=1e-5)
+    assert (finished - raw).abs().max() > 1e-3
+    losses["style"].backward()
+    assert network.decoder[-1].weight.grad.abs().sum() > 0
+
+
+def test_the_finish_flags_build_the_training_network():
+    from train import parse_args
+    config = parse_args(["--content_dir", "c", "--style_dir", "s", "--finish_radius", "5", "--finish_eps", "0.01"])
+    assert config.finish == net.Finish(5, 0.01)
+    assert parse_args(["--content_dir", "c", "--style_dir", "s"]).finish is None

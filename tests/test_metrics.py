@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from glfa.metrics import (StyleDistance, edge_map, edge_ssim, gram_matrix, luminance, luminance_ssim, ssim)
+from glfa.metrics import (StyleDistance, black_shift, clipped_share, colour_cast, edge_map, edge_ssim, gram_matrix,
+                          luminance, luminance_ssim, ssim, tonal_range, tone_figures)
 from net import build_encoder
 
 
@@ -101,3 +102,24 @@ def test_style_distance_grows_as_the_result_departs_from_the_style():
     assert 0 < near["gram_loss"] < far["gram_loss"]
     assert 0 < near["mean_std_loss"] < far["mean_std_loss"]
     assert [f.shape[1] for f in style_feats] == [64, 128, 256]
+
+
+def test_tone_figures_against_hand_computation():
+    """Issue 25: the tone figures. A content whose luminance runs evenly over 0.1…0.9; a result that
+    lifts it by 0.1 (a veil), one that clips a tenth of it to white, and the colour cast of a flat
+    result against a flat style, from CIELAB by hand."""
+    ramp = torch.linspace(0.1, 0.9, 101).view(1, 1, 101).expand(3, 20, 101).clone()
+    veiled = ramp + 0.1
+    assert black_shift(veiled, ramp) == pytest.approx(0.1, abs=1e-6)
+    assert black_shift(ramp * 0.5, ramp) == pytest.approx(-0.054, abs=1e-6)
+    assert tonal_range(veiled, ramp) == pytest.approx(1.0, abs=1e-6)
+    assert tonal_range(ramp * 0.5, ramp) == pytest.approx(0.5, abs=1e-6)
+    blown = ramp.clone()
+    blown[..., -10:] = 1.0                                   # 10 of 101 columns clipped to white
+    assert clipped_share(blown, ramp) == pytest.approx(10 / 101, abs=1e-9)
+    assert clipped_share(ramp, ramp) == 0
+    grey, red = torch.full((3, 8, 8), 0.5), torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).expand(3, 8, 8)
+    # sRGB red in CIELAB (D65): a* = 80.11, b* = 67.22; grey has a* = b* = 0
+    assert colour_cast(grey, red) == pytest.approx((80.109 ** 2 + 67.22 ** 2) ** 0.5, abs=0.05)
+    assert colour_cast(red, red) == pytest.approx(0.0, abs=1e-9)
+    assert set(tone_figures(veiled, ramp, red)) == {"black_shift", "clipped", "tonal_range", "cast"}

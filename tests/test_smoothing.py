@@ -157,7 +157,7 @@ def test_the_stylizer_smooths_tiled_images_like_whole_ones():
     stylizer = random_stylizer()
     content, style = noise(3, 101, 130, seed=1), noise(3, 90, 77, seed=2)   # 101 rows: padded, cropped back
     smoothing = Smoothing(radius=4, eps=1e-3)
-    plain = stylizer.stylize(content, [style], tile_size=10 ** 6)
+    plain = stylizer.stylize(content, [style], tile_size=10 ** 6, smooth=False)
     whole = stylizer.stylize(content, [style], tile_size=10 ** 6, smooth=smoothing)
     tiled = stylizer.stylize(content, [style], tile_size=64, smooth=smoothing)
     assert whole.shape == tiled.shape == content.shape and whole.dtype == torch.float32
@@ -177,12 +177,15 @@ def test_smooth_options_true_false_and_the_stylizers_default():
             Smoothing(**bad)
     content, style = noise(3, 37, 45, seed=3), noise(3, 40, 40, seed=4)
     stylizer = random_stylizer()
-    default = stylizer.stylize(content, [style], smooth=True)
+    assert stylizer.smooth == Smoothing()            # photo mode finishes by default
+    default = stylizer.stylize(content, [style])
     torch.testing.assert_close(stylizer.stylize(content, [style], smooth=Smoothing()), default)
-    plain = stylizer.stylize(content, [style])
-    stylizer.smooth = Smoothing()                    # as Stylizer(..., smooth=True) sets it
-    torch.testing.assert_close(stylizer.stylize(content, [style]), default)
-    torch.testing.assert_close(stylizer.stylize(content, [style], smooth=False), plain)
+    torch.testing.assert_close(stylizer.stylize(content, [style], smooth=True), default)
+    plain = stylizer.stylize(content, [style], smooth=False)
+    assert (plain - default).abs().mean() > 0.01
+    stylizer.smooth = None                           # as Stylizer(..., smooth=False) sets it
+    torch.testing.assert_close(stylizer.stylize(content, [style]), plain)
+    torch.testing.assert_close(stylizer.stylize(content, [style], smooth=True), default)
     pil = stylizer(Image.fromarray((content.permute(1, 2, 0).numpy() * 255).astype(np.uint8)),
                    Image.fromarray((style.permute(1, 2, 0).numpy() * 255).astype(np.uint8)), smooth=False)
     assert pil.size == (45, 37)
@@ -211,17 +214,19 @@ def test_test_py_smooth_flags_reach_the_stylizer(model: tuple[Path, Path], tmp_p
             "--decoder", model[0], "--LCT", model[1], "--content_size", 48, "--style_size", 32, "--device", "cpu",
             "--save_ext", ".png"]
     images = {}
-    for name, flags in (("plain", []), ("smooth", ["--smooth"]), ("wide", ["--smooth", "--smooth_radius", 6,
-                                                                            "--smooth_eps", 0.1])):
+    for name, flags in (("plain", ["--no-smooth"]), ("smooth", []), ("wide", ["--smooth_radius", 6,
+                                                                                "--smooth_eps", 0.1])):
         assert run_command(command, [*base, *flags, "--output", tmp_path / name]) == 0, capsys.readouterr().err
         with Image.open(tmp_path / name / "coast_dune_stylized_night_lake.png") as image:
             images[name] = np.asarray(image, dtype=np.float32)
     assert images["plain"].shape == images["smooth"].shape
     assert np.abs(images["smooth"] - images["plain"]).mean() > 1
     assert np.abs(images["wide"] - images["smooth"]).mean() > 1
+    assert command.parse_args(list(map(str, base))).smoothing == Smoothing()        # the default in photo mode
     assert command.parse_args([*map(str, base), "--smooth"]).smoothing == Smoothing()
-    assert command.parse_args([*map(str, base), "--smooth", "--smooth_eps", "0.01"]).smoothing == Smoothing(eps=0.01)
-    assert command.parse_args(list(map(str, base))).smoothing is None
+    assert command.parse_args([*map(str, base), "--smooth_eps", "0.01"]).smoothing == Smoothing(eps=0.01)
+    assert command.parse_args([*map(str, base), "--no-smooth"]).smoothing is None
+    assert command.parse_args([*map(str, base), "--testing_mode", "art"]).smoothing is None
 
 
 def test_every_command_takes_the_smooth_flags():
@@ -240,28 +245,31 @@ def test_bad_smooth_flags_are_one_error_line(name: str, needed: list[str], capsy
     for flags, expected in ((["--smooth_radius", "0"], "--smooth_radius"), (["--smooth_radius", "2.5"], "--smooth_radius"),
                             (["--smooth_eps", "0"], "--smooth_eps"), (["--smooth_eps", "nan"], "--smooth_eps"),
                             (["--smooth_eps", "-1"], "--smooth_eps"), (["--smooth_eps", "1e-9"], "--smooth_eps"),
-                            (["--smooth_radius", "3"], "--smooth_radius needs --smooth")):
-        code = run_command(command, [*needed, "--smooth", *flags] if "needs" not in expected else [*needed, *flags])
+                            (["--smooth_radius", "3"], "--smooth_radius sets the finish, which is off"),
+                            (["--working_size", "256"], "--working_size sets the finish, which is off"),
+                            (["--working_size", "10"], "--working_size")):
+        off = "off" in expected
+        code = run_command(command, [*needed, "--no-smooth" if off else "--smooth", *flags])
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if "error:" in line]
         assert code == 2 and len(errors) == 1 and expected in errors[0] and "Traceback" not in err, (flags, err)
 
 
-def test_eval_adds_a_smoothed_row_per_model_and_leaves_the_baselines(model: tuple[Path, Path], tmp_path: Path):
+def test_eval_finishes_the_models_adds_raw_rows_and_leaves_the_baselines(model: tuple[Path, Path], tmp_path: Path):
     pairs = find_pairs(content_dir=PHOTOS / "content", style_dir=PHOTOS / "style", every_pair=True)[:2]
     spec = ModelFiles("m", *model, "lct")
     rows = evaluate(pairs, [spec], tmp_path, content_size=32, style_size=32, figure_height=32, zoom=None,
-                    baselines=("reinhard",), smoothing=Smoothing(radius=2, eps=1e-2))
-    assert [r.model for r in rows] == ["m", "m+smooth", "reinhard"] * 2
+                    baselines=("reinhard",), smoothing=Smoothing(radius=2, eps=1e-2), raw=True)
+    assert [r.model for r in rows] == ["m", "m+raw", "reinhard"] * 2
     by_model = {r.model: r for r in rows[:3]}
-    assert by_model["m+smooth"].ssim != by_model["m"].ssim
-    with Image.open(tmp_path / "results" / "m" / f"{pairs[0].name}.png") as plain, \
-            Image.open(tmp_path / "results" / "m+smooth" / f"{pairs[0].name}.png") as smoothed:
+    assert by_model["m+raw"].ssim != by_model["m"].ssim
+    with Image.open(tmp_path / "results" / "m+raw" / f"{pairs[0].name}.png") as plain, \
+            Image.open(tmp_path / "results" / "m" / f"{pairs[0].name}.png") as smoothed:
         assert np.abs(np.asarray(plain, dtype=np.float32) - np.asarray(smoothed, dtype=np.float32)).mean() > 1
     unsmoothed = evaluate(pairs[:1], [spec], tmp_path / "plain", content_size=32, style_size=32, figure_height=32,
                           zoom=None, baselines=("reinhard",))
     assert [r.model for r in unsmoothed] == ["m", "reinhard"]
-    assert unsmoothed[1].ssim == by_model["reinhard"].ssim and unsmoothed[0].ssim == by_model["m"].ssim
+    assert unsmoothed[1].ssim == by_model["reinhard"].ssim and unsmoothed[0].ssim == by_model["m+raw"].ssim
 
 
 def test_issue20_5_an_eps_too_large_for_fp32_is_refused_by_the_api():
@@ -274,7 +282,7 @@ def test_issue20_5_an_eps_too_large_for_fp32_is_refused_by_the_api():
             Smoothing(eps=eps)
     stylizer = random_stylizer()
     content, style = noise(3, 48, 56, seed=5), noise(3, 40, 40, seed=6)
-    plain = stylizer.stylize(content, [style])
+    plain = stylizer.stylize(content, [style], smooth=False)
     widest = stylizer.stylize(content, [style], smooth=Smoothing(eps=MAX_SMOOTH_EPS))
     assert torch.isfinite(widest).all() and widest.mean() > 0.1
     assert (widest.mean((1, 2)) - plain.mean((1, 2))).abs().max() < 0.02       # a blur keeps the colours
