@@ -15,7 +15,7 @@ from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_smoothing_flags, add_vgg_flag, command_parser,
                       run_main, smoothing_choice, working_size_choice)
 from glfa.device import autocast_dtype, resolve_device
-from glfa.flagtypes import non_negative_int, positive_int, unit_float, zoom_box
+from glfa.flagtypes import non_negative_int, positive_int, region_count, unit_float, zoom_box
 from glfa.eval import (baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, with_segments,
                        write_tables)
 from glfa.paths import REPO_ROOT
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--seg", action="store_true",
                         help="also evaluate every --model region by region (as NAME+seg), with the maps in "
                              "content_seg/ and style_seg/ beside content/ and style/ of --pairs_dir")
-    models.add_argument("--auto_regions", type=positive_int, nargs="?", const=DEFAULT_REGIONS, default=0,
+    models.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS, default=0,
                         metavar="K", help="also evaluate every --model with K automatic regions (as NAME+autoK; "
                                           f"K defaults to {DEFAULT_REGIONS})")
     add_vgg_flag(models)

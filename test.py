@@ -14,7 +14,7 @@ from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_f
                       add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice,
                       working_size_choice)
 from glfa.device import autocast_dtype, resolve_device
-from glfa.flagtypes import non_negative_int, positive_int, tile_side, weight_list
+from glfa.flagtypes import non_negative_int, region_count, tile_side, weight_list
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
 from glfa.stylize import SAVE_EXTENSIONS, check_names, gather_inputs, gather_maps, stylize_all
@@ -70,7 +70,7 @@ def add_region_flags(parser: argparse.ArgumentParser) -> None:
     regions.add_argument("--content_segment_dir", metavar="DIR",
                          help="maps of the --content_dir images, matched by file name (in7.jpg: in7.png)")
     regions.add_argument("--style_segment_dir", metavar="DIR", help="maps of the --style_dir images, by file name")
-    regions.add_argument("--auto_regions", type=positive_int, nargs="?", const=DEFAULT_REGIONS, default=0,
+    regions.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS, default=0,
                          metavar="K", help=f"with no maps: find K matching regions in content and style "
                                            f"(k-means on encoder features; K defaults to {DEFAULT_REGIONS})")
 

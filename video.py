@@ -17,7 +17,7 @@ from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_f
                       working_size_choice)
 from glfa.device import autocast_dtype, resolve_device
 from glfa.errors import UserError
-from glfa.flagtypes import frame_rate, non_negative_int, positive_int
+from glfa.flagtypes import frame_rate, non_negative_int, positive_int, region_count
 from glfa.images import InputFiles, list_images, read_image
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     regions.add_argument("--content_segment_dir", metavar="DIR",
                          help="a map per frame, matched by frame name (frame10.png: frame10.png; a video "
                               "file's frames are frame_000001 onwards)")
-    regions.add_argument("--auto_regions", type=positive_int, nargs="?", const=DEFAULT_REGIONS, default=0,
+    regions.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS, default=0,
                          metavar="K", help=f"with no maps: find K matching regions in every frame and the style "
                                            f"(K defaults to {DEFAULT_REGIONS})")
     add_blend_flags(parser)

@@ -25,6 +25,9 @@ from torch import Tensor
 from glfa.segments import LabelMap
 
 DEFAULT_REGIONS = 3
+# The most regions asked for: more are mostly too small to carry statistics of their own (K=100 on a
+# 256×160 pair left most content regions without a style region), and the time grows as K² (800: 50 s).
+MAX_REGIONS = 32
 FIT_POSITIONS = 4096
 ITERATIONS = 25
 HEIGHT_WEIGHT = 0.8
@@ -103,8 +106,8 @@ class AutoRegions:
     seed: int = SEED
 
     def __post_init__(self):
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"auto_regions must be a positive number of regions, got {self.k!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_REGIONS:
+            raise ValueError(f"auto_regions must be a number of regions from 1 to {MAX_REGIONS}, got {self.k!r}")
 
     def feature_labels(self, content_size: tuple[int, int], content_feat: Tensor, style_size: tuple[int, int],
                        style_feat: Tensor, downscale: int) -> tuple[LabelMap, LabelMap]:

@@ -5,6 +5,7 @@ import math
 from fractions import Fraction
 from typing import Callable
 
+from glfa.autoregions import MAX_REGIONS
 from glfa.smoothing import MAX_SMOOTH_EPS, MIN_SMOOTH_EPS, MIN_WORKING_SIZE
 from glfa.tiles import MIN_TILE_SIZE
 from net import parse_mode
@@ -63,6 +64,11 @@ def working_side(text: str) -> int:
     """argparse type: ``--working_size``, 0 (the photo's own size) or at least ``MIN_WORKING_SIZE`` px."""
     return _bounded(text, int, lambda v: v == 0 or v >= MIN_WORKING_SIZE,
                     f"0 (the photo's own size) or at least {MIN_WORKING_SIZE}")
+
+
+def region_count(text: str) -> int:
+    """argparse type: ``--auto_regions K``, from 1 to ``MAX_REGIONS``."""
+    return _bounded(text, int, lambda v: 1 <= v <= MAX_REGIONS, f"a number of regions from 1 to {MAX_REGIONS}")
 
 
 def frame_rate(text: str) -> Fraction:

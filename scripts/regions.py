@@ -32,7 +32,7 @@ from glfa.checkpoint import load_encoder
 from glfa.eval import (AUTO_SUFFIX, SEGMENTED_SUFFIX, ModelFiles, Pair, average_rows, evaluate, find_pairs,
                        metrics_table, pair_maps, parse_model, shipped_model_spec, with_segments)
 from glfa.figures import comparison_figure, stack_vertically
-from glfa.flagtypes import positive_int
+from glfa.flagtypes import positive_int, region_count
 from glfa.images import read_image
 from glfa.inference import Stylizer
 from glfa.metrics import StyleDistance
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="numbered pairs without maps (content/, style/); left out if not given")
     parser.add_argument("--model", metavar="NAME=DECODER,TRANSFORM[,lct|sct]",
                         help="the model measured (eval.py's --model; default: the shipped one)")
-    parser.add_argument("--auto_regions", type=positive_int, default=DEFAULT_REGIONS, metavar="K",
+    parser.add_argument("--auto_regions", type=region_count, default=DEFAULT_REGIONS, metavar="K",
                         help="the number of automatic regions")
     parser.add_argument("--long_side", type=positive_int, default=512, help="every image's longer side in px")
     parser.add_argument("--figure_pairs", default="in3_tar3,in6_tar6", help="the pairs shown, comma-separated")

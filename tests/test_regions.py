@@ -332,6 +332,26 @@ def test_test_py_bad_maps_are_one_error_line(files, tmp_path, capsys, extra, fra
     one_error_line(*run_script("test.py", command_args(files, tmp_path, *extra), capsys)[::2], fragment)
 
 
+@pytest.mark.parametrize("script", ["test.py", "eval.py", "video.py", "scripts/regions.py"])
+def test_issue27_item6_auto_regions_is_capped_in_every_command(capsys, script):
+    """issue 27 item 6: --auto_regions 1000000 ran for minutes (time grows as K²: K=800 took 50 s on
+    a 256×160 pair); every command now refuses a K over MAX_REGIONS while parsing its flags."""
+    limit = autoregions.MAX_REGIONS
+    code, _, err = run_script(script, ["--auto_regions", "1000000"], capsys)
+    one_error_line(code, err, f"must be a number of regions from 1 to {limit}, got 1000000")
+    code, _, err = run_script(script, ["--auto_regions", str(limit + 1), "--help"], capsys)
+    one_error_line(code, err, f"from 1 to {limit}, got {limit + 1}")
+
+
+def test_issue27_item6_the_api_caps_auto_regions():
+    """issue 27 item 6: the Python API refuses more than MAX_REGIONS automatic regions at once."""
+    stylizer = random_stylizer("photo", "adain")
+    content, style = pictures()
+    with pytest.raises(ValueError, match=f"from 1 to {autoregions.MAX_REGIONS}, got 1000000"):
+        stylizer.stylize(content, [style], auto_regions=1_000_000)
+    assert stylizer.stylize(content, [style], auto_regions=autoregions.MAX_REGIONS).shape == content.shape
+
+
 def test_test_py_map_folder_missing_an_image(files, tmp_path, capsys):
     root = files["root"]
     partial = tmp_path / "seg"
