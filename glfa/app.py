@@ -49,7 +49,8 @@ from glfa.images import ORIENTATION_TAG, list_images, to_rgb  # noqa: E402
 from glfa.inference import Stylizer  # noqa: E402
 from glfa.paths import EXAMPLES_DIR  # noqa: E402
 
-MAX_SIDE = 1024                   # px: longer photos are scaled down to this
+MAX_SIDE = 6000                   # px: longer photos are scaled down to this (finished at the working size)
+RAW_MAX_SIDE = 1024               # px: the same without the finish, where the network sees every pixel
 MAX_PIXELS = 100_000_000          # pixels one photo may decode to (4 bytes each at most)
 MAX_UPLOAD = 50 * 2**20           # bytes in one uploaded file (Gradio's max_file_size)
 FORM_SLACK = 2**20                # bytes a request may carry beyond one file: its form fields; any other body
@@ -176,17 +177,19 @@ class Demo:
     pixel budget. ``stylize`` answers one request; requests take turns (decoding included)."""
 
     def __init__(self, stylizer: Stylizer, max_side: int = MAX_SIDE, examples: Path = EXAMPLES,
-                 max_pixels: int = MAX_PIXELS):
+                 max_pixels: int = MAX_PIXELS, raw_max_side: int = RAW_MAX_SIDE):
         self.stylizer = stylizer
-        self.max_side = max_side
+        self.max_side, self.raw_max_side = max_side, min(raw_max_side, max_side)
         self.max_pixels = max_pixels
         self.examples = {kind: list_images(examples / kind) if (examples / kind).is_dir() else [] for kind in KINDS}
         self._lock = threading.Lock()
 
     def stylize(self, content: bytes | None, style: bytes | None, alpha: float = 1.0,
-                preserve_color: bool = False, smooth: bool = False) -> Answer:
+                preserve_color: bool = False, smooth: bool = True) -> Answer:
         """The page's answer: the content and style photos as used, the result, and a message (the
-        time taken and any notes, or what is wrong with the request)."""
+        time taken and any notes, or what is wrong with the request). ``smooth`` finishes the
+        result at the photo's size (the default); without it the network's raw output, on photos
+        scaled to ``raw_max_side``."""
         try:
             with self._lock:
                 return self._stylize(content, style, alpha, preserve_color, smooth)
@@ -203,7 +206,8 @@ class Demo:
         for kind, data in zip(KINDS, (content, style)):
             if not data:
                 raise UserError(f"Choose a {kind} photo: upload one or pick a test photo.")
-            photos[kind] = decode_upload(data, self.max_side, self.max_pixels, f"The {kind} photo")
+            photos[kind] = decode_upload(data, self.max_side if smooth else self.raw_max_side, self.max_pixels,
+                                         f"The {kind} photo")
         (content_image, content_note), (style_image, style_note) = photos.values()
         started = time.perf_counter()
         result = self.stylizer(content_image, style_image, alpha=alpha, preserve_color=preserve_color,
@@ -220,8 +224,9 @@ def build_page(demo: Demo) -> gr.Blocks:
     with gr.Blocks(title="Photorealistic style transfer", analytics_enabled=False,
                    delete_cache=CACHE_CLEANUP) as page:
         gr.Markdown("## Photorealistic style transfer\nThe content photo takes the style photo's colour and "
-                    "tone (LCT + WCE), on this machine. Photos longer than "
-                    f"{demo.max_side} px on a side are scaled down.")
+                    "tone (LCT + WCE), on this machine. The network works on a small copy and the finish "
+                    "carries its colours to the photo's own size; photos longer than "
+                    f"{demo.max_side} px on a side ({demo.raw_max_side} px without the finish) are scaled down.")
         inputs = []
         with gr.Row():
             for kind in KINDS:
@@ -234,7 +239,8 @@ def build_page(demo: Demo) -> gr.Blocks:
             with gr.Column():
                 inputs += [gr.Slider(0, 1, value=1, step=0.05, label="Alpha (style strength)", elem_id="alpha"),
                            gr.Checkbox(label="Keep the content's colours", elem_id="preserve_color"),
-                           gr.Checkbox(label="Smooth (edge-aware filter)", elem_id="smooth")]
+                           gr.Checkbox(value=True, label="Finish (keeps the photo's structure; untick for the "
+                                                         "network's raw output)", elem_id="smooth")]
                 run = gr.Button("Stylise", variant="primary", elem_id="run")
         message = gr.HTML(elem_id="message")
         with gr.Row():

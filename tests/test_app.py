@@ -209,13 +209,27 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 def test_the_options_change_the_result(demo: Demo):
     content, style = photo_bytes(160, 96), photo_bytes(128, 128, "JPEG", seed=1)
     results = {}
-    for option, extra in {"plain": {}, "alpha": {"alpha": 0.3}, "colour": {"preserve_color": True},
-                          "smooth": {"smooth": True}}.items():
+    for option, extra in {"default": {}, "alpha": {"alpha": 0.3}, "colour": {"preserve_color": True},
+                          "raw": {"smooth": False}}.items():
         *_, result, message = demo.stylize(content, style, **extra)
         assert result.size == (160, 96) and message.startswith("<p>Done in "), message
         results[option] = np.asarray(result, dtype=np.float64)
-    for option in ("alpha", "colour", "smooth"):
-        assert np.abs(results[option] - results["plain"]).mean() > 0.5, option
+    for option in ("alpha", "colour", "raw"):
+        assert np.abs(results[option] - results["default"]).mean() > 0.5, option
+    # the default is the finished result, as test.py and the API give it
+    with Image.open(io.BytesIO(content)) as c, Image.open(io.BytesIO(style)) as s:
+        np.testing.assert_array_equal(results["default"], np.asarray(demo.stylizer(c, s), dtype=np.float64))
+
+
+def test_the_demo_returns_a_large_photo_at_its_own_size(demo: Demo):
+    """Issue 26: finished at the working size, a photo larger than the old 1024-px cap comes back
+    whole; without the finish it is scaled down to ``raw_max_side``."""
+    demo = Demo(demo.stylizer, max_side=2000, raw_max_side=1024)
+    content, style = photo_bytes(1600, 900), photo_bytes(128, 128, "JPEG", seed=1)
+    *_, result, message = demo.stylize(content, style)
+    assert result.size == (1600, 900), message
+    *_, raw, message = demo.stylize(content, style, smooth=False)
+    assert raw.size == (1024, 576), message
 
 
 @pytest.mark.parametrize("content, style, alpha, message", [
@@ -594,7 +608,7 @@ def test_flags_their_help_and_their_one_line_errors(capsys: pytest.CaptureFixtur
     assert [action.option_strings for action in parser._actions if not (action.help or "").strip()] == []
     assert "(default: 127.0.0.1)" in parser.format_help() and "(default: None)" not in parser.format_help()
     args = parse_args([])
-    assert (args.host, args.port, args.max_side, args.transform_path, args.transform) == ("127.0.0.1", 7860, 1024,
+    assert (args.host, args.port, args.max_side, args.transform_path, args.transform) == ("127.0.0.1", 7860, 6000,
                                                                                           None, "lct")
     assert parse_args(["--LCT", "t.pth", "--port", "0"]).transform_path == "t.pth"
     for flags, error in ((["--port", "70000"], "must be a port number from 0 to 65535, got 70000"),
