@@ -8,8 +8,11 @@ allocator's peak on a GPU and the growth of the process's resident memory on the
 import ctypes
 import gc
 import math
+import multiprocessing
 import os
 import random
+import resource
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -431,3 +434,58 @@ def random_modules(module: nn.Module) -> nn.Module:
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
             nn.init.zeros_(layer.bias)
     return module
+
+
+# --------------------------------------------------------------------------------------------
+# Photos of any size: the working-size finish against the exact path (scripts/benchmark_sizes.py)
+# --------------------------------------------------------------------------------------------
+
+def photo_of_size(source: Path, megapixels: float, path: Path) -> tuple[int, int]:
+    """``source`` resized (Lanczos) to about ``megapixels`` at its aspect ratio and saved as a JPEG
+    (quality 92) at ``path``; returns its ``(width, height)``."""
+    with Image.open(source) as image:
+        image = image.convert("RGB")
+        scale = math.sqrt(megapixels * 1e6 / (image.width * image.height))
+        size = (round(image.width * scale), round(image.height * scale))
+        image.resize(size, Image.LANCZOS).save(path, quality=92)
+    return size
+
+
+def _api_case(content: str, style: str, options: dict, repeats: int, queue) -> None:
+    """In a fresh process: the Stylizer's median seconds for one call on decoded photos (one
+    untimed call first) and the process's peak resident memory, put on ``queue``."""
+    stylizer = Stylizer.from_checkpoints(device="cpu", **options)
+    with Image.open(content) as content_image, Image.open(style) as style_image:
+        content_image.load()
+        style_image.load()
+        stylizer(content_image, style_image)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            stylizer(content_image, style_image)
+            times.append(time.perf_counter() - start)
+    queue.put((float(np.median(times)), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+
+
+def api_seconds_and_peak(content: Path, style: Path, options: dict, repeats: int) -> tuple[float, int]:
+    """``_api_case`` in a fresh process (so its peak memory is its own): median seconds of
+    ``Stylizer(...)(content, style)`` with ``options``, and peak resident bytes."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_api_case, args=(str(content), str(style), options, repeats, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def command_seconds_and_peak(argv: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds of a whole command (``argv``, run in ``cwd``) and its peak resident bytes."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}: {process.stderr.read().decode()[-500:]}")
+    return seconds, usage.ru_maxrss * 1024

@@ -165,5 +165,9 @@ def apply_upsampled(models: Tensor, guide: Tensor, strip_rows: int = STRIP_ROWS)
         rows = slice(y0, min(y0 + strip_rows, full_height))
         strip = torch.lerp(flat[..., first[rows], :], flat[..., second[rows], :], weight[rows, None])
         strip = strip.view(1, terms, channels, -1, full_width)
-        out[..., rows, :] = apply_affine(strip, guide[..., rows, :]).clamp_(0, 1)
+        finished = out[..., rows, :]
+        finished.copy_(strip[:, -1])                          # apply_affine, one guide channel at a time
+        for index in range(terms - 1):
+            finished.addcmul_(strip[:, index], guide[:, index:index + 1, rows].float())
+        finished.clamp_(0, 1)
     return out
