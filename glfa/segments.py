@@ -26,6 +26,9 @@ from glfa.images import ORIENTATION_TAG, list_images, to_rgb
 LABEL_FRACTION = 0.01       # a colour covering at least 1% of the map can be a label
 MERGE_DISTANCE = 24.0       # RGB distance under which a colour is a variant of a more frequent label
 ASPECT_SLACK = 3            # pixels (at the coarser of map and photo) a map's sides may be off its photo's ratio
+MAX_MAP_PIXELS = 4096 ** 2  # a larger colour map is reduced to this, by nearest neighbours, before its colours are read
+COLOUR_CHUNK = 8192         # distinct colours snapped to their nearest label at a time
+ROW_CHUNK = 256             # map rows given their labels at a time
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,12 @@ Mask = Image.Image | np.ndarray | Tensor | LabelMap
 
 def colour_labels(rgb: np.ndarray) -> np.ndarray:
     """An ``(H, W, 3)`` uint8 colour map as ``(H, W)`` packed label colours, each pixel snapped to
-    the nearest label colour (see the module's docstring for which colours are labels)."""
-    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    colours, inverse, counts = np.unique(packed.ravel(), return_inverse=True, return_counts=True)
+    the nearest label colour (see the module's docstring for which colours are labels). Memory
+    stays near 16 bytes a pixel however many colours the map holds: colours are packed in 32
+    bits and counted by one sort, snapped to labels a chunk of colours at a time, and the pixels
+    take their labels a chunk of rows at a time."""
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    colours, counts = np.unique(packed, return_counts=True)
     channels = np.stack([(colours >> shift) & 255 for shift in (16, 8, 0)], axis=1).astype(np.float64)
     labels: list[int] = []
     for index in np.argsort(-counts, kind="stable"):
@@ -62,19 +68,36 @@ def colour_labels(rgb: np.ndarray) -> np.ndarray:
             break
         if not labels or np.linalg.norm(channels[labels] - channels[index], axis=1).min() > MERGE_DISTANCE:
             labels.append(int(index))
-    distances = np.linalg.norm(channels[:, None, :] - channels[labels][None, :, :], axis=2)
-    snapped = colours[labels][distances.argmin(axis=1)]
-    return snapped[inverse].reshape(packed.shape)
+    label_channels = channels[labels]
+    nearest = np.concatenate([np.linalg.norm(chunk[:, None, :] - label_channels[None], axis=2).argmin(axis=1)
+                              for chunk in np.split(channels, range(COLOUR_CHUNK, len(channels), COLOUR_CHUNK))])
+    snapped = colours[labels].astype(np.int64)[nearest]
+    result = np.empty(packed.shape, np.int64)
+    for top in range(0, len(packed), ROW_CHUNK):
+        result[top:top + ROW_CHUNK] = snapped[np.searchsorted(colours, packed[top:top + ROW_CHUNK])]
+    return result
+
+
+def bounded_map(image: Image.Image) -> Image.Image:
+    """A colour map image upright (its EXIF orientation applied, as photos are) and reduced by
+    nearest neighbours (labels are not averaged) to at most ``MAX_MAP_PIXELS``, as 8-bit RGB."""
+    if image.getexif().get(ORIENTATION_TAG, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    width, height = image.size
+    if width * height > MAX_MAP_PIXELS:
+        scale = (MAX_MAP_PIXELS / (width * height)) ** 0.5
+        image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.NEAREST)
+    return to_rgb(image)
 
 
 def as_label_map(mask: Mask, source: str = "the map") -> LabelMap:
-    """A segmentation map given as a PIL image (colour-coded; turned upright by its EXIF
-    orientation, as photos are), an ``(H, W)`` integer array or tensor of labels, or a
-    ``LabelMap``, as a ``LabelMap``."""
+    """A segmentation map given as a PIL image (colour-coded; ``bounded_map`` turns it upright and
+    bounds its size), an ``(H, W)`` integer array or tensor of labels, or a ``LabelMap``, as a
+    ``LabelMap``."""
     if isinstance(mask, LabelMap):
         return mask
     if isinstance(mask, Image.Image):
-        rgb = np.asarray(to_rgb(ImageOps.exif_transpose(mask)))
+        rgb = np.asarray(bounded_map(mask))
         return LabelMap(torch.from_numpy(colour_labels(rgb)), colours=True, source=source)
     if isinstance(mask, np.ndarray):
         mask = torch.from_numpy(mask)

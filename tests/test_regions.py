@@ -2,6 +2,7 @@
 result with one label equal to today's, tiled equal to whole, the maps' colour snapping and
 resizing, automatic regions, and the commands with maps (bad inputs in one line)."""
 import copy
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 
 import glfa.autoregions as autoregions
+import glfa.segments as segments
 from function import calc_mean_std, masked_cov, masked_mean_std
 from glfa.errors import UserError
 from glfa.eval import Configured, ModelFiles, evaluate, find_pairs, with_segments
@@ -224,6 +226,48 @@ def test_colours_snap_to_the_labels():
     assert set(np.unique(labels).tolist()) == {red, blue, green}
     assert (labels[:, :100][:80] == red).all() and (labels[:, 100:] == blue).all()
     assert (labels[80:, 20:40] == green).all()
+
+
+def labelled_colours(height: int, width: int, noise: float, seed: int = 0) -> np.ndarray:
+    """An ``(H, W, 3)`` map of 50 label colours in blocks with a fraction ``noise`` of its pixels
+    random colours (as anti-aliasing and lossy saving leave)."""
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (50, 3)).astype(np.uint8)
+    rgb = palette[np.repeat(np.repeat(rng.integers(0, 50, (height // 40, width // 40)), 40, 0), 40, 1)]
+    noisy = rng.random(rgb.shape[:2]) < noise
+    rgb[noisy] = rng.integers(0, 256, (int(noisy.sum()), 3))
+    return rgb
+
+
+def test_issue27_item7_colours_are_counted_in_bounded_memory():
+    """issue 27 item 7: reading a map's colours took 49 bytes a pixel for two colours and, with
+    many noise colours, colours × labels × 3 float64 (622 bytes a pixel for a 1-Mpx map with 47
+    labels, 3.8 GB at 2.6 Mpx); the labels stay the same."""
+    two = np.zeros((1000, 1000, 3), np.uint8)
+    two[500:] = BLUE
+    for rgb, budget in ((two, 24), (labelled_colours(1000, 1000, 0.2), 64)):
+        tracemalloc.start()
+        labels = colour_labels(rgb)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak / rgb[..., 0].size < budget, peak / rgb[..., 0].size
+        packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        kept = np.isin(packed, np.unique(labels))
+        assert kept.mean() > 0.75 and np.array_equal(labels[kept], packed[kept])    # label pixels keep their colour
+    assert len(np.unique(labels)) == 47
+
+
+def test_issue27_item7_large_maps_are_reduced_before_their_colours_are_read(monkeypatch):
+    """issue 27 item 7: a 12000×7500 two-colour PNG as a map took 6 GB (the same file as a photo:
+    1.8 GB); a map over MAX_MAP_PIXELS is reduced by nearest neighbours first, keeping its labels
+    and its shape."""
+    monkeypatch.setattr(segments, "MAX_MAP_PIXELS", 20_000)
+    label_map = as_label_map(two_colour_map(1200, 750, split=0.3), "the map")
+    height, width = label_map.labels.shape
+    assert height * width <= 20_000 and abs(width / height - 1.6) < 0.02
+    red = torch.tensor(int("ff0000", 16))
+    assert torch.equal(label_map.labels[: round(0.3 * height) - 1], red.expand(round(0.3 * height) - 1, width))
+    assert set(label_map.labels.unique().tolist()) == {int("ff0000", 16), int("0000ff", 16)}
 
 
 def test_label_colours_match_across_maps():
