@@ -15,6 +15,7 @@ from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
                       add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice,
                       working_size_choice)
+from glfa.clips import VIDEO_EXTENSIONS, clip_files, open_clip
 from glfa.device import autocast_dtype, resolve_device
 from glfa.errors import UserError
 from glfa.flagtypes import frame_rate, non_negative_int, positive_int, region_count
@@ -22,8 +23,7 @@ from glfa.images import InputFiles, list_images, read_image
 from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
 from glfa.segments import check_map_file, read_label_map
-from glfa.video import (VIDEO_EXTENSIONS, clip_files, frame_regions, open_clip, output_files, process_video,
-                        stylised_video_name, summary_markdown)
+from glfa.video import frame_regions, output_files, process_video, stylised_video_name, summary_markdown
 
 
 def build_parser() -> argparse.ArgumentParser:

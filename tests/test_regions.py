@@ -13,6 +13,7 @@ from PIL import Image
 import glfa.autoregions as autoregions
 import glfa.segments as segments
 from function import calc_mean_std, masked_cov, masked_mean_std
+from glfa.clips import FrameFolder
 from glfa.errors import UserError
 from glfa.eval import Configured, ModelFiles, evaluate, find_pairs, with_segments
 from glfa.images import ORIENTATION_TAG, read_image, to_pil
@@ -20,7 +21,7 @@ from glfa.regions import MIN_REGION_POSITIONS, region_statistics
 from glfa.segments import (LabelMap, as_label_map, check_aspect, colour_labels, feature_labels, majority_pool,
                            check_map_file, match_colours, read_label_map, resize_nearest)
 from glfa.tiles import MIN_TILE_SIZE, chunked_mean_std
-from glfa.video import FrameFolder, frame_regions
+from glfa.video import frame_regions
 from helpers import random_stylizer, run_script, write_model
 from net import SCT, build_transform
 

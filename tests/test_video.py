@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-import glfa.video as video
+import glfa.clips as clips
+import glfa.temporal as temporal
 import video as video_cli
 from glfa.checkpoint import save_state_dict
 from glfa.cli import run_main
@@ -32,32 +33,32 @@ def translating_frames(count: int = 4, shift: int = 2, size: int = 40) -> torch.
 def test_natural_order_puts_frame2_before_frame10(tmp_path: Path):
     for name in ("frame10.png", "frame2.png", "frame1.png"):
         Image.new("RGB", (16, 16)).save(tmp_path / name)
-    assert [p.name for p in video.list_frames(tmp_path)] == ["frame1.png", "frame2.png", "frame10.png"]
+    assert [p.name for p in clips.list_frames(tmp_path)] == ["frame1.png", "frame2.png", "frame10.png"]
 
 
 def test_consecutive_difference_of_flat_frames():
     frames = torch.stack([torch.full((3, 5, 7), 0.1 * t) for t in range(4)])
-    torch.testing.assert_close(video.consecutive_difference(frames), torch.full((3,), 0.1))
+    torch.testing.assert_close(temporal.consecutive_difference(frames), torch.full((3,), 0.1))
     still = frames[:1].expand(4, -1, -1, -1)
-    torch.testing.assert_close(video.consecutive_difference(still), torch.zeros(3))
+    torch.testing.assert_close(temporal.consecutive_difference(still), torch.zeros(3))
 
 
 def test_warp_with_an_integer_flow_shifts_the_image():
     image = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).view(2, 3, 4, 6)
     flows = torch.zeros(2, 2, 4, 6)
     flows[:, 1] = 2.0                                   # sample two columns to the right
-    warped, inside = video.warp(image, flows)
+    warped, inside = temporal.warp(image, flows)
     torch.testing.assert_close(warped[..., :4], image[..., 2:])
     assert inside[..., :4].min() == 1 and inside[..., 4:].max() == 0
 
 
 def test_warped_error_follows_motion_that_plain_differences_do_not():
     frames = translating_frames()
-    flows = video.backward_flows(frames)
+    flows = temporal.backward_flows(frames)
     assert flows.shape == (3, 2, 40, 40)
     # Interior flow recovers the 2 px shift: frame t at column c shows frame t-1 at c - 2.
     assert flows[:, 1, 8:-8, 8:-8].median() == pytest.approx(-2.0, abs=0.1)
-    plain, warped = video.consecutive_difference(frames), video.warped_error(frames, flows)
+    plain, warped = temporal.consecutive_difference(frames), temporal.warped_error(frames, flows)
     assert (warped < 0.25 * plain).all()
 
 
@@ -66,15 +67,15 @@ def test_stylised_frames_as_steady_as_content_give_ratio_one():
     noise = 0.03 * torch.randn(4, 3, 40, 40, generator=torch.Generator().manual_seed(0))
     content = (translating_frames() * 0.5 + noise).clamp(0, 1)
     flickering = content + torch.tensor([0.0, 0.3, 0.0, 0.3]).view(4, 1, 1, 1)
-    steady = video.summary(video.temporal_metrics(content, content, video.backward_flows(content)))
-    assert steady["content_warped"] > video.RATIO_FLOOR
+    steady = temporal.summary(temporal.temporal_metrics(content, content, temporal.backward_flows(content)))
+    assert steady["content_warped"] > temporal.RATIO_FLOOR
     assert steady["diff_ratio"] == pytest.approx(1.0) and steady["warped_ratio"] == pytest.approx(1.0)
-    flicker = video.summary(video.temporal_metrics(content, flickering))
+    flicker = temporal.summary(temporal.temporal_metrics(content, flickering))
     assert flicker["diff_ratio"] > 2 and "warped_ratio" not in flicker
     # Without the noise the content follows its flow almost exactly: no warped ratio, just the values.
     clean = translating_frames() * 0.5
-    exact = video.summary(video.temporal_metrics(clean, clean, video.backward_flows(clean)))
-    assert exact["content_warped"] < video.RATIO_FLOOR and "warped_ratio" not in exact
+    exact = temporal.summary(temporal.temporal_metrics(clean, clean, temporal.backward_flows(clean)))
+    assert exact["content_warped"] < temporal.RATIO_FLOOR and "warped_ratio" not in exact
     assert exact["diff_ratio"] == pytest.approx(1.0)
 
 
@@ -120,8 +121,8 @@ def test_video_command_writes_frames_gif_tables_and_figures(tmp_path: Path, rand
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and set(rows[0]) == {"step", "content_diff", "stylised_diff", "content_warped",
                                                "stylised_warped"}
-    saved = torch.stack([read_image(path, 0) for path in video.list_frames(frames_dir)])
-    content_diff = video.consecutive_difference(saved)
+    saved = torch.stack([read_image(path, 0) for path in clips.list_frames(frames_dir)])
+    content_diff = temporal.consecutive_difference(saved)
     np.testing.assert_allclose([float(r["content_diff"]) for r in rows], content_diff.numpy(), rtol=1e-5)
     for figure in ("consistency_plot.png", "consistency_strip.png"):
         with Image.open(output / figure) as image:
@@ -144,4 +145,4 @@ def test_frames_of_different_sizes_are_refused_before_any_work(tmp_path: Path):
     Image.new("RGB", (16, 16)).save(tmp_path / "a1.png")
     Image.new("RGB", (16, 20)).save(tmp_path / "a2.png")
     with pytest.raises(UserError, match="a1.png is 16×16, a2.png is 16×20"):
-        video.check_frame_sizes(video.list_frames(tmp_path))
+        clips.check_frame_sizes(clips.list_frames(tmp_path))

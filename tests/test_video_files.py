@@ -15,6 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
+import glfa.clips as clips
+import glfa.temporal as temporal
 import glfa.video as video
 import video as video_cli
 from glfa.cli import run_main
@@ -74,7 +76,7 @@ def run_in_process(capsys: pytest.CaptureFixture, *argv) -> tuple[int, str, str]
 
 
 def test_the_pyav_wheel_has_an_mp4_encoder():
-    assert video.mp4_encoder() in video.MP4_ENCODERS
+    assert clips.mp4_encoder() in clips.MP4_ENCODERS
     av.codec.Codec("libx264", "w")                # the wheels this project pins ship H.264
 
 
@@ -90,7 +92,7 @@ def test_mp4_in_gives_an_mp4_out_with_the_same_frames_rate_and_size(tmp_path: Pa
 
     frames, out_rate, size, codec = decoded(output / "clip_stylized.mp4")
     assert (len(frames), out_rate, size) == (8, rate, (64, 48))
-    assert codec == ("h264" if video.mp4_encoder() == "libx264" else codec)
+    assert codec == ("h264" if clips.mp4_encoder() == "libx264" else codec)
     pngs = sorted((output / "frames").iterdir())
     assert [p.name for p in pngs] == [f"frame_{i:06d}.png" for i in range(1, 9)]
     # The MP4 holds the stylised frames, in order: each is nearest its own PNG (the random model's
@@ -130,7 +132,7 @@ def test_a_frame_folder_gives_an_mp4_at_the_fps_flag(tmp_path: Path, model_flags
     folder.mkdir()
     for t, frame in enumerate(sliding_frames(4, 40, 32)):
         Image.fromarray(frame).save(folder / f"s{t + 1}.png")
-    for flags, expected in (([], video.DEFAULT_FPS), (["--fps", "12.5"], Fraction(25, 2))):
+    for flags, expected in (([], clips.DEFAULT_FPS), (["--fps", "12.5"], Fraction(25, 2))):
         code, out, err = run_in_process(capsys, folder, *model_flags, "--flow", "none", *flags,
                                         "--output", tmp_path / "out")
         assert code == 0, err[-3000:]
@@ -239,17 +241,17 @@ def as_tensor(frames: list[np.ndarray]) -> torch.Tensor:
 def test_the_warped_ratio_is_left_out_for_a_shifted_crop_and_given_for_a_noisy_clip():
     content = as_tensor(sliding_frames(4, 48, 40))                       # follows its flow almost exactly
     stylised = (content * 0.8 + 0.1 + 0.05 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0)))
-    flows = video.backward_flows(content)
-    means = video.summary(video.temporal_metrics(content, stylised, flows))
-    assert means["content_warped"] < video.RATIO_FLOOR < means["stylised_warped"]
+    flows = temporal.backward_flows(content)
+    means = temporal.summary(temporal.temporal_metrics(content, stylised, flows))
+    assert means["content_warped"] < temporal.RATIO_FLOOR < means["stylised_warped"]
     assert "warped_ratio" not in means and means["diff_ratio"] > 0            # the plain differences are large
     table = video.summary_markdown(means, 4)
     assert "| stylised_warped |" in table and "| warped_ratio | n/a (content_warped" in table
     assert "at least 1/255 (one 8-bit grey level" in table
 
     noisy = (content + 0.03 * torch.randn(content.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
-    means = video.summary(video.temporal_metrics(noisy, stylised, video.backward_flows(noisy)))
-    assert means["content_warped"] > video.RATIO_FLOOR
+    means = temporal.summary(temporal.temporal_metrics(noisy, stylised, temporal.backward_flows(noisy)))
+    assert means["content_warped"] > temporal.RATIO_FLOOR
     assert means["warped_ratio"] == pytest.approx(means["stylised_warped"] / means["content_warped"])
     assert "n/a" not in video.summary_markdown(means, 4)
 
@@ -257,10 +259,10 @@ def test_the_warped_ratio_is_left_out_for_a_shifted_crop_and_given_for_a_noisy_c
 def test_still_content_has_no_ratios_at_all():
     still = as_tensor(sliding_frames(1, 32, 24)).expand(3, -1, -1, -1)
     flicker = still + torch.tensor([0.0, 0.2, 0.0]).view(3, 1, 1, 1)
-    means = video.summary(video.temporal_metrics(still, flicker, torch.zeros(2, 2, 24, 32)))
+    means = temporal.summary(temporal.temporal_metrics(still, flicker, torch.zeros(2, 2, 24, 32)))
     assert means["stylised_diff"] == pytest.approx(0.2) and means["content_diff"] == 0
     assert "diff_ratio" not in means and "warped_ratio" not in means
-    assert set(video.missing_ratios(means)) == {"diff_ratio", "warped_ratio"}
+    assert set(temporal.missing_ratios(means)) == {"diff_ratio", "warped_ratio"}
 
 
 # --------------------------------------------------------------------------------------------
