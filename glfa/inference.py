@@ -178,6 +178,7 @@ class Stylizer:
         self.smooth = (Smoothing() if self.spec.name == "photo" else None) if smooth is None else \
             smoothing_option(smooth)
         self.working_size = check_working_size(working_size)
+        self._last_style: tuple[Tensor, int, StyleStatistics] | None = None
         self.progress = progress
         self.notes_given: set[str] = set()
         self.device = resolve_device(device)
@@ -407,9 +408,28 @@ class Stylizer:
         """Encode, take the statistics (of the whole images, or per region), transform and decode."""
         content_feat = self._encode(padded)
         content_stats = calc_mean_std(content_feat)
-        style_stats = [self._statistics(content_size, content_feat, content_stats, style, self._encode(style[None]),
-                                        0, 0, request) for style, request in zip(styles, regions)]
+        style_stats = [self._remembered(style, 0) if request is None else None
+                       for style, request in zip(styles, regions)]
+        style_stats = [stats or self._statistics(content_size, content_feat, content_stats, style,
+                                                 self._encode(style[None]), 0, 0, request)
+                       for stats, style, request in zip(style_stats, styles, regions)]
+        self._remember(styles[0], 0, style_stats[0], regions[0])
         return self._blend_and_decode(content_feat, content_stats, style_stats, weights, alpha)
+
+    def _remembered(self, style: Tensor, tile: int) -> StyleStatistics | None:
+        """The statistics of the style image of the last call when ``style`` is that image again
+        (a video's frames share one style), None otherwise."""
+        if self._last_style is None:
+            return None
+        image, last_tile, stats = self._last_style
+        same = last_tile == tile and image.shape == style.shape and torch.equal(image, style.to(image.device))
+        return stats if same else None
+
+    def _remember(self, style: Tensor, tile: int, stats: StyleStatistics | RegionStatistics,
+                  request: Segments | AutoRegions | None) -> None:
+        """Keep a whole style image's statistics for the next call (``_remembered``)."""
+        if request is None and isinstance(stats, StyleStatistics):
+            self._last_style = (style.detach().clone(), tile, stats)
 
     def _stylize_tiled(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float,
                        tile: int, tile_size: int | None, progress: tqdm, content_size: tuple[int, int],
@@ -421,10 +441,14 @@ class Stylizer:
         style_stats = []
         for style, request in zip(styles, regions):
             style_tile = self._tile_for(*style.shape[-2:], tile_size)
-            style_feat = self._encode_tiled(style[None].to(self.device), style_tile)
-            style_stats.append(self._statistics(content_size, content_feat, content_stats, style, style_feat,
-                                                style_tile, self._chunk_rows(tile), request))
-            del style_feat
+            remembered = self._remembered(style, style_tile) if request is None else None
+            if remembered is None:
+                style_feat = self._encode_tiled(style[None].to(self.device), style_tile)
+                remembered = self._statistics(content_size, content_feat, content_stats, style, style_feat,
+                                              style_tile, self._chunk_rows(tile), request)
+                del style_feat
+            style_stats.append(remembered)
+        self._remember(styles[0], self._tile_for(*styles[0].shape[-2:], tile_size), style_stats[0], regions[0])
         ds, halo = self.spec.downscale, self.decoder_halo
         feat_tile = tile // ds
         height, width = content_feat.shape[-2:]

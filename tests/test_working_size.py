@@ -116,3 +116,21 @@ def test_a_photo_too_large_for_memory_is_refused_before_any_work(monkeypatch):
         stylizer.stylize(noise(3, 100, 100), [noise(3, 64, 64)])
     monkeypatch.setattr("glfa.inference.available_memory", lambda device: 40 * 100 * 100)
     assert stylizer.stylize(noise(3, 100, 100), [noise(3, 64, 64)]).shape == (3, 100, 100)
+
+
+def test_a_style_used_again_is_not_encoded_again():
+    """Issue 26: a video's frames share one style; its statistics are taken once and reused, and
+    the results equal those of a fresh Stylizer."""
+    stylizer = random_stylizer("photo", "lct")
+    style, other = noise(3, 40, 48, seed=9), noise(3, 40, 48, seed=10)
+    frames = [noise(3, 64, 80, seed=seed) for seed in (11, 12)]
+    encoded = []
+    encode = stylizer._encode
+    stylizer._encode = lambda image: encoded.append(tuple(image.shape)) or encode(image)
+    first = stylizer.stylize(frames[0], [style])
+    second = stylizer.stylize(frames[1], [style.clone()])
+    assert encoded == [(1, 3, 64, 80), (1, 3, 40, 48), (1, 3, 64, 80)]     # the style once
+    torch.testing.assert_close(second, random_stylizer("photo", "lct").stylize(frames[1], [style]))
+    changed = stylizer.stylize(frames[1], [other])
+    assert encoded[-1] == (1, 3, 40, 48) and (changed - second).abs().max() > 1e-3
+    assert first.shape == (3, 64, 80)
