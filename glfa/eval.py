@@ -460,7 +460,8 @@ def metrics_table(rows: list[Row], label_headers: tuple[str, ...] = ("model",),
 
     def cell(row: Row, error: Row | None, metric: str) -> str:
         value = format(getattr(row, metric), METRIC_FORMATS[metric])
-        return value if error is None else f"{value} ± {format(getattr(error, metric), METRIC_FORMATS[metric])}"
+        spread = METRIC_FORMATS[metric].lstrip("+")                     # an error has no sign
+        return value if error is None else f"{value} ± {format(getattr(error, metric), spread)}"
 
     return markdown_table([*label_headers, *(METRIC_HEADERS[m] for m in METRICS)],
                           ([*row_labels, *(cell(r, e, m) for m in METRICS)]
