@@ -8,6 +8,7 @@ dependencies = ["numpy", "PIL", "skimage", "torch", "torchvision"]
 
 def photo(decoder: str | None = None, transform: str | None = None, vgg: str | None = None, **options) -> Stylizer:
     """The photorealistic model (LCT at relu3_1) shipped in ``experiments/photo/``, on the GPU when
-    present. ``decoder``, ``transform`` and ``vgg`` name other checkpoint files; ``options``
-    (``device``, ``tile_size``, ``amp_dtype``…) go to ``Stylizer``."""
+    present, finishing results at the working size like ``test.py``. ``decoder``, ``transform``
+    and ``vgg`` name other checkpoint files; ``options`` (``device``, ``smooth``, ``working_size``,
+    ``tile_size``, ``amp_dtype``…) go to ``Stylizer``."""
     return Stylizer.from_checkpoints(decoder=decoder, transform=transform, vgg=vgg, mode="photo", **options)
