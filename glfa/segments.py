@@ -29,6 +29,7 @@ ASPECT_SLACK = 3            # pixels (at the coarser of map and photo) a map's s
 MAX_MAP_PIXELS = 4096 ** 2  # a larger colour map is reduced to this, by nearest neighbours, before its colours are read
 COLOUR_CHUNK = 8192         # distinct colours snapped to their nearest label at a time
 ROW_CHUNK = 256             # map rows given their labels at a time
+NAMED_LABELS = 10           # labels a note names before it counts the rest
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class LabelMap:
         return f"#{label:06x}" if self.colours else str(label)
 
     def names(self, labels: list[int]) -> str:
-        """Labels as a comma-separated list for notes."""
-        return ", ".join(self.name(label) for label in labels)
+        """Labels as a comma-separated list for notes: the first ``NAMED_LABELS``, then how many more."""
+        named = ", ".join(self.name(label) for label in labels[:NAMED_LABELS])
+        return named if len(labels) <= NAMED_LABELS else f"{named} and {len(labels) - NAMED_LABELS} more"
 
 
 # A segmentation map as the Python API takes it: a colour-coded PIL image, or labels.
@@ -162,17 +164,24 @@ def resize_nearest(labels: Tensor, height: int, width: int) -> Tensor:
 
 def majority_pool(labels: Tensor, factor: int) -> Tensor:
     """Each ``factor``×``factor`` block's most frequent label (a tie: the smaller label). A side
-    that is not a multiple ends in partial blocks, as the encoder's ceil-mode pooling does."""
-    values = labels.unique()
-    best = count_best = None
-    for value in values:
-        count = F.avg_pool2d((labels == value).float()[None, None], factor, ceil_mode=True)[0, 0]
-        if best is None:
-            best, count_best = torch.full_like(count, int(value), dtype=torch.long), count
-            continue
-        wins = count > count_best
-        best, count_best = torch.where(wins, value, best), torch.where(wins, count, count_best)
-    return best
+    that is not a multiple ends in partial blocks, as the encoder's ceil-mode pooling does. Every
+    block is sorted and its runs of equal labels measured at once, so the cost grows with the
+    pixels, not with the number of labels."""
+    values, dense = labels.unique(return_inverse=True)       # labels as 0..n-1, in their order
+    height, width = labels.shape
+    padded = F.pad(dense, (0, -width % factor, 0, -height % factor), value=len(values))  # n: no pixel
+    rows, cols, size = padded.shape[0] // factor, padded.shape[1] // factor, factor * factor
+    ordered = padded.view(rows, factor, cols, factor).transpose(1, 2).reshape(rows * cols, size).sort(dim=1).values
+    position = torch.arange(size).expand_as(ordered)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, position, 0).cummax(dim=1).values                   # where each run starts
+    last = torch.where(ends, position, size - 1).flip(1).cummin(dim=1).values.flip(1)  # and ends
+    length = torch.where(ordered < len(values), last - first + 1, 0)
+    best = ordered.gather(1, length.argmax(dim=1, keepdim=True))   # the first longest run: the smaller label
+    return values[best.view(rows, cols)]
 
 
 def feature_labels(label_map: LabelMap, image_size: tuple[int, int], feature_size: tuple[int, int],

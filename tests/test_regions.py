@@ -271,6 +271,34 @@ def test_issue27_item7_large_maps_are_reduced_before_their_colours_are_read(monk
     assert set(label_map.labels.unique().tolist()) == {int("ff0000", 16), int("0000ff", 16)}
 
 
+def test_issue27_item8_majority_pool_is_the_blockwise_vote_for_any_number_of_labels():
+    """issue 27 item 8: pooling looped over the labels, so an integer map with a label per pixel
+    cost labels × pixels (320×512 labels on a 512×320 pair: 68 s, against 2.2 s with two). The
+    vectorised vote equals a block-by-block count, partial blocks and ties (smaller label) included."""
+    generator = torch.Generator().manual_seed(0)
+    for labels, factor in ((torch.randint(0, 3, (37, 30), generator=generator), 4),
+                           (torch.randint(-5, 1000, (21, 26), generator=generator) * 7919, 3),
+                           (torch.arange(40 * 64).reshape(40, 64), 4)):
+        expected = torch.zeros((-(-labels.shape[0] // factor), -(-labels.shape[1] // factor)), dtype=torch.long)
+        for row in range(expected.shape[0]):
+            for col in range(expected.shape[1]):
+                block = labels[row * factor:(row + 1) * factor, col * factor:(col + 1) * factor].flatten().tolist()
+                expected[row, col] = min(block, key=lambda label: (-block.count(label), label))
+        assert torch.equal(majority_pool(labels, factor), expected)
+
+
+def test_issue27_item8_a_label_per_pixel_stylises_with_short_notes(capsys):
+    """issue 27 item 8: an integer array with a label per pixel stylises (every label too small: the
+    whole images' statistics, so the plain result) with notes that name ten labels and count the rest."""
+    stylizer = random_stylizer("photo", "adain")
+    content, style = pictures()
+    labels = np.arange(72 * 88).reshape(72, 88)
+    result = stylizer.stylize(content, [style], content_mask=labels, style_masks=[labels[:64, :60]])
+    torch.testing.assert_close(result, stylizer.stylize(content, [style]))
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes and all(len(note) < 300 and " more " in note for note in notes), notes
+
+
 def test_label_colours_match_across_maps():
     content = as_label_map(two_colour_map(20, 10, top=(0, 255, 0), bottom=WHITE))
     style = as_label_map(two_colour_map(20, 10, top=(0, 255, 1), bottom=BLUE))
