@@ -5,7 +5,9 @@ files matched to images by name.
 Colour maps are anti-aliased (and sometimes saved lossily), so not every colour is a label: a
 colour is a label when it covers at least ``LABEL_FRACTION`` of the map and is more than
 ``MERGE_DISTANCE`` from every more frequent label; every other pixel is snapped to the nearest
-label colour. A content and a style label colour that close are the same label. A map may have
+label colour. A content and a style label colour that close are the same label. A grey map whose
+frequent levels lie that close (labels 0, 1, 2… saved as grey) holds label numbers, matched by
+value, as an integer array's are. A map may have
 another size than its photo, but the same aspect ratio (within ``ASPECT_SLACK`` pixels); it is
 resized with nearest neighbours, then each feature position takes the label most of its pixels
 hold.
@@ -30,6 +32,7 @@ MAX_MAP_PIXELS = 4096 ** 2  # a larger colour map is reduced to this, by nearest
 COLOUR_CHUNK = 8192         # distinct colours snapped to their nearest label at a time
 ROW_CHUNK = 256             # map rows given their labels at a time
 NAMED_LABELS = 10           # labels a note names before it counts the rest
+GREY_MODES = ("L", "I", "I;16", "I;16B", "I;16L", "I;16N")  # one value a pixel: maybe label numbers (index_values)
 
 
 @dataclass(frozen=True)
@@ -81,26 +84,44 @@ def colour_labels(rgb: np.ndarray) -> np.ndarray:
 
 
 def bounded_map(image: Image.Image) -> Image.Image:
-    """A colour map image upright (its EXIF orientation applied, as photos are) and reduced by
-    nearest neighbours (labels are not averaged) to at most ``MAX_MAP_PIXELS``, as 8-bit RGB."""
+    """A map image upright (its EXIF orientation applied, as photos are) and reduced by nearest
+    neighbours (labels are not averaged) to at most ``MAX_MAP_PIXELS``, in its own mode."""
     if image.getexif().get(ORIENTATION_TAG, 1) != 1:
         image = ImageOps.exif_transpose(image)
     width, height = image.size
     if width * height > MAX_MAP_PIXELS:
         scale = (MAX_MAP_PIXELS / (width * height)) ** 0.5
         image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.NEAREST)
-    return to_rgb(image)
+    return image
+
+
+def index_values(image: Image.Image) -> np.ndarray | None:
+    """A grey map's values when they are label numbers rather than colours (labels 0, 1, 2… as 8-
+    or 16-bit grey levels): when two of its levels that cover ``LABEL_FRACTION`` of the map each
+    would be merged as colours, read as ``to_rgb`` reads them. None for other maps."""
+    if image.mode not in GREY_MODES:
+        return None
+    values = np.asarray(image)
+    levels, counts = np.unique(values, return_counts=True)
+    frequent = levels[counts >= LABEL_FRACTION * values.size].astype(np.float64)
+    wide = image.mode.startswith("I;16") or levels.max() > 255
+    if len(frequent) < 2 or np.diff(frequent).min() * (255 / 65535 if wide else 1) * 3 ** 0.5 > MERGE_DISTANCE:
+        return None
+    return values.astype(np.int64)
 
 
 def as_label_map(mask: Mask, source: str = "the map") -> LabelMap:
-    """A segmentation map given as a PIL image (colour-coded; ``bounded_map`` turns it upright and
-    bounds its size), an ``(H, W)`` integer array or tensor of labels, or a ``LabelMap``, as a
-    ``LabelMap``."""
+    """A segmentation map given as a PIL image (colour-coded, or grey levels that are label
+    numbers: ``index_values``; ``bounded_map`` turns it upright and bounds its size), an ``(H, W)``
+    integer array or tensor of labels, or a ``LabelMap``, as a ``LabelMap``."""
     if isinstance(mask, LabelMap):
         return mask
     if isinstance(mask, Image.Image):
-        rgb = np.asarray(bounded_map(mask))
-        return LabelMap(torch.from_numpy(colour_labels(rgb)), colours=True, source=source)
+        image = bounded_map(mask)
+        values = index_values(image)
+        if values is not None:
+            return LabelMap(torch.from_numpy(values), source=source)
+        return LabelMap(torch.from_numpy(colour_labels(np.asarray(to_rgb(image)))), colours=True, source=source)
     if isinstance(mask, np.ndarray):
         mask = torch.from_numpy(mask)
     if not isinstance(mask, Tensor) or mask.dim() != 2:

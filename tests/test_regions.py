@@ -299,6 +299,27 @@ def test_issue27_item8_a_label_per_pixel_stylises_with_short_notes(capsys):
     assert notes and all(len(note) < 300 and " more " in note for note in notes), notes
 
 
+def test_issue27_item9_grey_index_maps_are_read_as_label_numbers():
+    """issue 27 item 9: a grey map holding labels 0/1/2 (8- or 16-bit) read as three near-black
+    colours merged into one label, so both maps gave the result without maps, silently. Such maps
+    are now label numbers, as the same integer array; grey levels far apart are still colours."""
+    stylizer = random_stylizer("photo", "lct")
+    content, style = pictures()
+    thirds = [np.repeat(np.arange(3), -(-height // 3))[:height, None].repeat(width, 1)
+              for height, width in ((72, 88), (64, 60))]
+    plain = stylizer.stylize(content, [style])
+    by_array = stylizer.stylize(content, [style], content_mask=thirds[0], style_masks=[thirds[1]])
+    assert (by_array - plain).abs().mean() > 1e-3
+    for mode, dtype in (("L", np.uint8), ("I;16", np.uint16)):
+        maps = [Image.fromarray(labels.astype(dtype)) for labels in thirds]
+        assert maps[0].mode == mode
+        assert as_label_map(maps[0]).labels.unique().tolist() == [0, 1, 2] and not as_label_map(maps[0]).colours
+        torch.testing.assert_close(stylizer.stylize(content, [style], content_mask=maps[0], style_masks=[maps[1]]),
+                                   by_array, rtol=0, atol=0)
+    spread = as_label_map(Image.fromarray((thirds[0] * 127).astype(np.uint8)))
+    assert spread.colours and spread.labels.unique().tolist() == [0, 0x7f7f7f, 0xfefefe]
+
+
 def test_label_colours_match_across_maps():
     content = as_label_map(two_colour_map(20, 10, top=(0, 255, 0), bottom=WHITE))
     style = as_label_map(two_colour_map(20, 10, top=(0, 255, 1), bottom=BLUE))
