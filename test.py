@@ -1,10 +1,13 @@
 """Stylise every content image with every style image (or a weighted mix of styles).
 
-Example: python test.py --content_dir=test/content --style_dir=test/style
-         (the shipped photo model; --decoder and --LCT name other checkpoints)
-Region by region: python test.py --content photo.jpg --style style.jpg \
-             --content_segment photo_seg.png --style_segment style_seg.png
-         or, with no maps, python test.py ... --auto_regions 3 (docs/regions.md)
+Examples:
+  python test.py --content_dir=test/content --style_dir=test/style
+      (the shipped photo model; --decoder and --LCT name other checkpoints)
+  python test.py --content photo.jpg --style style.jpg \\
+      --content_segment photo_seg.png --style_segment style_seg.png
+      (region by region, with segmentation maps: docs/regions.md)
+  python test.py --content photo.jpg --style style.jpg --auto_regions 3
+      (region by region, with regions found automatically)
 """
 import argparse
 from pathlib import Path
@@ -137,12 +140,13 @@ def main(argv: list[str] | None = None) -> None:
                                          amp_dtype=amp_dtype, tile_size=args.tile_size,
                                          channels_last=args.channels_last, compile=args.compile, progress=True,
                                          smooth=args.smoothing or False, working_size=working_size_choice(args))
-    stylize_all(stylizer, content_paths, style_paths, Path(args.output), content_size=args.content_size,
-                style_size=args.style_size, crop=args.crop, max_size=args.max_size,
-                content_root=content_root, style_root=style_root, weights=args.style_interpolation_weights,
-                alpha=args.alpha, preserve_color=args.preserve_color, save_ext=args.save_ext,
-                contact_sheet=args.contact_sheet, content_maps=content_maps, style_maps=style_maps,
-                auto_regions=args.auto_regions)
+    written = stylize_all(stylizer, content_paths, style_paths, Path(args.output), content_size=args.content_size,
+                          style_size=args.style_size, crop=args.crop, max_size=args.max_size,
+                          content_root=content_root, style_root=style_root, weights=args.style_interpolation_weights,
+                          alpha=args.alpha, preserve_color=args.preserve_color, save_ext=args.save_ext,
+                          contact_sheet=args.contact_sheet, content_maps=content_maps, style_maps=style_maps,
+                          auto_regions=args.auto_regions)
+    print(written.line())
 
 
 if __name__ == "__main__":

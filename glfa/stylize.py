@@ -4,7 +4,7 @@ regions), and write the results, reading the next images in the background."""
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -20,13 +20,18 @@ SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def gather_inputs(single: str | None, folder: str | None, what: str) -> list[Path]:
-    """The files named by ``--content``/``--style`` (comma-separated), else the images in the folder."""
+    """The files named by ``--content``/``--style`` (comma-separated), each of which must exist,
+    else the images in the folder."""
     if single:
         check_names(single, what)
         names = single.split(",")
         folders = [name for name in names if Path(name).is_dir()]
         if folders:
             raise UserError(f"--{what} {folders[0]} is a folder: use --{what}_dir for a folder of images")
+        missing = [name for name in names if not Path(name).is_file()]
+        if missing:
+            raise UserError(f"--{what}: image not found: {missing[0]}"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         return [Path(name) for name in names]
     paths = list_images(folder)
     if not paths:
@@ -135,12 +140,38 @@ def region_options(content_map: LabelMap | None, style_maps: list[LabelMap | Non
     return {"content_mask": content_map, "style_masks": style_maps}
 
 
+class Written(NamedTuple):
+    """What ``stylize_all`` wrote: the results under ``output`` and the contact sheet, if any."""
+    output: Path
+    results: list[Path]
+    contact_sheet: Path | None = None
+
+    def line(self) -> str:
+        """One line naming what was written and where: ``wrote 12 results to output/ (and
+        output/contact_sheet.png)``."""
+        count = len(self.results)
+        sheet = f" (and {self.contact_sheet})" if self.contact_sheet else ""
+        return f"wrote {count} result{'' if count == 1 else 's'} to {self.output}/{sheet}"
+
+
+def write_contact_sheet(rows: list[tuple[str, list[torch.Tensor]]], mixed: bool, output: Path,
+                        inputs: InputFiles) -> Path | None:
+    """``contact_sheet.png`` in ``output``, one row per pair (content, style or the first of a mix,
+    result), unless there are no rows; its path."""
+    if not rows:
+        return None
+    path = output / "contact_sheet.png"
+    inputs.check([path])
+    make_contact_sheet(rows, ["content", "first style" if mixed else "style", "result"]).save(path)
+    return path
+
+
 def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list[Path], output: Path, *,
                 content_size: int = 512, style_size: int = 512, crop: bool = False, max_size: int = 0,
                 content_root: Path | None = None, style_root: Path | None = None,
                 weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
                 save_ext: str = ".jpg", contact_sheet: bool = False, content_maps: list[Path] | None = None,
-                style_maps: list[Path] | None = None, auto_regions: int = 0) -> None:
+                style_maps: list[Path] | None = None, auto_regions: int = 0) -> Written:
     """Write every content image stylised with every style image to ``output`` as
     ``<content>_stylized_<style><save_ext>``; with ``weights``, one mix of all the styles per
     content image, ``<content>_interpolation<save_ext>`` (CCPL's name). Contents found under
@@ -150,6 +181,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     ``UserError`` counts those skipped. ``contact_sheet`` also writes ``contact_sheet.png``: one
     row per pair, content, style, result. ``content_maps`` with ``style_maps`` (map files in the
     order of the images) or ``auto_regions`` transfer region by region (``Stylizer.stylize``).
+    Returns what was written; the ``UserError`` for skipped images says it too.
     """
     if weights and len(weights) != len(style_paths):
         raise UserError(f"{len(weights)} interpolation weights for {len(style_paths)} style images")
@@ -167,6 +199,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     contents = read_ahead(named_contents, lambda item: (read(item[0], content_size, content_root is None),
                                                         read_map(item[2], "content")))
     written: set[str] = set()  # a last guard: no output of this run overwrites another
+    results: list[Path] = []
     inputs = InputFiles([*content_paths, *style_paths, *(content_maps or []), *style_maps])  # nor an input
     sheet: list[tuple[str, list[torch.Tensor]]] = []
     with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
@@ -179,14 +212,14 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
                 inputs.check([path])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image_file(result, path)
+                results.append(path)
                 if contact_sheet:
                     sheet.append((name, [thumbnail(image) for image in (content, style_images[0], result)]))
                 progress.update()
             if content is None:
                 progress.update(len(jobs))
-    if sheet:
-        labels = ["content", "style" if not weights else "first style", "result"]
-        inputs.check([output / "contact_sheet.png"])
-        make_contact_sheet(sheet, labels).save(output / "contact_sheet.png")
+    done = Written(output, results, write_contact_sheet(sheet, bool(weights), output, inputs))
     if read.failures:
-        raise UserError(f"{len(read.failures)} image(s) could not be read and were skipped (see warnings above)")
+        raise UserError(f"{len(read.failures)} image(s) could not be read and were skipped (see warnings above); "
+                        f"{done.line()}")
+    return done
