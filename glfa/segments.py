@@ -13,6 +13,7 @@ resized with nearest neighbours, then each feature position takes the label most
 hold.
 """
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,25 +251,41 @@ def check_map_file(map_path: Path, photo_path: Path, what: str) -> None:
 
 def maps_by_name(images: list[Path], image_root: Path | None, folder: str | os.PathLike, what: str) -> list[Path]:
     """The map in ``folder`` of each image, matched by name: the image's path under ``image_root``
-    without its extension (``sub/in7``), else its file name's stem (``in7``). A missing map is a
-    user error naming the first image without one."""
+    without its extension (``sub/in7``), else its file name's stem (``in7``) where no other image
+    has that stem (``city/001`` and ``beach/001`` are matched by their folders only). A missing map
+    is a user error naming the first image without one."""
+    stems = Counter(path.stem.lower() for path in {image.resolve() for image in images})
     keys = []
     for image in images:
-        keys.append([image.stem])
-        if image_root is not None and image_root.is_dir():
-            keys[-1].insert(0, image.relative_to(image_root).with_suffix("").as_posix())
-    return maps_by_keys(keys, [str(image) for image in images], folder, what)
+        relative = (image.relative_to(image_root).with_suffix("").as_posix()
+                    if image_root is not None and image_root.is_dir() else image.stem)
+        keys.append([relative] + ([image.stem] if relative != image.stem and stems[image.stem.lower()] == 1 else []))
+    return maps_by_keys(keys, [str(image) for image in images], folder, what, images)
 
 
-def maps_by_keys(keys: list[list[str]], names: list[str], folder: str | os.PathLike, what: str) -> list[Path]:
-    """The map in ``folder`` of each item named ``names[i]``: the first file whose path under
-    ``folder`` without extension, or whose stem, is one of ``keys[i]`` (letter case ignored)."""
+def maps_by_keys(keys: list[list[str]], names: list[str], folder: str | os.PathLike, what: str,
+                 images: list[Path] = ()) -> list[Path]:
+    """The map in ``folder`` of each item named ``names[i]``: the file whose path under ``folder``
+    without extension is one of ``keys[i]``, else the one file whose stem is (letter case
+    ignored). The ``images`` themselves, where the maps' folder holds them too, are never maps."""
     folder = Path(folder)
-    by_key: dict[str, Path] = {}
+    own = {image.resolve() for image in images}
+    by_path: dict[str, Path] = {}
+    by_stem: dict[str, list[Path]] = {}
     for path in list_images(folder):
-        by_key.setdefault(path.relative_to(folder).with_suffix("").as_posix().lower(), path)
-        by_key.setdefault(path.stem.lower(), path)
-    found = [next((by_key[key.lower()] for key in item if key.lower() in by_key), None) for item in keys]
+        if path.resolve() not in own:
+            by_path.setdefault(path.relative_to(folder).with_suffix("").as_posix().lower(), path)
+            by_stem.setdefault(path.stem.lower(), []).append(path)
+
+    def find(item: list[str]) -> Path | None:
+        for key in map(str.lower, item):
+            if key in by_path:
+                return by_path[key]
+            if len(by_stem.get(key, ())) == 1:
+                return by_stem[key][0]
+        return None
+
+    found = [find(item) for item in keys]
     if None in found:
         first = found.index(None)
         raise UserError(f"no {what} map for {names[first]} in {folder} (maps are matched by file name, e.g. "

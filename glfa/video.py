@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from glfa.clips import DEFAULT_FPS, FrameFolder, Mp4Writer, VideoFile, clip_size, frame_names
+from glfa.clips import DEFAULT_FPS, FrameFolder, Mp4Writer, VideoFile, clip_files, clip_size, frame_names
 from glfa.errors import UserError
 from glfa.figures import image_rows, line_chart, save_gif
 from glfa.images import resize_to_tensor, save_image_file, thumbnail, to_pil
@@ -52,7 +52,8 @@ def frame_regions(clip: FrameFolder | VideoFile, style_map: LabelMap | None, con
         check_aspect(tuple(single.labels.shape[::-1]), size, single.source)
         return lambda name: {"content_mask": single, "style_masks": [style_map]}
     names = frame_names(clip)
-    paths = dict(zip(names, maps_by_keys([[name] for name in names], names, content_map_dir, "content")))
+    paths = dict(zip(names, maps_by_keys([[name] for name in names], names, content_map_dir, "content",
+                                         clip_files(clip))))
     for path in paths.values():
         map_size = image_size(path)
         if map_size is None:

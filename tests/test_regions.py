@@ -16,10 +16,10 @@ from function import calc_mean_std, masked_cov, masked_mean_std
 from glfa.clips import FrameFolder
 from glfa.errors import UserError
 from glfa.eval import Configured, ModelFiles, evaluate, find_pairs, with_segments
-from glfa.images import ORIENTATION_TAG, read_image, to_pil
+from glfa.images import ORIENTATION_TAG, list_images, read_image, to_pil
 from glfa.regions import MIN_REGION_POSITIONS, region_statistics
 from glfa.segments import (LabelMap, as_label_map, check_aspect, colour_labels, feature_labels, majority_pool,
-                           check_map_file, match_colours, read_label_map, resize_nearest)
+                           check_map_file, maps_by_name, match_colours, read_label_map, resize_nearest)
 from glfa.tiles import MIN_TILE_SIZE, chunked_mean_std
 from glfa.video import frame_regions
 from helpers import random_stylizer, run_script, write_model
@@ -456,6 +456,41 @@ def test_test_py_map_folder_missing_an_image(files, tmp_path, capsys):
         "--style_segment", root / "style_seg" / "s.png", "--device", "cpu", "--output", tmp_path / "out"], capsys)
     one_error_line(code, err, "no content map for")
     assert "b.jpg" in err
+
+
+def test_issue27_item10_maps_match_within_sub_folders_and_a_photo_is_not_its_own_map(files, tmp_path, capsys):
+    """issue 27 item 10: with city/001.jpg and beach/001.jpg and only city/001.png among the maps,
+    beach/001.jpg took city's map by its stem; and with the maps' folder the photos' folder, c1.jpg
+    was its own map. Now a stem matches only where no other image has it, and no image is a map."""
+    root = files["root"]
+    photos, maps = tmp_path / "photos", tmp_path / "maps"
+    for place in ("city", "beach"):
+        (photos / place).mkdir(parents=True)
+        (photos / place / "001.jpg").write_bytes((root / "content" / "a.jpg").read_bytes())
+    (maps / "city").mkdir(parents=True)
+    (maps / "city" / "001.png").write_bytes((root / "content_seg" / "a.png").read_bytes())
+    with pytest.raises(UserError, match="no content map for .*beach/001.jpg"):
+        maps_by_name(list_images(photos), photos, maps, "content")
+    (maps / "beach").mkdir()
+    (maps / "beach" / "001.png").write_bytes((root / "content_seg" / "b.png").read_bytes())
+    assert maps_by_name(list_images(photos), photos, maps, "content") == [maps / "beach" / "001.png",
+                                                                         maps / "city" / "001.png"]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "c1.jpg").write_bytes((root / "content" / "a.jpg").read_bytes())
+    code, _, err = run_script("test.py", [
+        "--content_dir", flat, "--style", root / "style" / "s.jpg", "--content_segment_dir", flat,
+        "--style_segment", root / "style_seg" / "s.png", "--device", "cpu", "--output", tmp_path / "out"], capsys)
+    one_error_line(code, err, "no content map for")
+    (flat / "c1.png").write_bytes((root / "content_seg" / "a.png").read_bytes())
+    assert maps_by_name([flat / "c1.jpg"], flat, flat, "content") == [flat / "c1.png"]
+    frames = tmp_path / "frames"                                    # video.py: frames are not their own maps
+    frames.mkdir()
+    for index in range(2):
+        (frames / f"f{index}.jpg").write_bytes((root / "content" / "a.jpg").read_bytes())
+    with pytest.raises(UserError, match="no content map for f0"):
+        frame_regions(FrameFolder.open(frames), as_label_map(Image.open(root / "style_seg" / "s.png")),
+                      content_map_dir=str(frames))
 
 
 def test_label_on_one_side_only_is_a_note(files, tmp_path, capsys):
