@@ -23,6 +23,9 @@ LR_SCHEDULES = ("reference", "cosine", "linear")
 DEFAULT_WEIGHTS = LossWeights()
 # Fields renamed since training states were first written: old name → new name.
 RENAMED = {"wce_weight": "contrastive_weight"}
+# The losses of the transfer objective alone: set with --objective reconstruction, they would do nothing.
+TRANSFER_ONLY = ("style_weight", "contrastive_weight", "kl_weight", "identity_weight", "identity_feature_weight",
+                 "structure_weight", "structure_terms")
 
 
 def flag(default: Any, group: str, help: str, *, kind: Callable | None = None, resume: str | None = None,
@@ -161,6 +164,26 @@ class TrainConfig:
                             "alone")
         if self.objective == "reconstruction" and self.finish_radius:
             raise UserError("--finish_radius finishes a stylised result: --objective reconstruction has none")
+        ignored = [f"--{field.name}" for field in dataclasses.fields(self)
+                   if field.name in TRANSFER_ONLY and getattr(self, field.name) != field.default]
+        if self.objective == "reconstruction" and ignored:
+            raise UserError(f"{', '.join(ignored)}: --objective reconstruction has no such loss (it trains with "
+                            "--content_weight and --pixel_weight alone)")
+        if self.freeze_decoder and not (self.init_decoder or self.resume):
+            raise UserError("--freeze_decoder keeps the decoder as it starts: give --init_decoder (a random decoder "
+                            "would stay random)")
+        if self.resume not in (None, "auto") and (self.init_decoder or self.init_transform):
+            raise UserError("--resume continues a training state, whose weights replace --init_decoder and "
+                            "--init_transform: give one or the other")
+        if self.lr_schedule == "reference" and self.min_lr:
+            raise UserError("--min_lr is where the cosine and linear schedules end: --lr_schedule reference "
+                            "does not use it")
+        if self.min_lr > self.lr:
+            raise UserError(f"--min_lr {self.min_lr:g} is above --lr {self.lr:g}: the {self.lr_schedule} schedule "
+                            "falls from --lr to --min_lr")
+        if self.warmup_iters >= self.max_iter:
+            raise UserError(f"--warmup_iters {self.warmup_iters} is not shorter than --max_iter {self.max_iter}: the "
+                            "learning rate would not reach --lr before the run ends")
         if self.ema and not 0 < self.ema < 1:
             raise UserError(f"--ema must be between 0 and 1 (a decay such as 0.999), got {self.ema}")
 

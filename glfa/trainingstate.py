@@ -95,6 +95,10 @@ def read_resume_state(config: TrainConfig) -> tuple[dict, str] | None:
     if config.resume == "auto":
         found = folder.last_written_state()
         if found is None:
+            if config.freeze_decoder and not config.init_decoder:
+                raise UserError(f"--freeze_decoder keeps the decoder as it starts, but --resume auto found no training "
+                                f"state in {config.save_dir} and no --init_decoder is given: a random decoder would "
+                                "stay random")
             print(f"no training state in {config.save_dir}: starting from scratch")
             return None
         path, abandoned = found
@@ -108,6 +112,10 @@ def read_resume_state(config: TrainConfig) -> tuple[dict, str] | None:
     check_training_state(state, path)
     check_resume_settings(state["args"], config, path)
     print(f"resuming from {path} at iteration {state['iteration']}{how}")
+    starts = [flag for flag, given in (("--init_decoder", config.init_decoder),
+                                       ("--init_transform", config.init_transform)) if given]
+    if starts:
+        print(f"note: {' and '.join(starts)} not used: the run continues from the weights of {path}")
     return state, str(path)
 
 

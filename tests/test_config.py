@@ -3,14 +3,17 @@ fields, the renamed flag's alias, the resume rules, and every name a run folder 
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from glfa.cli import training_parser
+from glfa.checkpoint import save_training_state
 from glfa.config import MAY_CHANGE, MUST_MATCH, TrainConfig, differences, resume_differences, saved_settings
 from glfa.errors import UserError
 from glfa.runfolder import RunFolder, model_files, shipped_model
+from glfa.trainingstate import read_resume_state
 from helpers import write_model
 from net import NUM_L, NUM_S, TAU, LossWeights
 from train import parse_args
@@ -102,3 +105,59 @@ def test_the_shipped_model_is_the_latest_complete_pair_there(tmp_path: Path) -> 
     assert model_files("a", "b") == (Path("a"), Path("b"))
     with pytest.raises(UserError, match="no model ships for art mode"):
         model_files(None, None, "art")
+
+
+def test_issue27_item11_a_frozen_decoder_needs_one_to_start_from(tmp_path: Path, capsys) -> None:
+    """issue 27 item 11: --freeze_decoder without --init_decoder froze a random decoder, exit 0,
+    no note; refused, also when --resume auto finds no state to take the decoder from."""
+    base = ["--content_dir", "c", "--style_dir", "s", "--freeze_decoder", "--save_dir", str(tmp_path)]
+    with pytest.raises(UserError, match="give --init_decoder"):
+        parse_args(base)
+    with pytest.raises(UserError, match="found no training state .* a random decoder would stay random"):
+        read_resume_state(parse_args([*base, "--resume", "auto"]))
+    decoder, _ = write_model(tmp_path / "model", 1)
+    assert read_resume_state(parse_args([*base, "--resume", "auto", "--init_decoder", str(decoder)])) is None
+
+
+def test_issue27_item12_schedules_that_cannot_do_what_they_say_are_refused() -> None:
+    """issue 27 item 12: --lr_schedule linear --lr 1e-4 --min_lr 1 rose to 1.0, and --warmup_iters
+    100 --max_iter 2 never passed 1% of --lr, both silently; also --min_lr with the reference
+    schedule, which does not use it."""
+    base = ["--content_dir", "c", "--style_dir", "s"]
+    for flags, message in ((["--lr_schedule", "linear", "--lr", "1e-4", "--min_lr", "1"],
+                            "--min_lr 1 is above --lr 0.0001: the linear schedule falls from --lr to --min_lr"),
+                           (["--warmup_iters", "100", "--max_iter", "2"],
+                            "--warmup_iters 100 is not shorter than --max_iter 2"),
+                           (["--min_lr", "1e-6"], "--lr_schedule reference does not use it")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            parse_args([*base, *flags])
+    assert parse_args([*base, "--lr_schedule", "cosine", "--min_lr", "1e-6", "--warmup_iters", "1",
+                       "--max_iter", "2"]).min_lr == 1e-6
+
+
+def test_issue27_item13_reconstruction_refuses_the_transfer_losses() -> None:
+    """issue 27 item 13: --objective reconstruction ignored --structure_weight and
+    --identity_weight (while it refused --init_transform); every transfer-only loss is refused."""
+    base = ["--content_dir", "c", "--objective", "reconstruction"]
+    for flags in (["--structure_weight", "100"], ["--identity_weight", "50"], ["--style_weight", "3"],
+                  ["--structure_terms", "contrast_structure"]):
+        with pytest.raises(UserError, match=f"^{flags[0]}: --objective reconstruction has no such loss"):
+            parse_args([*base, *flags])
+    assert parse_args([*base, "--pixel_weight", "5", "--content_weight", "2"]).pixel_weight == 5
+
+
+def test_issue27_also_resume_and_init_flags(tmp_path: Path, capsys) -> None:
+    """issue 27, also seen: --resume auto silently won over --init_decoder. A found state now says
+    the --init_* flags are not used; --resume PATH with them is refused."""
+    decoder, transform = write_model(tmp_path / "model", 1)
+    base = ["--content_dir", "c", "--style_dir", "s", "--save_dir", str(tmp_path / "run")]
+    with pytest.raises(UserError, match="give one or the other"):
+        parse_args([*base, "--resume", str(tmp_path / "state.pth"), "--init_decoder", str(decoder)])
+    config = parse_args([*base, "--resume", "auto", "--init_decoder", str(decoder), "--init_transform", str(transform)])
+    state = {"iteration": 1, "draws": 2, "world_size": 1, "decoder": {}, "transform": {}, "heads": {},
+             "optimizer": {"state": {}, "param_groups": []}, "scaler": {}, "args": config.as_record()}
+    save_training_state(state, RunFolder(config.save_dir).state(1))
+    capsys.readouterr()
+    assert read_resume_state(config)[0]["iteration"] == 1
+    assert "note: --init_decoder and --init_transform not used: the run continues from the weights of" in \
+        capsys.readouterr().out

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 def gpu_train(training_folders: tuple[Path, Path], training_vgg: Path, tmp_path: Path, iters: int,
               **env: str) -> subprocess.CompletedProcess:
     settings = {"DEVICE": "cpu", "AMP": "off", "BATCH": "1", "IMAGE": "20", "CROP": "16", "ITERS": str(iters),
-                "MINUTES": "0", "WORKERS": "0", "DATA": str(training_folders[0]), "RUN": str(tmp_path / "run"),
+                "MINUTES": "0", "WARMUP": "1", "WORKERS": "0", "DATA": str(training_folders[0]),
+                "RUN": str(tmp_path / "run"),
                 "EXTRA": f"--vgg {training_vgg} --num_s 4"}
     return subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env={**os.environ, **settings, **env},
                           capture_output=True, text=True, timeout=300)
