@@ -70,6 +70,30 @@ def training_hours(log_dir: Path, max_gap: float) -> dict[int, float]:
     return hours
 
 
+def log_folder(given: str | None, records: RunFolder, iteration: int) -> Path:
+    """The run's TensorBoard folder: ``--log_dir``, else the ``--log_dir`` its record of
+    ``iteration`` names (``train.py`` logs to ``logs/`` by default), else ``RUN_DIR/logs``. A
+    given folder that does not exist is a ``UserError``."""
+    if given:
+        if not Path(given).is_dir():
+            raise UserError(f"--log_dir {given} is not a folder")
+        return Path(given)
+    recorded = ((records.read_record(iteration) or {}).get("args") or {}).get("log_dir")
+    return Path(recorded) if isinstance(recorded, str) and recorded else records.path / "logs"
+
+
+def hours_note(log_dir: Path, hours: dict[int, float], iterations: list[int]) -> str | None:
+    """The note for evaluated iterations the events give no training time for, None if all have one."""
+    missing = [iteration for iteration in iterations if iteration not in hours]
+    if not hours:
+        return (f"note: no TensorBoard events in {log_dir}: the training hours are left blank "
+                "(give the run's --log_dir)")
+    if missing:
+        return (f"note: {len(missing)} of the {len(iterations)} iterations (first {missing[0]}) are not in the "
+                f"events in {log_dir}: their training hours are left blank")
+    return None
+
+
 def earlier_rows(path: Path, pairs: list[Pair]) -> list[Row] | None:
     """The rows an earlier run of this script wrote for a checkpoint, if it covered exactly
     ``pairs``: a curve grows as training goes on without evaluating old checkpoints again."""
@@ -88,10 +112,16 @@ def earlier_rows(path: Path, pairs: list[Pair]) -> list[Row] | None:
     return rows if sorted(r.pair for r in rows) == sorted(p.name for p in pairs) else None
 
 
+def blank_or(hours: float) -> str:
+    """Hours for the Markdown table: two decimals, or a dash where they are not known."""
+    return f"{hours:.2f}" if math.isfinite(hours) else "–"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(__doc__)
     parser.add_argument("--run_dir", required=True, help="the training run's --save_dir (decoder_iter_N, lct_iter_N)")
-    parser.add_argument("--log_dir", help="its TensorBoard --log_dir (default: RUN_DIR/logs)")
+    parser.add_argument("--log_dir", help="its TensorBoard --log_dir (default: the one its iter_N.json names, "
+                                          "else RUN_DIR/logs)")
     parser.add_argument("--pairs_dir", help="folder with content/ and style/ images paired by number")
     parser.add_argument("--content_dir", help="content images (with --style_dir)")
     parser.add_argument("--style_dir", help="style images (with --content_dir)")
@@ -120,12 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     if not saved:
         raise UserError(f"no decoder_iter_N.pth.tar with a matching lct_/sct_iter_N.pth.tar in {run_dir}")
     chosen = [m for m in saved if m.iteration % args.every == 0 or m is saved[-1]]
-    log_dir = Path(args.log_dir) if args.log_dir else (run_dir.parent if run_dir.name == "ema" else run_dir) / "logs"
-    hours = training_hours(log_dir, args.max_gap)
+    records = RunFolder(run_dir.parent if run_dir.name == "ema" else run_dir)
+    log_dir = log_folder(args.log_dir, records, saved[-1].iteration)
+    hours = training_hours(log_dir, args.max_gap) if log_dir.is_dir() else {}
     pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, args.pairs, every_pair=args.every_pair)
     device = resolve_device(args.device)
+    if (note := hours_note(log_dir, hours, [m.iteration for m in chosen])) is not None:
+        print(note, file=sys.stderr)
 
-    records = RunFolder(run_dir.parent if run_dir.name == "ema" else run_dir)
     table = []
     for saved_model in chosen:
         iteration = saved_model.iteration
@@ -143,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     header = ["iteration", "training hours", "CPU hours", "SSIM ↑", "Gram loss ↓"]
     write_csv(output / "curve.csv", ["iteration", "hours", "cpu_hours", "ssim", "ssim_stderr", "gram_loss",
                                      "gram_loss_stderr"], table)
-    text = markdown_table(header, [(n, f"{h:.2f}", f"{c:.2f}", f"{q:.4f} ± {qe:.4f}", f"{g:.4g} ± {ge:.2g}")
+    text = markdown_table(header, [(n, blank_or(h), blank_or(c), f"{q:.4f} ± {qe:.4f}", f"{g:.4g} ± {ge:.2g}")
                                    for n, h, c, q, qe, g, ge in table])
     (output / "curve.md").write_text(text + "\n")
     iterations, _, _, ssim, _, gram, _ = (list(column) for column in zip(*table))

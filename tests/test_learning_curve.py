@@ -1,6 +1,7 @@
 """scripts/learning_curve.py: training hours from TensorBoard events, and a curve from a real
 (2-iteration) training run; damaged caches and event files (issue 20, case 12)."""
 import csv
+import json
 import math
 import struct
 import subprocess
@@ -130,3 +131,28 @@ def test_issue20_12_cached_non_finite_metrics_are_evaluated_again(tmp_path: Path
     cache.write_text("\n".join([header, ",".join([*fields[:2], "nan", *fields[3:]])]) + "\n")
     messages = curve_messages(argv, capsys)
     assert messages[1:] == [f"note: {cache} is damaged or holds non-finite metrics; evaluating that checkpoint again"]
+
+
+def test_issue27_item14_training_hours_come_from_the_runs_own_log_folder_or_say_why_not(
+        tmp_path: Path, training_vgg: Path, capsys: pytest.CaptureFixture):
+    """issue 27 item 14: a run that logged to the default logs/ (not RUN_DIR/logs) gave NaN
+    training hours with no note, and so did a --log_dir that does not exist. The folder the run's
+    record names is read; without events there is one note and a dash; a missing --log_dir is an
+    error."""
+    argv, events, output = short_run(tmp_path, training_vgg)
+    run = Path(argv[argv.index("--run_dir") + 1])
+    elsewhere = tmp_path / "default_logs"
+    (run / "logs").rename(elsewhere)
+    (run / "iter_2.json").write_text(json.dumps({"iteration": 2, "args": {"log_dir": str(elsewhere)}}))
+    messages = curve_messages(argv, capsys)                       # the hours of the run's own folder
+    assert len(messages) == 1 and messages[0].startswith("warning:") and str(elsewhere) in messages[0]
+    (run / "iter_2.json").unlink()
+    run_main(lambda: learning_curve.main(argv))
+    out, err = capsys.readouterr()
+    assert [line for line in err.splitlines() if line.startswith("note:")] == [
+        f"note: no TensorBoard events in {run / 'logs'}: the training hours are left blank (give the run's --log_dir)"]
+    assert "| 2 | – |" in out
+    with pytest.raises(SystemExit) as exited:
+        run_main(lambda: learning_curve.main([*argv, "--log_dir", str(tmp_path / "missing")]))
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: --log_dir {tmp_path / 'missing'} is not a folder"
