@@ -10,7 +10,8 @@ removed when the server stops. ``RequestGuard`` answers only the page's own requ
 ``Host`` (DNS rebinding) or ``Origin`` (another web page) is refused, as are bodies over the upload
 limit and requests naming a file the demo does not hold (``DemoFiles``: Gradio would read, copy or
 fetch whatever path or URL an API call names); uvicorn serves it, with time limits on request
-headers and bodies and a bound on the connections one client holds (``TimedProtocol``). Nothing is loaded from outside: no CDN, fonts, telemetry, version check or share link.
+headers and bodies and a bound on the connections one client holds (``TimedProtocol``). Nothing
+is loaded from outside: no CDN, fonts, telemetry, version check or share link.
 """
 import argparse
 import asyncio
