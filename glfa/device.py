@@ -11,15 +11,22 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
-    """``--device``: CUDA when present unless told otherwise; a missing GPU is a user error."""
+    """``--device``: CUDA when present unless told otherwise. A name that is no device, a device
+    other than the CPU or a CUDA GPU (``mps``, ``xpu``, ``meta``: this code is written and tested
+    for those two), and a GPU this machine lacks are user errors."""
     if not name:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"--device {name!r} is not a device name (try 'cpu' or 'cuda')") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: this code runs on the CPU or a CUDA GPU (cpu, cuda, cuda:1…)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name} asked for, but no CUDA GPU is available (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                        "numbered from 0")
     return device
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO_ROOT, copy_repository, write_model
+from glfa.errors import UserError
+from glfa.inference import Stylizer
+from helpers import REPO_ROOT, copy_repository, run_script, write_model
 
 COMMANDS = ("train.py", "test.py", "eval.py", "video.py", "scripts/benchmark.py", "scripts/ablation.py",
             "scripts/regions.py", "models/download.py")
@@ -133,3 +135,28 @@ def test_commands_use_the_shipped_model_and_say_so_when_it_is_missing(tmp_path: 
         assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((elsewhere / "stylised").glob("*_stylized_sunset_boats.jpg"))) == 3
     assert "| shipped |" in (elsewhere / "evaluated" / "metrics.md").read_text()
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta", "cuda:99"])
+@pytest.mark.parametrize("script", ["test.py", "train.py", "app.py"])
+def test_issue27_item15_devices_other_than_cpu_and_cuda_are_one_error_line(script: str, device: str,
+                                                                          tmp_path: Path, capsys):
+    """issue 27 item 15: --device mps, xpu or meta gave a traceback in test.py, train.py and
+    app.py (and a GPU number this machine lacks would have too); one line now, before any work."""
+    if script == "app.py":
+        pytest.importorskip("gradio", reason="the web demo needs Gradio")
+    photo = PHOTOS / "content" / "coast_dune.jpg"
+    flags = {"test.py": ["--content", photo, "--style", photo, "--output", tmp_path / "out"],
+             "train.py": ["--content_dir", PHOTOS / "content", "--style_dir", PHOTOS / "style", "--save_dir",
+                          tmp_path / "run", "--log_dir", tmp_path / "logs", "--max_iter", "1"],
+             "app.py": ["--port", "0"]}[script]
+    code, _, err = run_script(script, [*flags, "--device", device], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: --device {device}"), err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_issue27_item15_the_api_refuses_other_devices_in_one_line():
+    """issue 27 item 15: Stylizer.from_checkpoints(device='mps') raised a traceback of torch's."""
+    with pytest.raises(UserError, match="this code runs on the CPU or a CUDA GPU"):
+        Stylizer.from_checkpoints(device="mps")
