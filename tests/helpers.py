@@ -1,10 +1,13 @@
 """Small helpers shared by several test files."""
+import io
 import runpy
 import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from glfa.inference import Stylizer
@@ -89,3 +92,24 @@ def run_script(script: str, argv: list, capsys) -> tuple[int, str, str]:
         sys.argv = saved_argv
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# The demo's message for an upload that is not an image, after the photo's name.
+NOT_AN_IMAGE = "is not an image this demo can read: upload a JPEG, PNG, WebP, GIF, BMP, TIFF or PPM file"
+
+
+def photo_bytes(width: int, height: int, fmt: str = "PNG", seed: int = 0, **options) -> bytes:
+    """A smooth colour gradient with a little noise, encoded as ``fmt``."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
+    pixels = np.stack([x, y, 1 - x * y], -1) * 200 + rng.normal(0, 8, (height, width, 3)) + 20
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    """``image`` encoded as ``fmt``."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
