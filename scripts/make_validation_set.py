@@ -88,8 +88,11 @@ def read_manifest(path: Path) -> list[Pair]:
     content and a style. A content may be in several pairs, each time with another style."""
     if not path.is_file():
         raise UserError(f"manifest not found: {path}")
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path} is not a CSV text file in UTF-8 ({err})") from None
     if not rows or rows[0] != COLUMNS:
         raise UserError(f"{path}: the first line must be {','.join(COLUMNS)}")
     pairs: list[Pair] = []

@@ -159,3 +159,16 @@ def test_a_manifest_naming_bsds_photos_needs_bsds_dir(sources, tmp_path: Path, c
     assert stop.value.code == 2 and lines == ["error: pairs.csv names BSDS500 photos: give --bsds_dir "
                                               "(the folder holding test/)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_issue27_item16_a_manifest_that_is_not_utf8_text_is_one_error_line(tmp_path: Path, capsys) -> None:
+    """issue 27 item 16: a manifest that is not UTF-8 gave a UnicodeDecodeError traceback; one
+    error line now."""
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_bytes(",".join(builder.COLUMNS).encode() + "\n1,test/café.jpg\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as stop:
+        run_main(lambda: builder.main(["--manifest", str(manifest), "--styles_dir", str(tmp_path),
+                                       "--output", str(tmp_path / "out")]))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and lines == [lines[0]]
+    assert lines[0].startswith(f"error: {manifest} is not a CSV text file in UTF-8")
