@@ -47,6 +47,9 @@ def region_requests(content: Tensor, styles: list[Tensor], content_mask: Mask | 
     """What each style of a ``Stylizer.stylize`` call is transferred by: its ``Segments`` (maps
     for both sides, one style map per style, with their images' aspect ratios), ``AutoRegions``
     (``auto_regions`` > 0, no maps), or None (the whole images)."""
+    if style_masks is not None and not isinstance(style_masks, (list, tuple)):
+        raise TypeError(f"style_masks is a list of maps, one per style image, not a {type(style_masks).__name__}: "
+                        "for one style, give [map]")
     if content_mask is None and style_masks is None:
         return [AutoRegions(auto_regions) if auto_regions else None] * len(styles)
     if auto_regions:

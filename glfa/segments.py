@@ -118,18 +118,22 @@ def as_label_map(mask: Mask, source: str = "the map") -> LabelMap:
     if isinstance(mask, LabelMap):
         return mask
     if isinstance(mask, Image.Image):
+        if mask.width * mask.height == 0:
+            raise UserError(f"{source} is empty ({mask.width}×{mask.height} px)")
         image = bounded_map(mask)
         values = index_values(image)
         if values is not None:
             return LabelMap(torch.from_numpy(values), source=source)
         return LabelMap(torch.from_numpy(colour_labels(np.asarray(to_rgb(image)))), colours=True, source=source)
     if isinstance(mask, np.ndarray):
-        mask = torch.from_numpy(mask)
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
     if not isinstance(mask, Tensor) or mask.dim() != 2:
         raise TypeError(f"{source}: expected a PIL image or an (H, W) array or tensor of labels, "
                         f"got {getattr(mask, 'shape', type(mask))}")
     if mask.is_floating_point() or mask.is_complex():
         raise TypeError(f"{source}: a label array holds integers (or bools), got {mask.dtype}")
+    if mask.numel() == 0:
+        raise UserError(f"{source} is empty ({mask.shape[1]}×{mask.shape[0]} labels)")
     return LabelMap(mask.long().cpu(), source=source)
 
 

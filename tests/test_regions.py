@@ -208,6 +208,24 @@ def test_api_refuses_maps_for_one_side_and_maps_with_auto_regions():
         as_label_map(np.zeros((4, 4)))
 
 
+def test_issue27_item17_empty_maps_and_a_lone_style_map_are_clear_errors():
+    """issue 27 item 17: content_mask=np.zeros((0, 0), int) raised a bare IndexError and
+    style_masks=<one PIL image> "object of type 'PngImageFile' has no len()"; a map flipped with
+    numpy (negative strides) could not be read at all."""
+    stylizer = random_stylizer("photo", "adain")
+    content, style = pictures()
+    halves = np.repeat(np.arange(2), 36)[:, None].repeat(88, 1)
+    for empty in (np.zeros((0, 0), int), np.zeros((0, 5), int), Image.new("RGB", (0, 0))):
+        with pytest.raises(UserError, match=r"^the content map is empty \(\d+×\d+ (px|labels)\)$"):
+            stylizer.stylize(content, [style], content_mask=empty, style_masks=[halves[:64, :60]])
+    with pytest.raises(TypeError, match=r"^style_masks is a list of maps, one per style image, not a Image: "
+                                        r"for one style, give \[map\]$"):
+        stylizer.stylize(content, [style], content_mask=halves, style_masks=Image.new("RGB", (60, 64)))
+    flipped = stylizer.stylize(content, [style], content_mask=np.flipud(halves), style_masks=[halves[:64, :60]])
+    torch.testing.assert_close(flipped, stylizer.stylize(content, [style], content_mask=halves[::-1].copy(),
+                                                         style_masks=[halves[:64, :60]]))
+
+
 # ---------------------------------------------------------------------------------------------
 # Maps: snapping, resizing, pooling
 # ---------------------------------------------------------------------------------------------
