@@ -49,6 +49,13 @@ class LabelMap:
         """How a label is written in notes: ``#rrggbb`` for colours, else its number."""
         return f"#{label:06x}" if self.colours else str(label)
 
+    def centre_square(self) -> "LabelMap":
+        """The map's centred square, as ``--crop`` takes a photo's."""
+        height, width = self.labels.shape
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return LabelMap(self.labels[top:top + side, left:left + side].contiguous(), self.colours, self.source)
+
     def names(self, labels: list[int]) -> str:
         """Labels as a comma-separated list for notes: the first ``NAMED_LABELS``, then how many more."""
         named = ", ".join(self.name(label) for label in labels[:NAMED_LABELS])

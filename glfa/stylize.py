@@ -67,9 +67,13 @@ def gather_maps(single: str | None, folder: str | None, images: list[Path], imag
     return maps
 
 
-def read_map(path: Path | None, what: str) -> LabelMap | None:
-    """The map file of an image, or None when the run has no maps."""
-    return None if path is None else read_label_map(path, what)
+def read_map(path: Path | None, what: str, crop: bool = False) -> LabelMap | None:
+    """The map file of an image (its centred square with ``crop``, as the image is cropped), or
+    None when the run has no maps."""
+    if path is None:
+        return None
+    label_map = read_label_map(path, what)
+    return label_map.centre_square() if crop else label_map
 
 
 def output_names(paths: list[Path], root: Path | None, separator: str = "/") -> list[str]:
@@ -188,7 +192,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     output.mkdir(parents=True, exist_ok=True)
     read = ImageReader(crop, max_size)
     style_maps = style_maps or [None] * len(style_paths)
-    styles = [(name, read(path, style_size, style_root is None), read_map(map_path, "style"))
+    styles = [(name, read(path, style_size, style_root is None), read_map(map_path, "style", crop and style_size > 0))
               for path, name, map_path in zip(style_paths, output_names(style_paths, style_root, "_"), style_maps)]
     styles = [style for style in styles if style[1] is not None]
     if not styles:
@@ -197,7 +201,7 @@ def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list
     named_contents = list(zip(content_paths, output_names(content_paths, content_root),
                               content_maps or [None] * len(content_paths)))
     contents = read_ahead(named_contents, lambda item: (read(item[0], content_size, content_root is None),
-                                                        read_map(item[2], "content")))
+                                                        read_map(item[2], "content", crop and content_size > 0)))
     written: set[str] = set()  # a last guard: no output of this run overwrites another
     results: list[Path] = []
     inputs = InputFiles([*content_paths, *style_paths, *(content_maps or []), *style_maps])  # nor an input

@@ -168,22 +168,24 @@ def main(argv: list[str] | None = None) -> None:
     model = parse_model(args.model) if args.model else shipped_model_spec()
     device, output, k = resolve_device(args.device), Path(args.output), args.auto_regions
     pairs = with_segments(find_pairs(args.pairs_dir), args.pairs_dir)
+    if args.validation_dir and not Path(args.validation_dir).is_dir():
+        raise UserError(f"--validation_dir {args.validation_dir} is not a folder")
+    validation = find_pairs(args.validation_dir) if args.validation_dir else None   # both found before any work
+    shown = [pair for pair in pairs if pair.name in args.figure_pairs.split(",")]
+    if not shown:
+        raise UserError(f"--figure_pairs {args.figure_pairs}: none of them is among {', '.join(p.name for p in pairs)}")
     options = dict(device=device, long_side=args.long_side, zoom=None, auto_regions=k)
     report = [averages_table(evaluate(pairs, [model], output / "pairs", **options),
                              f"{len(pairs)} pairs with maps, {args.long_side} px"),
               region_gram_table(pairs, output / "pairs" / "results", variants(model, k), default_vgg("photo"),
                                 device, args.long_side) + "\n"]
-    if args.validation_dir:
-        validation = find_pairs(args.validation_dir)
+    if validation:
         report.append(averages_table(evaluate(validation, [model], output / "validation", **options),
                                      f"{len(validation)} validation pairs (no maps), {args.long_side} px"))
     stylizer = Stylizer.from_checkpoints(model.decoder, model.transform, kind=model.kind, device=device)
     scores = agreement(stylizer, pairs, k, args.long_side)
     report.append(f"### Automatic regions (K={k}) against the maps\n\nagreement {sum(scores) / len(scores):.3f} "
                   f"(per pair: {', '.join(f'{s:.2f}' for s in scores)})\n")
-    shown = [pair for pair in pairs if pair.name in args.figure_pairs.split(",")]
-    if not shown:
-        raise UserError(f"--figure_pairs {args.figure_pairs}: none of them is among {', '.join(p.name for p in pairs)}")
     report.append(f"### Time per image ({args.long_side} px, {device})\n\n"
                   f"{cost_table(timings(stylizer, shown, k, args.long_side, args.repeats))}\n")
     region_figure(shown, output / "pairs" / "results", variants(model, k), args.long_side).save(

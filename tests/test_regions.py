@@ -555,6 +555,41 @@ def test_eval_seg_adds_the_masked_and_automatic_rows(files, tmp_path):
         with_segments(find_pairs(root), root)
 
 
+def test_issue27_item18_crop_crops_the_maps_too(files, tmp_path, capsys):
+    """issue 27 item 18: --crop with correct maps blamed the maps' aspect ratio (the photos were
+    cropped square, their maps not); the maps are now cropped as their photos are."""
+    root = files["root"]
+    code, _, err = run_script("test.py", [
+        "--content", root / "content" / "a.jpg", "--style", root / "style" / "s.jpg", "--decoder", files["decoder"],
+        "--LCT", files["lct"], "--content_size", 32, "--style_size", 32, "--crop", "--device", "cpu",
+        "--content_segment", root / "content_seg" / "a.png", "--style_segment", root / "style_seg" / "s.png",
+        "--output", tmp_path / "out"], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    assert Image.open(tmp_path / "out" / "a_stylized_s.jpg").size == (32, 32)
+    halves = LabelMap(torch.arange(6)[:, None].expand(6, 10) // 3)
+    assert torch.equal(halves.centre_square().labels, halves.labels[:, 2:8])
+
+
+def test_issue27_item18_a_missing_validation_folder_is_named_before_any_work(files, tmp_path, capsys):
+    """issue 27 item 18: scripts/regions.py --validation_dir /nonexistent evaluated the map pairs
+    for seconds, then said "--pairs_dir … is not a folder"; it names --validation_dir at once."""
+    root = tmp_path / "pairs"
+    for folder, name in (("content", "in1"), ("style", "tar1")):
+        source = files["root"] / folder / ("a" if folder == "content" else "s")
+        (root / folder).mkdir(parents=True)
+        (root / f"{folder}_seg").mkdir()
+        Image.open(source.with_suffix(".jpg")).save(root / folder / f"{name}.png")
+        Image.open(files["root"] / f"{folder}_seg" / f"{source.name}.png").save(root / f"{folder}_seg" / f"{name}.png")
+    for flags, message in ((["--validation_dir", tmp_path / "nonexistent"],
+                            f"--validation_dir {tmp_path / 'nonexistent'} is not a folder"),
+                           (["--figure_pairs", "in9_tar9"], "--figure_pairs in9_tar9: none of them is among in1_tar1")):
+        code, _, err = run_script("scripts/regions.py", [
+            "--pairs_dir", root, "--model", f"m={files['decoder']},{files['lct']}", "--device", "cpu",
+            "--output", tmp_path / "out", *flags], capsys)
+        one_error_line(code, err, message)
+        assert not (tmp_path / "out").exists()
+
+
 def test_eval_region_rows_take_the_models_alpha():
     """``eval.py --alpha``: the +seg and +autoK rows blend as their model's row does."""
     stylizer = random_stylizer("photo", "lct")
