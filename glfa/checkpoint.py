@@ -88,6 +88,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 def safe_load(path: str | os.PathLike) -> object:
     """``torch.load(weights_only=True)`` on CPU; a missing or unreadable file is a ``CheckpointError``."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder: give a checkpoint file in it (such as decoder_iter_N.pth.tar)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}{_missing_file_hint(path)}")
     try:

@@ -166,8 +166,7 @@ def match_colours(content: LabelMap, style: LabelMap) -> LabelMap:
 def read_label_map(path: str | os.PathLike, what: str) -> LabelMap:
     """The colour-coded map file ``path``; one that is not an image is a user error."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} map not found: {path}")
+    check_map_path(path, what)
     try:
         with Image.open(path) as image:
             image.load()
@@ -248,11 +247,19 @@ def image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def check_map_path(path: Path, what: str) -> None:
+    """A map file exists: a folder or a missing file is a ``UserError`` saying which."""
+    if path.is_dir():
+        raise UserError(f"the {what} map {path} is a folder: give a map file (a folder of maps is "
+                        f"--{what}_segment_dir)")
+    if not path.is_file():
+        raise UserError(f"{what} map not found: {path}")
+
+
 def check_map_file(map_path: Path, photo_path: Path, what: str) -> None:
     """Before any work: the map is an image with its photo's aspect ratio (headers only). An
     unreadable photo is left to the image reader, which reports or skips it."""
-    if not map_path.is_file():
-        raise UserError(f"{what} map not found: {map_path}")
+    check_map_path(map_path, what)
     map_size, photo_size = image_size(map_path), image_size(photo_path)
     if map_size is None:
         raise UserError(f"the {what} map {map_path} is not a readable image")

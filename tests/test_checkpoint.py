@@ -171,8 +171,8 @@ def test_non_checkpoints_raise_checkpoint_error(tmp_path):
             assert name in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(CheckpointError, match="not found"):
         load_state_dict(tmp_path / "missing.pth")
-    with pytest.raises(CheckpointError, match="not found"):
-        load_state_dict(tmp_path)                       # a folder is not a checkpoint
+    with pytest.raises(CheckpointError, match="is a folder: give a checkpoint file"):
+        load_state_dict(tmp_path)                       # a folder is not a checkpoint (issue 27, also seen)
 
 
 # ---------------------------------------------------------------------------------------------

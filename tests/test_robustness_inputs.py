@@ -274,3 +274,17 @@ def test_tiled_stylisation_shows_progress_over_the_tiles(model, tmp_path: Path, 
                            "--style_size", 32, "--tile_size", 64, "--output", tmp_path / "out")
     assert code == 0, err[-2000:]
     assert re.search(r"tiles:.*\d+/27", err), err[-2000:]     # 9 tiles encoded, 9 decoded, 9 finished
+
+
+def test_issue27_also_a_folder_given_as_a_map_or_a_checkpoint_is_called_a_folder(model, tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture):
+    """issue 27, also seen: a folder given as a map or as --init_decoder was reported "not found"."""
+    photo = write_image(tmp_path / "a.png", (40, 32), 1)
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    code, _, err = stylise(capsys, model, "--content", photo, "--style", photo, "--content_segment", folder,
+                           "--style_segment", folder, "--output", tmp_path / "out")
+    assert error_line(code, err) == (f"error: the content map {folder} is a folder: give a map file (a folder of "
+                                     "maps is --content_segment_dir)")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(folder))} is a folder: give a checkpoint file"):
+        load_decoder(folder, "photo")
