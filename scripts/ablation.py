@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from glfa.cli import add_device_flag, add_mode_flag, add_vgg_flag, command_parser, run_main, training_config
+from glfa.cli import (add_device_flag, add_mode_flag, add_vgg_flag, command_parser, run_main, training_config,
+                      training_parser)
 from glfa.config import TrainConfig, differences
 from glfa.device import resolve_device
 from glfa.errors import UserError
@@ -32,6 +33,10 @@ from glfa.runfolder import RunFolder
 from glfa.tables import write_csv
 
 VARIANTS = ("lct_wce", "lct_ccpl", "sct_wce", "sct_ccpl")
+# The train.py settings the ablation gives every variant itself (train_argv); --train_args may not repeat them.
+OWN_SETTINGS = ("content_dir", "style_dir", "vgg", "training_mode", "transform", "contrastive", "save_dir", "log_dir",
+                "max_iter", "save_model_interval", "batch_size", "image_size", "crop_size", "n_threads", "seed",
+                "device")
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.train_args = shlex.split(args.train_args)
     except ValueError as err:
         parser.error(f"--train_args {args.train_args!r} cannot be split into flags: {err}")
+    if clashes := own_settings_in(args.train_args):
+        parser.error(f"--train_args sets {', '.join(clashes)}, which the ablation sets for every variant: give "
+                     "the ablation's own flag (the transform and loss are --variants)")
     return args
+
+
+def own_settings_in(train_args: list[str]) -> list[str]:
+    """The flags of ``train_args`` (an alias or an abbreviation as ``train.py`` takes it) that set
+    one of ``OWN_SETTINGS``: they would override the ablation's own (``--max_iter 5`` trained to 5
+    while the ablation evaluated its --max_iter)."""
+    options = {option: action.dest for action in training_parser(None)._actions for option in action.option_strings}
+    found = []
+    for token in train_args:
+        name = token.split("=", 1)[0]
+        if not name.startswith("--"):
+            continue
+        dests = {options[name]} if name in options else {dest for option, dest in options.items()
+                                                         if option.startswith(name)}
+        if len(dests) == 1 and dests <= set(OWN_SETTINGS):
+            found.append(name)
+    return found
 
 
 def train_argv(args: argparse.Namespace, v: Variant, folder: Path) -> list[str]:

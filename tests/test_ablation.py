@@ -114,6 +114,19 @@ def test_issue20_13_unbalanced_quotes_in_train_args_are_a_parser_error(flags: li
     assert "--train_args '--lr \"2e-4' cannot be split into flags: No closing quotation" in errors[0]
 
 
+@pytest.mark.parametrize("train_args, named", [("--max_iter 5", "--max_iter"), ("--lr 2e-4 --max_it=5", "--max_it"),
+                                               ("--mode art", "--mode"), ("--save_dir elsewhere", "--save_dir")])
+def test_issue27_also_train_args_may_not_override_the_ablations_own_settings(flags: list[str], train_args: str,
+                                                                            named: str, capsys: pytest.CaptureFixture):
+    """issue 27, also seen: --train_args "--max_iter 5" trained to 5 while the ablation evaluated
+    its own --max_iter; a setting the ablation gives every variant is refused in --train_args."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: ablation.main(flags + ["--train_args", train_args]))
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert exit_info.value.code == 2 and len(errors) == 1
+    assert f"--train_args sets {named}, which the ablation sets for every variant" in errors[0]
+
+
 @pytest.mark.parametrize("record", [{"args": []}, {"args": None}, {"args": "--seed 3"}, [], "not json"])
 def test_issue20_13_a_record_without_an_args_object_is_one_error_line(record, flags: list[str], tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture):
