@@ -28,7 +28,8 @@ ITERS=${ITERS:-11000}          # about 9 minutes at the measured 46 ms a step
 MINUTES=${MINUTES:-9}          # and a time limit, in case the step is slower
 LR=${LR:-1e-4}
 WARMUP=${WARMUP:-100}          # iterations of learning-rate warm-up, fewer than ITERS
-STYLE_WEIGHT=${STYLE_WEIGHT:-1}  # the shipped model's (experiments/photo/README.md)
+STYLE_WEIGHT=${STYLE_WEIGHT:-10}  # the shipped model's last stage's (experiments/photo/README.md)
+FINISH_RADIUS=${FINISH_RADIUS:-6}  # the losses see the guided-filter-finished result, as inference gives it
 STRUCTURE_WEIGHT=${STRUCTURE_WEIGHT:-100}  # its last stage's, with the terms below
 STRUCTURE_TERMS=${STRUCTURE_TERMS:-contrast_structure}
 WORKERS=${WORKERS:-8}
@@ -61,7 +62,8 @@ fi
 # shellcheck disable=SC2086  # EXTRA is a list of flags
 "$PYTHON" train.py --content_dir "$DATA" --style_dir "$DATA" "${start[@]}" --device "$DEVICE" --amp "$AMP" \
     --batch_size "$BATCH" --image_size "$IMAGE" --crop_size "$CROP" --lr "$LR" --style_weight "$STYLE_WEIGHT" \
-    --structure_weight "$STRUCTURE_WEIGHT" --structure_terms "$STRUCTURE_TERMS" --lr_schedule cosine \
+    --structure_weight "$STRUCTURE_WEIGHT" --structure_terms "$STRUCTURE_TERMS" --finish_radius "$FINISH_RADIUS" \
+    --lr_schedule cosine \
     --min_lr 1e-6 --warmup_iters "$WARMUP" --ema 0.999 --max_iter "$ITERS" --time_limit "$MINUTES" \
     --save_model_interval "$ITERS" --keep_last 1 --n_threads "$WORKERS" --seed 0 \
     --save_dir "$RUN" --log_dir "$RUN/logs" $EXTRA 2>&1 | tr '\r' '\n' | grep -v "^train:" | tee "$OUT/train.log"
