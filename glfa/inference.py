@@ -331,12 +331,13 @@ class Stylizer:
         regions = region_requests(content, styles, content_mask, style_masks, auto_regions)
         smoothing = self.smooth if smooth is None else smoothing_option(smooth)
         working_size = self.working_size if working_size is None else check_working_size(working_size)
-        if smoothing is not None and working_size:
+        at_working_size = smoothing is not None and working_size > 0
+        if at_working_size:
             self._check_memory(content)
         content = content.to(self.device)[None]
         styles = [coral(style.to(self.device), content[0]) if preserve_color else style for style in styles]
         network_input = content
-        if smoothing is not None and working_size:
+        if at_working_size:
             network_input = working_copy(content, working_size)
             styles = [working_copy(style[None], working_size)[0] for style in styles]
         height, width = network_input.shape[-2:]
@@ -351,7 +352,7 @@ class Stylizer:
             else:
                 result = self._stylize_whole(padded, styles, weights, alpha, (height, width), regions)
             result = result[..., :height, :width].float().clamp(0, 1)
-            if smoothing is not None and working_size:
+            if at_working_size:
                 models = models_tiled(network_input.float(), result, smoothing, tile, progress)
                 result = apply_upsampled(models, content.float())
             elif smoothing is not None:
