@@ -2,19 +2,23 @@
 (uploaded, or picked from ``test/``) are stylised, and the guarded server that serves it.
 
 Gradio draws the page and queues the requests (one at a time: decoding and the model take turns).
-Uploads reach our code as bytes and are decoded in memory by ``glfa.uploads.decode_upload``, within
-a pixel budget and at a reduced scale, so a small file that declares a huge image costs neither
-gigabytes nor minutes. Gradio itself stores each upload, and the images it shows, in a private
-temporary folder that is emptied as files age and removed when the server stops. ``RequestGuard``
-answers only the page's own requests: a foreign ``Host`` (DNS rebinding) or ``Origin`` (another web
-page) is refused, as are bodies over the upload limit and requests naming a file the demo does not
-hold (``DemoFiles``: Gradio would read, copy or fetch whatever path or URL an API call names);
-uvicorn serves it, with time limits on request headers and bodies and a bound on the connections one
+The photo inputs preview in the browser, with the test photos as thumbnails; our code reads the
+uploaded file's bytes itself (``page_answer``: Gradio's own image preprocessing would decode the
+file, or a ``data:`` URL in the request, whole), and ``glfa.uploads.decode_upload`` decodes them in
+memory within a pixel budget and at a reduced scale, so a small file that declares a huge image
+costs neither gigabytes nor minutes. The result is shown scaled to ``PREVIEW_SIDE`` and downloaded
+as a full-size PNG. Gradio stores each upload, and the files it serves, in a private temporary
+folder that is emptied as files age and removed when the server stops. ``RequestGuard`` answers
+only the page's own requests: a foreign ``Host`` (DNS rebinding) or ``Origin`` (another web page)
+is refused, as are bodies over the upload limit and requests naming a file the demo does not hold
+(``DemoFiles``: Gradio would read, copy or fetch whatever path or URL an API call names); uvicorn
+serves it, with time limits on request headers and bodies and a bound on the connections one
 client holds (``TimedProtocol``). Nothing is loaded from outside: no CDN, fonts, telemetry, version
 check or share link.
 """
 import argparse
 import asyncio
+import functools
 import html
 import ipaddress
 import json
@@ -50,6 +54,9 @@ from glfa.uploads import MAX_PIXELS, decode_upload  # noqa: E402
 
 MAX_SIDE = 6000                   # px: longer photos are scaled down to this (finished at the working size)
 RAW_MAX_SIDE = 1024               # px: the same without the finish, where the network sees every pixel
+PREVIEW_SIDE = 2048               # px: the result as the page shows it (the download is full size)
+PNG_LEVEL = 1                     # zlib level of the full-size PNG: a quarter of level 6's time, a fifth larger
+RESULT_NAME = "stylised.png"      # the full-size download's file name
 MAX_UPLOAD = 50 * 2**20           # bytes in one uploaded file (Gradio's max_file_size)
 FORM_SLACK = 2**20                # bytes a request may carry beyond one file: its form fields; any other body
 UPLOAD_ROUTE = "/gradio_api/upload"  # the one route whose body is a file
@@ -69,7 +76,7 @@ CSS = "#message p { margin: .2rem 0; } #message .error { color: #cf222e; font-we
 # The page
 # --------------------------------------------------------------------------------------------
 
-Answer = tuple[Image.Image | None, Image.Image | None, Image.Image | None, str]
+Answer = tuple[Image.Image | None, str]
 
 
 class Demo:
@@ -86,15 +93,15 @@ class Demo:
 
     def stylize(self, content: bytes | None, style: bytes | None, alpha: float = 1.0,
                 preserve_color: bool = False, smooth: bool = True) -> Answer:
-        """The page's answer: the content and style photos as used, the result, and a message (the
-        time taken and any notes, or what is wrong with the request). ``smooth`` finishes the
-        result at the photo's size (the default); without it the network's raw output, on photos
-        scaled to ``raw_max_side``."""
+        """The result of one request from the uploaded files' bytes (None when it failed) and a
+        message: the time taken and any notes, or what is wrong with the request. ``smooth``
+        finishes the result at the photo's size (the default); without it the network's raw
+        output, on photos scaled to ``raw_max_side``."""
         try:
             with self._lock:
                 return self._stylize(content, style, alpha, preserve_color, smooth)
         except UserError as err:
-            return None, None, None, f'<p class="error">{html.escape(str(err))}</p>'
+            return None, f'<p class="error">{html.escape(str(err))}</p>'
 
     def _stylize(self, content: bytes | None, style: bytes | None, alpha: float, preserve_color: bool,
                  smooth: bool) -> Answer:
@@ -115,12 +122,36 @@ class Demo:
         seconds = time.perf_counter() - started
         print(f"stylised {content_image.width}×{content_image.height} px in {seconds:.1f} s", flush=True)
         lines = [f"Done in {seconds:.1f} s: {result.width}×{result.height} px.", content_note, style_note]
-        return content_image, style_image, result, "\n".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
+        return result, "\n".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
+
+
+def uploaded_bytes(payload: dict | None) -> bytes | None:
+    """The bytes of the file an image input's unprocessed value names (None if it names none):
+    its path, which ``DemoFiles`` allowed. A ``data:`` URL in its place is ignored."""
+    path = (payload or {}).get("path")
+    return Path(path).read_bytes() if path else None
+
+
+def page_answer(demo: Demo, folder: str, content: dict | None, style: dict | None, alpha: float,
+                preserve_color: bool, smooth: bool) -> tuple[Image.Image | None, gr.DownloadButton, str]:
+    """``demo``'s answer to the page's values, unprocessed (``gr.Image`` would decode the photos,
+    or a ``data:`` URL sent in their place, whole, before our bounded decoder could apply its
+    budget): the result at most ``PREVIEW_SIDE`` px on a side, the download button with the
+    full-size PNG (written to ``folder``, Gradio's, which deletes it as it ages), and the message."""
+    result, message = demo.stylize(uploaded_bytes(content), uploaded_bytes(style), alpha, preserve_color, smooth)
+    if result is None:
+        return None, gr.DownloadButton(value=None, interactive=False), message
+    full_size = Path(tempfile.mkdtemp(dir=folder)) / RESULT_NAME
+    result.save(full_size, compress_level=PNG_LEVEL)
+    preview = result.copy()
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+    return preview, gr.DownloadButton(f"Download {result.width}×{result.height} px (PNG)", str(full_size),
+                                      interactive=True), message
 
 
 def build_page(demo: Demo) -> gr.Blocks:
-    """The Gradio page of ``demo``: two uploads with the test photos as examples, the options, the
-    Stylise button, a message line and the photos as used beside the result."""
+    """The Gradio page of ``demo``: the two photo inputs with the test photos as thumbnails, the
+    options, the Stylise button, a message line, the result and its full-size download."""
     with gr.Blocks(title="Photorealistic style transfer", analytics_enabled=False,
                    delete_cache=CACHE_CLEANUP) as page:
         gr.Markdown("## Photorealistic style transfer\nThe content photo takes the style photo's colour and "
@@ -131,11 +162,11 @@ def build_page(demo: Demo) -> gr.Blocks:
         with gr.Row():
             for kind in KINDS:
                 with gr.Column():
-                    upload = gr.File(label=f"{kind.capitalize()} photo", type="binary", file_types=["image"],
-                                     elem_id=kind, height=140)
-                    gr.Examples([[str(path)] for path in demo.examples[kind]], [upload],
-                                label="… or pick a test photo", examples_per_page=8)
-                    inputs.append(upload)
+                    photo = gr.Image(label=f"{kind.capitalize()} photo", sources=["upload", "clipboard"],
+                                     elem_id=kind, height=300, buttons=["fullscreen"])
+                    gr.Examples([[str(path)] for path in demo.examples[kind]], [photo],
+                                label="… or pick a test photo", examples_per_page=8, elem_id=f"{kind}_examples")
+                    inputs.append(photo)
             with gr.Column():
                 inputs += [gr.Slider(0, 1, value=1, step=0.05, label="Alpha (style strength)", elem_id="alpha"),
                            gr.Checkbox(label="Keep the content's colours", elem_id="preserve_color"),
@@ -143,12 +174,12 @@ def build_page(demo: Demo) -> gr.Blocks:
                                                          "network's raw output)", elem_id="smooth")]
                 run = gr.Button("Stylise", variant="primary", elem_id="run")
         message = gr.HTML(elem_id="message")
-        with gr.Row():
-            outputs = [gr.Image(label=label, type="pil", format=fmt, interactive=False, elem_id=elem, height=260,
-                                buttons=["download", "fullscreen"])
-                       for label, fmt, elem in (("Content", "jpeg", "content_view"), ("Style", "jpeg", "style_view"),
-                                                ("Result", "png", "result"))]
-        run.click(demo.stylize, inputs, outputs + [message], api_name="stylize", concurrency_limit=1)
+        result = gr.Image(label="Result", format="jpeg", interactive=False, elem_id="result",
+                          height=480, buttons=["fullscreen"])
+        download = gr.DownloadButton("Download the result at full size (PNG)", interactive=False,
+                                     elem_id="download")
+        run.click(functools.partial(page_answer, demo, download.GRADIO_CACHE), inputs, [result, download, message],
+                  api_name="stylize", concurrency_limit=1, preprocess=False)
     return page.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
 
 

@@ -1,8 +1,10 @@
 """The local web demo (app.py, glfa/app.py): the Gradio server on a random model, over Gradio's
-HTTP API as the page uses it, and its guards (Host, Origin, sizes, HEAD, slow and vanishing
+HTTP API as the page uses it (photo inputs with the test photos as thumbnails, the result shown
+and downloaded at full size), and its guards (files, Host, Origin, sizes, HEAD, slow and vanishing
 clients, nothing contacted outside); then the page in a real headless browser with the shipped
 model (skipped where selenium, chromium or chromedriver is missing). Decoding the uploads is
 tested in test_uploads.py, which runs where Gradio is absent."""
+import base64
 import http.client
 import io
 import ipaddress
@@ -19,7 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -33,7 +37,7 @@ from glfa.app import Demo, DemoServer, TimedProtocol  # noqa: E402
 from glfa.cli import run_main  # noqa: E402
 from glfa.errors import UserError  # noqa: E402
 from glfa.inference import Stylizer  # noqa: E402
-from helpers import NOT_AN_IMAGE, REPO_ROOT, photo_bytes, write_model  # noqa: E402
+from helpers import NOT_AN_IMAGE, REPO_ROOT, photo_bytes, png_file, write_model  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # pandas deprecations inside Gradio
 PHOTOS = REPO_ROOT / "test"
@@ -68,7 +72,7 @@ def test_the_options_change_the_result(demo: Demo):
     results = {}
     for option, extra in {"default": {}, "alpha": {"alpha": 0.3}, "colour": {"preserve_color": True},
                           "raw": {"smooth": False}}.items():
-        *_, result, message = demo.stylize(content, style, **extra)
+        result, message = demo.stylize(content, style, **extra)
         assert result.size == (160, 96) and message.startswith("<p>Done in "), message
         results[option] = np.asarray(result, dtype=np.float64)
     for option in ("alpha", "colour", "raw"):
@@ -83,9 +87,9 @@ def test_the_demo_returns_a_large_photo_at_its_own_size(demo: Demo):
     whole; without the finish it is scaled down to ``raw_max_side``."""
     demo = Demo(demo.stylizer, max_side=2000, raw_max_side=1024)
     content, style = photo_bytes(1600, 900), photo_bytes(128, 128, "JPEG", seed=1)
-    *_, result, message = demo.stylize(content, style)
+    result, message = demo.stylize(content, style)
     assert result.size == (1600, 900), message
-    *_, raw, message = demo.stylize(content, style, smooth=False)
+    raw, message = demo.stylize(content, style, smooth=False)
     assert raw.size == (1024, 576), message
 
 
@@ -97,8 +101,8 @@ def test_the_demo_returns_a_large_photo_at_its_own_size(demo: Demo):
     (photo_bytes(4, 4), photo_bytes(64, 64), 1.0, "the content image is 4×4 px"),
 ])
 def test_a_bad_request_gets_a_message(demo: Demo, content: bytes | None, style: bytes, alpha: float, message: str):
-    *images, answer = demo.stylize(content, style, alpha)
-    assert images == [None, None, None] and answer.startswith(f'<p class="error">{message}'), answer
+    result, answer = demo.stylize(content, style, alpha)
+    assert result is None and answer.startswith(f'<p class="error">{message}'), answer
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,6 +124,13 @@ def watch_network(event: str, args: tuple) -> None:
         except ValueError:
             pass
         NETWORK["outside"].append((event, host))
+
+
+class Answer(NamedTuple):
+    """A ``stylize`` call's answer as the page receives it."""
+    shown: Image.Image | None       # the result on the page
+    full: Image.Image | None        # the download
+    message: str
 
 
 class Api:
@@ -158,13 +169,19 @@ class Api:
         assert status == 200 and events[-1] in ("complete", "error"), stream
         return events[-1], json.loads(lines[lines.index(f"event: {events[-1]}") + 1].removeprefix("data: "))
 
-    def stylize(self, content: bytes, style: bytes, alpha: float = 1.0) -> tuple[list[Image.Image | None], str]:
-        """The images (content and style as used, result) and the message of one ``stylize`` call."""
-        event, outputs = self.call(self.file(content), self.file(style), alpha)
-        assert event == "complete", outputs
-        images = [Image.open(io.BytesIO(self.request("GET", urlsplit(output["url"]).path)[1])) if output else None
-                  for output in outputs[:3]]
-        return images, outputs[3]
+    def image(self, reference: dict | None) -> Image.Image | None:
+        """The image a file reference in an answer names, fetched as the page fetches it."""
+        if reference is None:
+            return None
+        status, data = self.request("GET", urlsplit(reference["url"]).path)
+        assert status == 200, data
+        return Image.open(io.BytesIO(data))
+
+    def stylize(self, content: bytes, style: bytes, alpha: float = 1.0) -> Answer:
+        """One ``stylize`` call: the result as shown, the full-size download and the message."""
+        event, (shown, download, message) = self.call(self.file(content), self.file(style), alpha)
+        assert event == "complete" and download["__type__"] == "update", (shown, download, message)
+        return Answer(self.image(shown), self.image(download["value"]), message)
 
 
 @pytest.fixture(scope="module")
@@ -205,28 +222,101 @@ def test_the_page_is_served_head_included_and_loads_nothing_from_outside(api: Ap
     assert status == 200 and b"http" not in theme.replace(b"http://www.w3.org/2000/svg", b"")
 
 
-def test_a_pair_gives_the_photos_as_used_and_the_result(api: Api, server: DemoServer):
-    (content, style, result), message = api.stylize(photo_bytes(200, 120), photo_bytes(128, 100, "JPEG", seed=1))
-    assert content.size == result.size == (200, 120) and style.size == (128, 100) and result.format == "PNG"
+def test_a_pair_gives_the_result_shown_and_as_a_full_size_png(api: Api, server: DemoServer):
+    shown, full, message = api.stylize(photo_bytes(200, 120), photo_bytes(128, 100, "JPEG", seed=1))
+    assert shown.size == full.size == (200, 120) and (shown.format, full.format) == ("JPEG", "PNG")
     assert message.startswith("<p>Done in ") and message.endswith("s: 200×120 px.</p>")
     uploaded = api.file(b"just bytes")["path"]
     assert Path(uploaded).is_relative_to(server.files.name)  # Gradio's copy of an upload, in the private folder
 
 
 def test_a_large_photo_is_scaled_down_and_the_page_says_so(api: Api):
-    (content, style, result), message = api.stylize(photo_bytes(1500, 600, "JPEG"),
-                                                    (PHOTOS / "style" / "fog_pier.jpg").read_bytes())
-    assert result.size == content.size == (256, 102) and style.size == (256, 160)
+    _, full, message = api.stylize(photo_bytes(1500, 600, "JPEG"), (PHOTOS / "style" / "fog_pier.jpg").read_bytes())
+    assert full.size == (256, 102)
     assert message.endswith(
         "<p>The content photo was scaled down from 1500×600 to 256×102 px (this demo takes at most 256 px on a side).</p>\n"
         "<p>The style photo was scaled down from 640×400 to 256×160 px (this demo takes at most 256 px on a side).</p>")
 
 
 def test_a_file_that_is_not_an_image_gets_a_message_and_the_demo_goes_on(api: Api):
-    images, message = api.stylize(b"not a photo\n" * 100, photo_bytes(64, 64))
-    assert images == [None, None, None] and message == f'<p class="error">The content photo {NOT_AN_IMAGE}</p>'
-    (_, _, result), message = api.stylize(photo_bytes(64, 64), photo_bytes(64, 64))
-    assert result.size == (64, 64)
+    assert api.stylize(b"not a photo\n" * 100, photo_bytes(64, 64)) == (
+        None, None, f'<p class="error">The content photo {NOT_AN_IMAGE}</p>')
+    assert api.stylize(photo_bytes(64, 64), photo_bytes(64, 64)).full.size == (64, 64)
+
+
+def test_an_oversized_upload_gets_one_clear_message(api: Api):
+    """A PNG of a few bytes declaring 11000×10000 px is refused before decoding, in one line, and
+    the download is turned off."""
+    declared = png_file(11000, 10000, 0, 8, zlib.compress(b""))
+    event, (shown, download, message) = api.call(api.file(photo_bytes(64, 64)), api.file(declared))
+    assert event == "complete" and shown is None and (download["value"], download["interactive"]) == (None, False)
+    assert message == ('<p class="error">The style photo is larger than this demo decodes (at most 100 Mpx): '
+                       "it is 11000×10000 px</p>")
+
+
+def test_the_result_is_shown_scaled_down_and_downloaded_whole(api: Api, demo: Demo, monkeypatch: pytest.MonkeyPatch):
+    """Issue 28: the page shows the result at most ``PREVIEW_SIDE`` px on a side (a JPEG); the
+    download button names its size and holds the full-size result, lossless, as a PNG."""
+    monkeypatch.setattr(glfa.app, "PREVIEW_SIDE", 100)
+    content, style = photo_bytes(240, 144), photo_bytes(128, 100, "JPEG", seed=1)
+    event, (shown, download, message) = api.call(api.file(content), api.file(style))
+    assert event == "complete" and message.startswith("<p>Done in "), message
+    assert (download["label"], download["interactive"], download["value"]["orig_name"]) == (
+        "Download 240×144 px (PNG)", True, "stylised.png")
+    shown, full = api.image(shown), api.image(download["value"])
+    assert (shown.format, shown.size, full.format, full.size) == ("JPEG", (100, 60), "PNG", (240, 144))
+    expected, _ = demo.stylize(content, style, smooth=False)     # as the call asked: without the finish
+    np.testing.assert_array_equal(np.asarray(full), np.asarray(expected))
+
+
+def test_the_photo_inputs_preview_and_offer_the_test_photos_as_thumbnails(api: Api):
+    """Issue 28: each input is an image component (the browser previews the photo) with its test
+    photos as example thumbnails, which the demo serves; one picked as the page sends it (Gradio's
+    copy) is stylised."""
+    status, config = api.request("GET", "/config")
+    assert status == 200, config
+    components = {component["id"]: component for component in json.loads(config)["components"]}
+    photos = {component["props"]["elem_id"]: component for component in components.values()
+              if component["type"] == "image"}
+    assert {kind: photos[kind]["props"]["sources"] for kind in ("content", "style")} == {
+        "content": ["upload", "clipboard"], "style": ["upload", "clipboard"]}
+    examples = {}
+    for dataset in (component for component in components.values() if component["type"] == "dataset"):
+        (target,) = dataset["props"]["component_ids"]
+        examples[components[target]["props"]["elem_id"]] = [sample for (sample,) in dataset["props"]["samples"]]
+    for kind in ("content", "style"):
+        names = sorted(path.name for path in (PHOTOS / kind).iterdir())
+        assert [sample["orig_name"] for sample in examples[kind]] == names
+        for sample in examples[kind]:
+            with Image.open(PHOTOS / kind / sample["orig_name"]) as photo:
+                assert api.image(sample).size == photo.size
+    event, outputs = api.call(examples["content"][0], examples["style"][0])
+    assert event == "complete" and outputs[2].startswith("<p>Done in "), outputs
+
+
+def test_uploads_reach_the_bounded_decoder_unopened_and_data_urls_are_ignored(api: Api,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    """``gr.Image`` would open each upload with Pillow and decode it whole (or a ``data:`` URL sent
+    in a file's place, unbounded, since such a reference names no path for the guard to check):
+    here Pillow opens only the bytes ``decode_upload`` is given, and a ``data:`` URL is not read."""
+    opened = []
+    open_image = Image.open
+
+    def watched(source, *args, **kwargs):
+        opened.append(source)
+        return open_image(source, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", watched)
+    content, style = api.file(photo_bytes(96, 64)), api.file(photo_bytes(64, 64))
+    event, outputs = api.call(content, style)
+    assert event == "complete" and outputs[2].startswith("<p>Done in "), outputs
+    assert len(opened) == 2 and all(isinstance(source, io.BytesIO) for source in opened), opened
+    opened.clear()
+    data_url = {"url": "data:image/png;base64," + base64.b64encode(photo_bytes(64, 64)).decode(),
+                "meta": {"_type": "gradio.FileData"}}
+    event, outputs = api.call(data_url, style)
+    assert event == "complete" and outputs[2] == ('<p class="error">Choose a content photo: upload one or pick a '
+                                                  'test photo.</p>') and opened == []
 
 
 def file_data(path: str | Path, **fields) -> dict:
@@ -268,7 +358,7 @@ def test_issue27_item1_a_request_reads_only_uploads_and_test_photos(api: Api, se
     assert sorted(folder.rglob("*")) == stored          # nothing copied in
     for content in (file_data(PHOTOS / "content" / "coast_dune.jpg"), uploaded):   # a test photo as the page sends it
         event, outputs = api.call(content, uploaded)
-        assert event == "complete" and outputs[2] is not None and outputs[3].startswith("<p>Done in "), outputs
+        assert event == "complete" and outputs[0] is not None and outputs[2].startswith("<p>Done in "), outputs
 
 
 def test_issue27_item1_files_in_the_upload_folder_are_bounded_and_never_block(api: Api, server: DemoServer):
@@ -285,7 +375,7 @@ def test_issue27_item1_files_in_the_upload_folder_are_bounded_and_never_block(ap
         uploaded = api.file(photo_bytes(64, 64))
         for path in (huge, fifo, link):
             assert call_naming(api, uploaded, file_data(path)) == REFUSED, path
-        assert api.stylize(photo_bytes(64, 64), photo_bytes(64, 64))[0][2].size == (64, 64)
+        assert api.stylize(photo_bytes(64, 64), photo_bytes(64, 64)).full.size == (64, 64)
     finally:
         shutil.rmtree(folder)
 
@@ -314,7 +404,7 @@ def test_requests_take_turns_decoding_included(api: Api, demo: Demo, monkeypatch
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert [images[2].size for images, _ in results] == [(96, 64)] * 3
+    assert [answer.full.size for answer in results] == [(96, 64)] * 3
     assert len(seen) == 9 and set(seen) == {(1, True)}     # one at a time, each under the model's lock
 
 
@@ -443,7 +533,7 @@ def test_clients_that_go_away_leave_no_traceback(api: Api, server: DemoServer, c
 
 def test_the_server_contacts_nothing_outside(api: Api):
     """Since before the page was built (analytics, version checks, fonts, share links): only loopback."""
-    assert api.stylize(photo_bytes(64, 64), photo_bytes(64, 64))[0][2].size == (64, 64)
+    assert api.stylize(photo_bytes(64, 64), photo_bytes(64, 64)).full.size == (64, 64)
     assert NETWORK["outside"] == []
 
 
@@ -532,36 +622,54 @@ def app_url():
     process.wait(timeout=30)
 
 
-def test_the_page_stylises_an_upload_and_a_test_photo_in_a_browser(browser, app_url: str, tmp_path: Path):
+def shown_size(page, selector: str) -> list[int] | None:
+    """The natural size of the image ``selector`` finds on ``page``, once it has loaded."""
+    return page.execute_script(f"const image = document.querySelector('{selector}');"
+                               "return image && image.complete && image.naturalWidth ? "
+                               "[image.naturalWidth, image.naturalHeight] : null;")
+
+
+def test_the_page_previews_stylises_and_downloads_in_a_browser(browser, app_url: str, tmp_path: Path):
+    """Issue 28: an upload and a test photo picked by its thumbnail are previewed, the result is
+    shown, and its download is the full-size PNG; a broken upload gets the message."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
     browser.get(app_url)
     wait = WebDriverWait(browser, 120)
-    wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, "#content input[type=file]"))
+    wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, "#content input[type=file]")
+               and page.find_elements(By.ID, "download"))
+    thumbnails = {Path(urlsplit(image.get_attribute("src")).path).name: image
+                  for image in browser.find_elements(By.CSS_SELECTOR, "#style_examples img")}
+    assert sorted(thumbnails) == sorted(path.name for path in (PHOTOS / "style").iterdir())
+    assert browser.find_element(By.ID, "download").get_attribute("disabled")   # nothing to download yet
     browser.find_element(By.CSS_SELECTOR, "#content input[type=file]").send_keys(
         str(PHOTOS / "content" / "forest_path.jpg"))
-    next(button for button in browser.find_elements(By.CSS_SELECTOR, "button")
-         if button.text.strip() == "dusk_lake.jpg").click()           # a test photo from the examples
-    wait.until(lambda page: "forest_path" in page.find_element(By.ID, "content").text
-               and "dusk_lake" in page.find_element(By.ID, "style").text)
+    thumbnails["dusk_lake.jpg"].click()
+    assert wait.until(lambda page: shown_size(page, "#content img")) == [640, 400]     # the previews
+    assert wait.until(lambda page: shown_size(page, "#style img")) == [640, 400]
     browser.find_element(By.ID, "run").click()
-    size = wait.until(lambda page: page.execute_script(
-        "const image = document.querySelector('#result img');"
-        "return image && image.complete && image.naturalWidth ? [image.naturalWidth, image.naturalHeight] : null;"))
-    assert size == [640, 400]
+    assert wait.until(lambda page: shown_size(page, "#result img")) == [640, 400]
     assert browser.find_element(By.ID, "message").text.startswith("Done in ")
+    download = browser.find_element(By.ID, "download")
+    assert download.text == "Download 640×400 px (PNG)"
+    download.click()
+    wait.until(lambda _: (tmp_path / "stylised.png").is_file() and not list(tmp_path.glob("*.crdownload")))
+    with Image.open(tmp_path / "stylised.png") as downloaded:
+        assert (downloaded.format, downloaded.size) == ("PNG", (640, 400))
     origin = app_url.rstrip("/")
     loaded = browser.execute_script("return performance.getEntriesByType('resource').map(entry => entry.name)")
     assert loaded and [url for url in loaded if not url.startswith((origin, "data:", "blob:"))] == []
 
     broken = tmp_path / "broken.jpg"
     broken.write_text("not a photo\n")
-    browser.find_element(By.CSS_SELECTOR, "#content button[aria-label=Clear]").click()
+    browser.find_element(By.CSS_SELECTOR, "#content button[aria-label='Remove Image']").click()
     wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, "#content input[type=file]"))
     browser.find_element(By.CSS_SELECTOR, "#content input[type=file]").send_keys(str(broken))
-    wait.until(lambda page: "broken" in page.find_element(By.ID, "content").text)
+    wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, "#content img"))
     browser.find_element(By.ID, "run").click()
     wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, "#message .error"))
     assert browser.find_element(By.ID, "message").text == f"The content photo {NOT_AN_IMAGE}"
     assert browser.find_elements(By.CSS_SELECTOR, "#result img") == []
+    assert browser.find_element(By.ID, "download").get_attribute("disabled")

@@ -5,7 +5,6 @@ time (measured in a subprocess)."""
 import io
 import json
 import os
-import struct
 import subprocess
 import sys
 import zlib
@@ -19,7 +18,7 @@ import glfa.uploads
 from glfa.errors import UserError
 from glfa.images import ORIENTATION_TAG, to_rgb
 from glfa.uploads import MAX_PIXELS, decode_upload
-from helpers import NOT_AN_IMAGE, REPO_ROOT, encoded, photo_bytes
+from helpers import NOT_AN_IMAGE, REPO_ROOT, encoded, photo_bytes, png_file
 
 MAX_SIDE = 256
 
@@ -87,13 +86,6 @@ def bomb_png(path: Path, size: int, mode: str) -> Path:
     data += compressor.compress(row * (size % 64)) + compressor.flush()
     path.write_bytes(png_file(size, size, colour_type, depth, data))
     return path
-
-
-def png_file(width: int, height: int, colour_type: int, depth: int, idat: bytes) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 # Run in a fresh interpreter whose big buffers are all mmapped (so freed memory leaves the process):
