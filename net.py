@@ -551,6 +551,25 @@ def zero_padded_stack(pairs: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tenso
 CONTRASTIVE = {"wce": WCE, "ccpl": CCPL}
 
 
+@dataclass(frozen=True)
+class ContrastiveSpec:
+    """The contrastive loss of a training network: ``kind`` ``wce``, ``ccpl`` or ``none``, with
+    ``num_s`` anchors per layer on the last ``num_l`` layers and the InfoNCE temperature ``tau``."""
+
+    kind: str = "wce"
+    num_s: int = NUM_S
+    num_l: int = NUM_L
+    tau: float = TAU
+
+    def __post_init__(self):
+        if self.kind not in (*CONTRASTIVE, "none"):
+            raise ValueError(f"unknown contrastive loss {self.kind!r}: use 'wce', 'ccpl' or 'none'")
+
+    def build(self, channels: tuple[int, ...]) -> CCPL | None:
+        """The loss module for encoder layers of ``channels``, None for ``none``."""
+        return None if self.kind == "none" else CONTRASTIVE[self.kind](channels, self.num_s, self.num_l, self.tau)
+
+
 # --------------------------------------------------------------------------------------------
 # The network: encoder → transform → decoder, and the training losses
 # --------------------------------------------------------------------------------------------
@@ -751,8 +770,7 @@ def total_loss(losses: dict[str, Tensor], weights: LossWeights) -> Tensor:
 OBJECTIVES = ("transfer", "reconstruction")
 
 
-def build_network(mode: str = "photo", transform: str = "lct", contrastive: str = "wce",
-                  num_s: int = NUM_S, num_l: int = NUM_L, tau: float = TAU,
+def build_network(mode: str = "photo", transform: str = "lct", contrastive: str | ContrastiveSpec = "wce",
                   encoder: nn.Sequential | None = None, objective: str = "transfer",
                   identity: bool = False, structure: str | None = None,
                   finish: Finish | None = None) -> EncoderDecoder:
@@ -760,20 +778,18 @@ def build_network(mode: str = "photo", transform: str = "lct", contrastive: str 
 
     ``objective`` ``transfer`` is the method (``StyleTransferNet``); ``reconstruction`` trains
     the decoder alone to invert the encoder (``ReconstructionNet``; the transform and
-    contrastive arguments are unused). ``contrastive`` is ``wce``, ``ccpl`` or ``none``;
-    ``identity`` adds the identity loss, ``structure`` (``STRUCTURE_TERMS``) the structure loss;
-    with ``finish`` the losses are taken on the guided-filter-finished result.
-    ``encoder`` is the pretrained VGG (``glfa.checkpoint.load_encoder``); without one the
-    encoder has random weights.
+    contrastive arguments are unused). ``contrastive`` is a ``ContrastiveSpec``, or its kind
+    (``wce``, ``ccpl`` or ``none``) with the default anchors; ``identity`` adds the identity
+    loss, ``structure`` (``STRUCTURE_TERMS``) the structure loss; with ``finish`` the losses are
+    taken on the guided-filter-finished result. ``encoder`` is the pretrained VGG
+    (``glfa.checkpoint.load_encoder``); without one the encoder has random weights.
     """
     spec = parse_mode(mode)
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}: use 'transfer' or 'reconstruction'")
-    if contrastive not in (*CONTRASTIVE, "none"):
-        raise ValueError(f"unknown contrastive loss {contrastive!r}: use 'wce', 'ccpl' or 'none'")
+    contrastive = ContrastiveSpec(contrastive) if isinstance(contrastive, str) else contrastive
     encoder = build_encoder(spec) if encoder is None else encoder
     if objective == "reconstruction":
         return ReconstructionNet(encoder, build_decoder(spec), spec)
-    loss = None if contrastive == "none" else CONTRASTIVE[contrastive](spec.channels, num_s, num_l, tau)
-    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec, identity,
-                            structure, finish)
+    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec),
+                            contrastive.build(spec.channels), spec, identity, structure, finish)

@@ -9,7 +9,7 @@ from glfa.checkpoint import load_decoder, load_encoder, load_transform
 from glfa.config import TrainConfig
 from glfa.device import autocast
 from glfa.distributed import Process
-from net import EncoderDecoder, LossWeights, build_network, total_loss
+from net import ContrastiveSpec, EncoderDecoder, LossWeights, build_network, total_loss
 
 
 def build_training_network(config: TrainConfig, device: torch.device) -> EncoderDecoder:
@@ -19,8 +19,9 @@ def build_training_network(config: TrainConfig, device: torch.device) -> Encoder
     Projection heads of layers the contrastive loss does not use (``--num_l`` below the mode's
     layer count) are frozen: they never get a gradient, and DDP would wait for one.
     """
-    network = build_network(config.training_mode, config.transform, config.contrastive, config.num_s,
-                            config.num_l, config.tau, encoder=load_encoder(config.vgg, config.training_mode),
+    contrastive = ContrastiveSpec(config.contrastive, config.num_s, config.num_l, config.tau)
+    network = build_network(config.training_mode, config.transform, contrastive,
+                            encoder=load_encoder(config.vgg, config.training_mode),
                             objective=config.objective,
                             identity=config.identity_weight + config.identity_feature_weight > 0,
                             structure=config.structure_terms if config.structure_weight > 0 else None,

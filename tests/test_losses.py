@@ -7,8 +7,8 @@ from torch import nn
 
 import function
 import net
-from net import (CCPL, WCE, build_network, gather_blocks, info_nce, neighbourhood_index, neighbourhood_kl,
-                 projected_differences, sample_anchors, sinkhorn_weights)
+from net import (CCPL, WCE, ContrastiveSpec, build_network, gather_blocks, info_nce, neighbourhood_index,
+                 neighbourhood_kl, projected_differences, sample_anchors, sinkhorn_weights)
 
 # The 3×3 block in the reference order: the anchor, then its 8 neighbours row by row.
 BLOCK_OFFSETS = [(0, 0), (-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
@@ -249,7 +249,7 @@ def make_network(mode: str, transform: str, contrastive: str, seed: int) -> net.
     """A network whose random encoder keeps activations at unit scale (He init, zero bias), so the
     features, and hence every loss term, are far from degenerate."""
     torch.manual_seed(seed)
-    network = build_network(mode, transform, contrastive, num_s=4)
+    network = build_network(mode, transform, ContrastiveSpec(contrastive, num_s=4))
     for module in network.stages.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
