@@ -7,10 +7,9 @@ Example: pip install -r requirements-demo.txt && python app.py      (then open h
 import argparse
 
 from glfa.app import MAX_SIDE, Demo, serve
-from glfa.cli import add_device_flag, add_mode_flag, add_model_flags, command_parser, run_main, transform_choice
-from glfa.device import resolve_device
+from glfa.cli import (add_device_flag, add_mode_flag, add_model_flags, command_parser, run_main, run_options,
+                      stylize_options, stylizer_from_flags, transform_choice)
 from glfa.flagtypes import port_number, positive_int
-from glfa.inference import Stylizer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,9 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
-                                         mode=args.testing_mode, kind=args.transform,
-                                         device=resolve_device(args.device))
+    stylizer = stylizer_from_flags(args, run_options(args), stylize_options(args))
     serve(Demo(stylizer, args.max_side), args.host, args.port)
 
 

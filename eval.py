@@ -13,11 +13,10 @@ from pathlib import Path
 
 from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_device_flag, add_mode_flag, add_smoothing_flags, add_vgg_flag, command_parser,
-                      run_main, smoothing_choice, working_size_choice)
-from glfa.device import autocast_dtype, resolve_device
+                      run_main, run_options, stylize_options)
 from glfa.flagtypes import non_negative_int, positive_int, region_count, unit_float, zoom_box
-from glfa.eval import (baseline_list, evaluate, find_pairs, parse_model, shipped_model_spec, with_segments,
-                       write_tables)
+from glfa.eval import (EVALUATION, Figures, Lineup, baseline_list, evaluate, find_pairs, parse_model,
+                       shipped_model_spec, with_segments, write_tables)
 from glfa.paths import REPO_ROOT
 
 
@@ -49,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--adain_decoder", metavar="PATH",
                         help="the decoder of the adain baseline (default: the first model's), e.g. a decoder "
                              "trained with train.py --objective reconstruction")
-    models.add_argument("--alpha", type=unit_float, default=1.0,
+    models.add_argument("--alpha", type=unit_float, default=EVALUATION.alpha,
                         help="every --model's blend of the transformed feature with the content's (0 keeps the "
                              "content, 1 is full stylisation; the baselines stay at 1)")
     add_smoothing_flags(models, "every --model's results (the baselines are never finished)")
@@ -63,16 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
                                           f"K defaults to {DEFAULT_REGIONS})")
     add_vgg_flag(models)
     add_mode_flag(models, "--testing_mode")
-    parser.add_argument("--content_size", type=non_negative_int, default=512,
+    parser.add_argument("--content_size", type=non_negative_int, default=EVALUATION.content_size,
                         help="shorter side of the content images (0 keeps the original size)")
     parser.add_argument("--style_size", type=non_negative_int,
                         help="shorter side of the style images (default: --content_size)")
-    parser.add_argument("--long_side", type=non_negative_int, default=0,
+    parser.add_argument("--long_side", type=non_negative_int, default=EVALUATION.long_side,
                         help="resize every content and style image to this longer side instead (e.g. 512; "
                              "0: use --content_size and --style_size)")
     parser.add_argument("--zoom", type=zoom_box, default="0.4,0.4,0.25,0.25",
                         help="region enlarged in the figures, x,y,w,h as fractions of the image, or none")
-    parser.add_argument("--figure_height", type=positive_int, default=256, help="height of each figure panel in px")
+    parser.add_argument("--figure_height", type=positive_int, default=Figures.height,
+                        help="height of each figure panel in px")
     parser.add_argument("--output", default=str(REPO_ROOT / "output" / "eval"),
                         help="folder for tables, results and figures")
     add_device_flag(parser)
@@ -94,8 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seg reads the maps beside the numbered pairs of --pairs_dir (content_seg/, style_seg/)")
     if args.style_size is None:
         args.style_size = args.content_size
-    args.smoothing = smoothing_choice(args, parser, args.testing_mode)
-    if args.raw and args.smoothing is None:
+    args.options = stylize_options(args, parser)
+    if args.raw and args.options.smooth is None:
         parser.error("--raw adds the unfinished output beside the finished one: with --no-smooth the models' "
                      "rows are raw already")
     return args
@@ -103,17 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    device = resolve_device(args.device)
-    amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before any file is read
+    run = run_options(args)                             # a precision refused before any file is read
     models = [parse_model(text) for text in args.model] if args.model else [shipped_model_spec()]
     pairs = find_pairs(args.pairs_dir, args.content_dir, args.style_dir, args.pairs, args.every_pair)
     pairs = with_segments(pairs, args.pairs_dir) if args.seg else pairs
-    rows = evaluate(pairs, models, args.output, vgg=args.vgg, mode=args.testing_mode, device=device,
-                    content_size=args.content_size, style_size=args.style_size, zoom=args.zoom,
-                    figure_height=args.figure_height, amp_dtype=amp_dtype,
-                    baselines=tuple(args.baselines or ()), smoothing=args.smoothing,
-                    working_size=working_size_choice(args), raw=args.raw, long_side=args.long_side,
-                    adain_decoder=args.adain_decoder, alpha=args.alpha, auto_regions=args.auto_regions)
+    lineup = Lineup(models, args.vgg, args.testing_mode, tuple(args.baselines or ()), args.raw, args.adain_decoder)
+    rows = evaluate(pairs, lineup, args.output, args.options, run, Figures(args.zoom, args.figure_height))
     print(write_tables(rows, args.output))
     print(f"wrote {Path(args.output) / 'metrics.csv'}, metrics.md, figures/ and contact_sheet.png")
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice,
-                      working_size_choice)
-from glfa.device import autocast_dtype, resolve_device
+                      add_smoothing_flags, check_region_flags, command_parser, run_main, run_options,
+                      stylize_options, stylizer_from_flags)
 from glfa.flagtypes import non_negative_int, region_count, tile_side, weight_list
-from glfa.inference import Stylizer
+from glfa.options import StylizeOptions
 from glfa.paths import REPO_ROOT
-from glfa.stylize import SAVE_EXTENSIONS, check_names, gather_inputs, gather_maps, stylize_all
+from glfa.stylize import (SAVE_EXTENSIONS, InputImages, Outputs, check_names, gather_inputs, gather_maps,
+                          stylize_all)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resize the style image to this shorter side (0, the default: its own size; with "
                              "the finish the network sees it at the working size)")
     parser.add_argument("--crop", action="store_true", help="centre-crop to a square of --content_size/--style_size")
-    parser.add_argument("--max_size", type=non_negative_int, default=4096,
+    parser.add_argument("--max_size", type=non_negative_int, default=StylizeOptions.max_size,
                         help="longest side of a resized image: longer ones are scaled down to it, with a note "
                              "(0: no limit)")
     parser.add_argument("--save_ext", default=".jpg",
@@ -78,34 +78,10 @@ def add_region_flags(parser: argparse.ArgumentParser) -> None:
                                            f"(k-means on encoder features; K defaults to {DEFAULT_REGIONS})")
 
 
-def check_region_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Maps go with their images' flags, on both sides or neither, and not with automatic regions
-    or a mix of styles."""
-    for side in ("content", "style"):
-        single, folder = getattr(args, f"{side}_segment"), getattr(args, f"{side}_segment_dir")
-        if single and folder:
-            parser.error(f"give --{side}_segment or --{side}_segment_dir, not both")
-        if single and not getattr(args, side):
-            parser.error(f"--{side}_segment is the map of --{side}; for --{side}_dir give --{side}_segment_dir")
-        if folder and not getattr(args, f"{side}_dir"):
-            parser.error(f"--{side}_segment_dir holds the maps of --{side}_dir; for --{side} give --{side}_segment")
-    content_maps = bool(args.content_segment or args.content_segment_dir)
-    style_maps = bool(args.style_segment or args.style_segment_dir)
-    if content_maps != style_maps:
-        given, missing = ("content", "style") if content_maps else ("style", "content")
-        parser.error(f"segmentation maps for the {given} need maps for the {missing} too: give "
-                     f"--{missing}_segment or --{missing}_segment_dir")
-    if content_maps and args.auto_regions:
-        parser.error("--auto_regions finds regions where no maps are given: use maps or --auto_regions, not both")
-    if (content_maps or args.auto_regions) and args.style_interpolation_weights:
-        parser.error("region-wise transfer takes one style at a time, not --style_interpolation_weights")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.transform_path, args.transform = transform_choice(args)
-    args.smoothing = smoothing_choice(args, parser, args.testing_mode)
+    args.options = stylize_options(args, parser)
     if not args.save_ext.startswith("."):
         args.save_ext = "." + args.save_ext
     if args.save_ext.lower() not in SAVE_EXTENSIONS:
@@ -127,25 +103,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    device = resolve_device(args.device)
-    amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before any file is read
+    run = run_options(args, progress=True)              # a precision refused before any file is read
     content_paths = gather_inputs(args.content, args.content_dir, "content")
     style_paths = gather_inputs(args.style, args.style_dir, "style")
     content_root = Path(args.content_dir) if args.content_dir else None
     style_root = Path(args.style_dir) if args.style_dir else None
     content_maps = gather_maps(args.content_segment, args.content_segment_dir, content_paths, content_root, "content")
     style_maps = gather_maps(args.style_segment, args.style_segment_dir, style_paths, style_root, "style")
-    stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
-                                         mode=args.testing_mode, kind=args.transform, device=device,
-                                         amp_dtype=amp_dtype, tile_size=args.tile_size,
-                                         channels_last=args.channels_last, compile=args.compile, progress=True,
-                                         smooth=args.smoothing or False, working_size=working_size_choice(args))
-    written = stylize_all(stylizer, content_paths, style_paths, Path(args.output), content_size=args.content_size,
-                          style_size=args.style_size, crop=args.crop, max_size=args.max_size,
-                          content_root=content_root, style_root=style_root, weights=args.style_interpolation_weights,
-                          alpha=args.alpha, preserve_color=args.preserve_color, save_ext=args.save_ext,
-                          contact_sheet=args.contact_sheet, content_maps=content_maps, style_maps=style_maps,
-                          auto_regions=args.auto_regions)
+    stylizer = stylizer_from_flags(args, run, args.options)
+    written = stylize_all(stylizer, InputImages(content_paths, content_root, content_maps),
+                          InputImages(style_paths, style_root, style_maps),
+                          Outputs(Path(args.output), args.save_ext, args.contact_sheet),
+                          args.options, args.style_interpolation_weights)
     print(written.line())
 
 

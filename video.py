@@ -13,17 +13,16 @@ from pathlib import Path
 
 from glfa.autoregions import DEFAULT_REGIONS
 from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_flag, add_model_flags,
-                      add_smoothing_flags, command_parser, run_main, smoothing_choice, transform_choice,
-                      working_size_choice)
+                      add_smoothing_flags, check_region_flags, command_parser, run_main, run_options, stylize_options,
+                      stylizer_from_flags)
 from glfa.clips import VIDEO_EXTENSIONS, clip_files, open_clip
-from glfa.device import autocast_dtype, resolve_device
 from glfa.errors import UserError
 from glfa.flagtypes import frame_rate, non_negative_int, positive_int, region_count
 from glfa.images import InputFiles, list_images, read_image
-from glfa.inference import Stylizer
 from glfa.paths import REPO_ROOT
 from glfa.segments import check_map_file, read_label_map
-from glfa.video import frame_regions, output_files, process_video, stylised_video_name, summary_markdown
+from glfa.video import (VideoOutput, frame_regions, output_files, process_video, stylised_video_name,
+                        summary_markdown)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
-    args.transform_path, args.transform = transform_choice(args)
-    args.smoothing = smoothing_choice(args, mode=args.testing_mode)
+    args.options = stylize_options(args)
     return args
 
 
@@ -80,26 +78,22 @@ def main(argv: list[str] | None = None) -> None:
     if bool(args.input) == bool(args.frames_dir):
         raise UserError("give one video file or frame folder: as VIDEO_OR_FOLDER or as --frames_dir"
                         + (", not both" if args.input else ""))
-    device = resolve_device(args.device)
-    amp_dtype = autocast_dtype(args.amp, device)         # a precision refused before the clip is probed
+    check_region_flags(args)
+    run = run_options(args)                             # a precision refused before the clip is probed
     clip = open_clip(args.input or args.frames_dir, args.fps)
     maps = [Path(path) for path in (args.style_segment, args.content_segment) if path]
     if args.content_segment_dir:
         maps += list_images(args.content_segment_dir)
     InputFiles([*clip_files(clip), Path(args.style), *maps]).check(output_files(clip, output))
-    style = read_image(args.style, args.style_size)
+    style = read_image(args.style, args.options.style_size)
     style_map = None
     if args.style_segment:
         check_map_file(Path(args.style_segment), Path(args.style), "style")
         style_map = read_label_map(args.style_segment, "style")
-    regions = frame_regions(clip, style_map, args.content_segment, args.content_segment_dir, args.auto_regions)
-    stylizer = Stylizer.from_checkpoints(decoder=args.decoder, transform=args.transform_path, vgg=args.vgg,
-                                         mode=args.testing_mode, kind=args.transform, device=device,
-                                         amp_dtype=amp_dtype, smooth=args.smoothing or False,
-                                         working_size=working_size_choice(args))
-    means = process_video(stylizer, clip, style, output, content_size=args.content_size, alpha=args.alpha,
-                          preserve_color=args.preserve_color, flow=args.flow == "tvl1",
-                          preview_height=args.preview_height, regions=regions)
+    regions = frame_regions(clip, style_map, args.content_segment, args.content_segment_dir)
+    stylizer = stylizer_from_flags(args, run, args.options)
+    means = process_video(stylizer, clip, style, output, args.options, regions,
+                          VideoOutput(preview_height=args.preview_height, flow=args.flow == "tvl1"))
     print(summary_markdown(means, len(clip)))
     print(f"wrote {len(clip)} frames to {output / 'frames'}, {stylised_video_name(clip)} ({clip.rate} fps), "
           "preview.gif, temporal.csv, temporal.md, consistency_plot.png and consistency_strip.png")

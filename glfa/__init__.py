@@ -10,8 +10,9 @@ The package sits one floor below the root and imports the method files there (``
 ``torch.hub`` and a Python session started in the root have it.
 """
 from glfa.inference import Stylizer
+from glfa.options import RunOptions, StylizeOptions
 from glfa.paths import REPO_ROOT, default_vgg
 from glfa.runfolder import shipped_model
 from glfa.smoothing import Smoothing
 
-__all__ = ["Smoothing", "Stylizer", "REPO_ROOT", "default_vgg", "shipped_model"]
+__all__ = ["RunOptions", "Smoothing", "StylizeOptions", "Stylizer", "REPO_ROOT", "default_vgg", "shipped_model"]

@@ -1,19 +1,22 @@
 """The command line: every command's parser, the flags the commands spell alike, the training
-flags built from ``TrainConfig``'s fields, and ``run_main``, which turns a ``UserError`` into one
-line. The one module of ``glfa`` that handles ``argparse`` namespaces: the commands turn them
-into a config or explicit values here or in their own ``main``."""
+flags built from ``TrainConfig``'s fields, the stylising commands' options and Stylizer built
+from their flags, and ``run_main``, which turns a ``UserError`` into one line. The one module of
+``glfa`` that handles ``argparse`` namespaces: the commands turn them into a config, options or
+explicit values here or in their own ``main``."""
 import argparse
 import dataclasses
 import sys
 from typing import Callable
 
 from glfa.config import TrainConfig
-from glfa.device import AMP_CHOICES
+from glfa.device import AMP_CHOICES, autocast_dtype, resolve_device
 from glfa.errors import UserError
 from glfa.flagtypes import mode_name, positive_int, smooth_eps, unit_float, working_side
+from glfa.inference import Stylizer
+from glfa.options import RunOptions, StylizeOptions
 from glfa.paths import default_vgg
-from glfa.smoothing import WORKING_SIZE, Smoothing
-from net import TRANSFORMS, parse_mode
+from glfa.smoothing import Smoothing
+from net import TRANSFORMS
 
 MODE_FLAGS = ("--testing_mode", "--training_mode", "--mode")
 
@@ -96,7 +99,7 @@ def transform_choice(args: argparse.Namespace) -> tuple[str | None, str]:
 
 def add_blend_flags(parser: argparse._ActionsContainer) -> None:
     """``--alpha`` and ``--preserve_color``, the stylising options of the CCPL family."""
-    parser.add_argument("--alpha", type=unit_float, default=1.0,
+    parser.add_argument("--alpha", type=unit_float, default=StylizeOptions.alpha,
                         help="blend of the transformed feature with the content's: 0 keeps the content, "
                              "1 is full stylisation")
     parser.add_argument("--preserve_color", action="store_true",
@@ -105,8 +108,7 @@ def add_blend_flags(parser: argparse._ActionsContainer) -> None:
 
 def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each result") -> None:
     """The finish of ``what`` (on by default in photo mode): ``--smooth``/``--no-smooth``,
-    ``--smooth_radius``, ``--smooth_eps`` and ``--working_size``; ``smoothing_choice`` and
-    ``working_size_choice`` read them."""
+    ``--smooth_radius``, ``--smooth_eps`` and ``--working_size``; ``stylize_options`` reads them."""
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
                         help=f"finish {what} with an edge-aware guided filter guided by the content photo, which "
                              "keeps the photo's structure and takes the network's colours (default: on in photo "
@@ -120,32 +122,95 @@ def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each re
     parser.add_argument("--working_size", type=working_side, metavar="PX",
                         help=f"with the finish, the network sees the photo with its long side at most PX and the "
                              f"finish carries its colours to the photo's own size: any photo in about the time of "
-                             f"a small one (default: {WORKING_SIZE}; 0: the network on every pixel, tiled, the "
-                             "exact path)")
+                             f"a small one (default: {StylizeOptions.working_size}; 0: the network on every pixel, "
+                             "tiled, the exact path)")
+
+
+def refuse(message: str, parser: argparse.ArgumentParser | None) -> None:
+    """A flag error: ``parser``'s (usage, then the message), or a ``UserError`` without one."""
+    if parser is None:
+        raise UserError(message)
+    parser.error(message)
 
 
 def smoothing_choice(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None,
                      mode: str = "photo") -> Smoothing | None:
-    """The finish the flags ask for: a ``Smoothing`` (by default in photo mode) or None
-    (``--no-smooth``, or art mode without ``--smooth``). Settings of a finish that is off would do
-    nothing: an error (``parser``'s, or a ``UserError``)."""
+    """The finish the flags ask for: a ``Smoothing`` (by default in photo mode,
+    ``StylizeOptions.for_mode``) or None (``--no-smooth``, or art mode without ``--smooth``).
+    Settings of a finish that is off would do nothing: an error (``parser``'s, or a ``UserError``)."""
     given = {"radius": args.smooth_radius, "eps": args.smooth_eps}
     given = {name: value for name, value in given.items() if value is not None}
-    smooth = parse_mode(mode).name == "photo" if args.smooth is None else args.smooth
+    smooth = StylizeOptions.for_mode(mode).smooth is not None if args.smooth is None else args.smooth
     if not smooth:
         flags = [f"--smooth_{name}" for name in given] + (["--working_size"] if args.working_size is not None else [])
         if flags:
-            message = f"{flags[0]} sets the finish, which is off: drop it or add --smooth"
-            if parser is None:
-                raise UserError(message)
-            parser.error(message)
+            refuse(f"{flags[0]} sets the finish, which is off: drop it or add --smooth", parser)
         return None
     return Smoothing(**given)
 
 
-def working_size_choice(args: argparse.Namespace) -> int:
-    """``--working_size``, ``WORKING_SIZE`` when not given."""
-    return WORKING_SIZE if args.working_size is None else args.working_size
+# The flags that set a field of ``StylizeOptions`` of the same name (the finish has its own).
+OPTION_FLAGS = ("alpha", "preserve_color", "working_size", "auto_regions", "content_size", "style_size", "crop",
+                "max_size", "long_side")
+
+
+def stylize_options(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> StylizeOptions:
+    """The ``StylizeOptions`` of a stylising command's flags, built once after parsing: each
+    field from its flag where the command has one (a flag left unset: the default), the finish
+    from ``smoothing_choice``, the rest the mode's defaults. Errors are ``parser``'s, or a ``UserError``."""
+    mode = args.testing_mode
+    values = {name: getattr(args, name) for name in OPTION_FLAGS if getattr(args, name, None) is not None}
+    if hasattr(args, "smooth"):
+        values["smooth"] = smoothing_choice(args, parser, mode)
+    return StylizeOptions.for_mode(mode, **values)
+
+
+def run_options(args: argparse.Namespace, progress: bool = False) -> RunOptions:
+    """How a stylising command's model runs: ``--device`` and ``--amp`` resolved now (a device or
+    precision this machine lacks is refused before any file is read), and ``--tile_size``,
+    ``--channels_last`` and ``--compile`` where the command has them; ``progress`` shows a bar
+    over a tiled image's tiles."""
+    device = resolve_device(args.device)
+    values = {name: getattr(args, name) for name in ("tile_size", "channels_last", "compile") if hasattr(args, name)}
+    return RunOptions(device=device, amp_dtype=autocast_dtype(getattr(args, "amp", "off"), device),
+                      progress=progress, **values)
+
+
+def stylizer_from_flags(args: argparse.Namespace, run: RunOptions, options: StylizeOptions) -> Stylizer:
+    """The Stylizer of a stylising command: the model ``--decoder``, ``--LCT``/``--SCT``,
+    ``--transform``, ``--vgg`` and the mode name (the shipped photo model by default), running
+    as ``run`` with ``options`` as its calls' defaults."""
+    transform, kind = transform_choice(args)
+    return Stylizer.from_checkpoints(args.decoder, transform, vgg=args.vgg, mode=args.testing_mode, kind=kind,
+                                     run=run, options=options)
+
+
+def check_region_flags(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> None:
+    """The region flags' rule: segmentation maps on both sides or neither, a side's map file and
+    folder of maps not both (where the command has both image flags, the file goes with the
+    single image and the folder with the image folder), maps not with ``--auto_regions``, and
+    region-wise transfer not with a mix of styles. A broken rule is ``parser``'s error, or a ``UserError``."""
+    for side in ("content", "style"):
+        single, folder = getattr(args, f"{side}_segment"), getattr(args, f"{side}_segment_dir", None)
+        if single and folder:
+            refuse(f"give --{side}_segment or --{side}_segment_dir, not both", parser)
+        if not hasattr(args, f"{side}_dir"):
+            continue
+        if single and not getattr(args, side):
+            refuse(f"--{side}_segment is the map of --{side}; for --{side}_dir give --{side}_segment_dir", parser)
+        if folder and not getattr(args, f"{side}_dir"):
+            refuse(f"--{side}_segment_dir holds the maps of --{side}_dir; for --{side} give --{side}_segment", parser)
+    content_maps = bool(args.content_segment or getattr(args, "content_segment_dir", None))
+    style_maps = bool(args.style_segment or getattr(args, "style_segment_dir", None))
+    if content_maps != style_maps:
+        given, missing = ("content", "style") if content_maps else ("style", "content")
+        flags = [f"--{missing}_segment", *([f"--{missing}_segment_dir"] if hasattr(args, f"{missing}_segment_dir")
+                                           else [])]
+        refuse(f"segmentation maps for the {given} need maps for the {missing} too: give {' or '.join(flags)}", parser)
+    if content_maps and args.auto_regions:
+        refuse("--auto_regions finds regions where no maps are given: use maps or --auto_regions, not both", parser)
+    if (content_maps or args.auto_regions) and getattr(args, "style_interpolation_weights", None):
+        refuse("region-wise transfer takes one style at a time, not --style_interpolation_weights", parser)
 
 
 def add_device_flag(parser: argparse._ActionsContainer) -> None:

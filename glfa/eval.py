@@ -7,7 +7,7 @@ import time
 from dataclasses import astuple, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from tqdm import tqdm
@@ -17,15 +17,20 @@ from glfa.checkpoint import load_decoder, load_encoder
 from glfa.errors import UserError
 from glfa.figures import comparison_figure, contact_sheet
 from glfa.images import list_images, read_image, save_image_file, thumbnail
+from glfa.device import resolve_device
 from glfa.inference import Stylizer
 from glfa.metrics import StyleDistance, edge_ssim, luminance_ssim, tone_figures
 from glfa.paths import default_vgg
 from glfa.runfolder import RunFolder, shipped_model
 from glfa.segments import LabelMap, check_map_file, maps_by_name, read_label_map
-from glfa.smoothing import WORKING_SIZE, Smoothing
+from glfa.options import RunOptions, StylizeOptions
 from glfa.tables import markdown_table, write_csv
-from net import AdaIN, ModeSpec, parse_mode
+from net import AdaIN, parse_mode
 
+# The evaluation's images, unless told otherwise: shorter sides of 512 px (the reference code's
+# test size), the models' raw output (``eval.py`` asks for the mode's finish), on the CPU.
+EVALUATION = StylizeOptions(content_size=512, style_size=512, smooth=None)
+EVALUATION_RUN = RunOptions(device="cpu")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 SHIPPED_NAME = "shipped"
 RAW_SUFFIX = "+raw"
@@ -255,15 +260,13 @@ class Reinhard:
 
 @dataclass(frozen=True)
 class Configured:
-    """How one row stylises with a loaded ``Stylizer``: at the blend ``alpha``, with its finish or
-    the ``smoothing`` given (False: raw, ``NAME+raw``), region by region with each pair's maps
-    (``with_maps``, ``NAME+seg``) or with ``auto_regions`` automatic regions (``NAME+autoK``)."""
+    """How one row stylises with a loaded ``Stylizer``: with ``options`` (the blend, the finish or
+    none for ``NAME+raw``, ``auto_regions`` for ``NAME+autoK``), and region by region with each
+    pair's maps when ``with_maps`` (``NAME+seg``)."""
 
     stylizer: Stylizer
-    alpha: float = 1.0
-    smoothing: Smoothing | bool | None = None
+    options: StylizeOptions
     with_maps: bool = False
-    auto_regions: int = 0
 
     def stylize(self, content: torch.Tensor, styles: list[torch.Tensor],
                 maps: tuple[LabelMap, LabelMap] | None = None) -> torch.Tensor:
@@ -272,8 +275,31 @@ class Configured:
             if maps is None:
                 raise UserError("a +seg row needs the pairs' maps (--seg with --pairs_dir)")
             masks = dict(content_mask=maps[0], style_masks=[maps[1]])
-        return self.stylizer.stylize(content, styles, alpha=self.alpha, smooth=self.smoothing,
-                                     auto_regions=self.auto_regions, **masks)
+        return self.stylizer.stylize(content, styles, options=self.options, **masks)
+
+
+@dataclass(frozen=True)
+class Lineup:
+    """What is evaluated: the ``models`` (their encoder ``vgg`` of ``mode``; None: the mode's in
+    ``models/``), with ``raw`` each model's unfinished output too (``NAME+raw``), and the
+    ``baselines``: ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded by
+    ``adain_decoder``, by default the first model's decoder), at full stylisation, unfinished."""
+
+    models: Sequence[ModelFiles]
+    vgg: str | Path | None = None
+    mode: str = "photo"
+    baselines: tuple[str, ...] = ()
+    raw: bool = False
+    adain_decoder: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The comparison figures: the region enlarged (x, y, w, h as fractions; None: no zoom) and
+    each panel's height in px."""
+
+    zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25)
+    height: int = 256
 
 
 BASELINES = ("reinhard", "adain")
@@ -298,41 +324,31 @@ def shipped_model_spec() -> ModelFiles:
 # Evaluation
 # --------------------------------------------------------------------------------------------
 
-def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *, vgg: str | Path | None = None,
-             mode: str = "photo", device: torch.device | str = "cpu", content_size: int = 512,
-             style_size: int = 512, zoom: tuple[float, float, float, float] | None = (0.4, 0.4, 0.25, 0.25),
-             figure_height: int = 256, amp_dtype: torch.dtype | None = None,
-             baselines: tuple[str, ...] = (), smoothing: Smoothing | None = None,
-             working_size: int = WORKING_SIZE, raw: bool = False, long_side: int = 0,
-             adain_decoder: str | Path | None = None, alpha: float = 1.0, auto_regions: int = 0) -> list[Row]:
-    """Stylise every pair with every model (at the blend ``alpha``) and measure it; write the
-    results, a comparison figure per pair and a contact sheet under ``output``. Returns one row
-    per pair and model.
+def evaluate(pairs: list[Pair], lineup: Lineup, output: str | Path, options: StylizeOptions = EVALUATION,
+             run: RunOptions = EVALUATION_RUN, figures: Figures = Figures()) -> list[Row]:
+    """Stylise every pair with every model of the ``lineup`` and measure it; write the results, a
+    comparison figure per pair and a contact sheet under ``output``. Returns one row per pair and
+    model.
 
-    ``baselines`` adds ``reinhard`` (colour transfer, no network) and ``adain`` (AdaIN decoded
-    by ``adain_decoder``, by default the first model's decoder) as further rows. The models'
-    results are finished by ``smoothing`` at ``working_size`` (None: raw), as ``test.py``
-    finishes them; ``raw`` adds a row per model, ``NAME+raw``, with the unfinished output (the
-    baselines are never finished). Pairs with maps (``with_segments``) add a row per model, ``NAME+seg``, stylised
-    region by region; ``auto_regions`` K adds ``NAME+autoK``, with K automatic regions (both at
-    ``alpha``). A non-finite metric is an error for that model.
+    The images are read at ``options``' sizes (``content_size`` and ``style_size``, or
+    ``long_side``), and the models stylise with them (the blend, the finish or none) as
+    ``test.py`` does; the lineup adds the raw rows and the baselines. Pairs with maps
+    (``with_segments``) add a row per model, ``NAME+seg``, stylised region by region, and
+    ``options.auto_regions`` K adds ``NAME+autoK``, with K automatic regions (the models' own
+    rows are global). A non-finite metric is an error for that model.
 
     On a GPU, every new combination of image sizes is stylised once untimed first, so the time
     per image leaves out one-off costs (cuDNN picks its algorithms per size).
     ``metrics.csv`` is rewritten after every pair, so an interrupted run keeps its numbers.
-    ``vgg`` left out is the mode's encoder in ``models/``. ``long_side`` (0: off) resizes every
-    content and style image to that longer side instead of the shorter sides ``content_size``
-    and ``style_size``.
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} exists and is not a folder")
-    spec = parse_mode(mode)
-    vgg = default_vgg(spec) if vgg is None else vgg
-    distance = StyleDistance(load_encoder(vgg, spec).to(device), spec)
-    stylizers = evaluated_stylizers(models, spec, vgg, device, amp_dtype, baselines, smoothing, adain_decoder, alpha,
-                                    segmented=any(pair.content_seg for pair in pairs), auto_regions=auto_regions,
-                                    working_size=working_size, raw=raw)
+    run = replace(run, device=resolve_device(run.device))
+    spec = parse_mode(lineup.mode)
+    lineup = replace(lineup, vgg=default_vgg(spec) if lineup.vgg is None else lineup.vgg)
+    distance = StyleDistance(load_encoder(lineup.vgg, spec).to(run.device), spec)
+    stylizers = evaluated_stylizers(lineup, options, run, segmented=any(pair.content_seg for pair in pairs))
     for folder in ["figures", *(f"results/{name}" for name in stylizers)]:
         (output / folder).mkdir(parents=True, exist_ok=True)
 
@@ -340,9 +356,9 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
     sheet: list[tuple[str, list[torch.Tensor]]] = []
     sizes_seen: set[tuple[torch.Size, torch.Size]] = set()
     for pair in tqdm(pairs, desc="evaluate", dynamic_ncols=True):
-        content = read_image(pair.content, content_size, long_side=long_side)
-        style = read_image(pair.style, style_size, long_side=long_side)
-        warm_up = torch.device(device).type == "cuda" and (content.shape, style.shape) not in sizes_seen
+        content = read_image(pair.content, options.content_size, long_side=options.long_side)
+        style = read_image(pair.style, options.style_size, long_side=options.long_side)
+        warm_up = run.device.type == "cuda" and (content.shape, style.shape) not in sizes_seen
         sizes_seen.add((content.shape, style.shape))
         style_feats, results, maps = distance.features(style), {}, pair_maps(pair)
         for name, stylizer in stylizers.items():
@@ -350,7 +366,8 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
                                          warm_up)
             rows.append(Row(pair.name, name, *row))
             save_image_file(results[name], output / "results" / name / f"{pair.name}.png")
-        comparison_figure(content, style, results, zoom, figure_height).save(output / "figures" / f"{pair.name}.png")
+        comparison_figure(content, style, results, figures.zoom, figures.height).save(
+            output / "figures" / f"{pair.name}.png")
         sheet.append((pair.name, [thumbnail(image) for image in (content, style, *results.values())]))
         write_metrics_csv(rows, output / "metrics.csv")
     contact_sheet(sheet, ["content", "style", *stylizers]).save(output / "contact_sheet.png")
@@ -358,36 +375,35 @@ def evaluate(pairs: list[Pair], models: list[ModelFiles], output: str | Path, *,
     return rows
 
 
-def evaluated_stylizers(models: list[ModelFiles], spec: ModeSpec, vgg: str | Path, device: torch.device | str,
-                        amp_dtype: torch.dtype | None, baselines: tuple[str, ...], smoothing: Smoothing | None,
-                        adain_decoder: str | Path | None, alpha: float = 1.0, segmented: bool = False,
-                        auto_regions: int = 0, working_size: int = WORKING_SIZE,
-                        raw: bool = False) -> dict[str, "Configured | Reinhard"]:
-    """Every evaluated row by name, in table order: the models (finished by ``smoothing`` at
-    ``working_size``, None: raw), with ``raw`` their unfinished versions, their region-wise
-    versions (``segmented``: with maps; ``auto_regions``), all at ``alpha``, then the baselines
-    (at full stylisation, unfinished). Each model is loaded once."""
-    loaded = {m.name: Stylizer.from_checkpoints(decoder=m.decoder, transform=m.transform, vgg=vgg, mode=spec,
-                                                kind=m.kind, device=device, amp_dtype=amp_dtype,
-                                                smooth=smoothing or False, working_size=working_size)
+def evaluated_stylizers(lineup: Lineup, options: StylizeOptions, run: RunOptions,
+                        segmented: bool = False) -> dict[str, "Configured | Reinhard"]:
+    """Every evaluated row by name, in table order: the models with ``options`` (their automatic
+    regions aside), with ``lineup.raw`` their unfinished versions, their region-wise versions
+    (``segmented``: with maps; ``options.auto_regions``), then the baselines (at full
+    stylisation, unfinished). Each model is loaded once, with the encoder ``lineup.vgg``."""
+    spec, auto_regions = parse_mode(lineup.mode), options.auto_regions
+    models, options = lineup.models, options.replace(auto_regions=0)
+    loaded = {m.name: Stylizer.from_checkpoints(m.decoder, m.transform, vgg=lineup.vgg, mode=spec, kind=m.kind,
+                                                run=run, options=options)
               for m in models}
-    rows = {m.name: Configured(loaded[m.name], alpha) for m in models}
-    if raw:
-        rows |= {m.name + RAW_SUFFIX: Configured(loaded[m.name], alpha, False) for m in models}
+    rows = {m.name: Configured(loaded[m.name], options) for m in models}
+    if lineup.raw:
+        rows |= {m.name + RAW_SUFFIX: Configured(loaded[m.name], options.replace(smooth=None)) for m in models}
     if segmented:
-        rows |= {m.name + SEGMENTED_SUFFIX: Configured(loaded[m.name], alpha, with_maps=True) for m in models}
+        rows |= {m.name + SEGMENTED_SUFFIX: Configured(loaded[m.name], options, with_maps=True) for m in models}
     if auto_regions:
-        rows |= {f"{m.name}{AUTO_SUFFIX}{auto_regions}": Configured(loaded[m.name], alpha, auto_regions=auto_regions)
+        rows |= {f"{m.name}{AUTO_SUFFIX}{auto_regions}": Configured(loaded[m.name],
+                                                                     options.replace(auto_regions=auto_regions))
                  for m in models}
-    names = [*rows, *baselines]
+    names = [*rows, *lineup.baselines]
     if len(set(names)) != len(names):
         raise UserError(f"model names must differ, got {', '.join(names)}")
-    if "adain" in baselines:
+    if "adain" in lineup.baselines:
         first = loaded[models[0].name]
-        decoder = first.decoder if adain_decoder is None else load_decoder(adain_decoder, spec)
-        rows["adain"] = Configured(Stylizer(first.encoder, decoder, AdaIN(), spec, device=device, amp_dtype=amp_dtype,
-                                            smooth=False))
-    if "reinhard" in baselines:
+        decoder = first.decoder if lineup.adain_decoder is None else load_decoder(lineup.adain_decoder, spec)
+        baseline = options.replace(alpha=1.0, smooth=None)
+        rows["adain"] = Configured(Stylizer(first.encoder, decoder, AdaIN(), spec, run=run, options=baseline), baseline)
+    if "reinhard" in lineup.baselines:
         rows["reinhard"] = Reinhard()
     return {name: rows[name] for name in names}
 

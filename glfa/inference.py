@@ -9,6 +9,9 @@ feature map; take its statistics exactly; then transform and decode tile by tile
 feature tile grown by the decoder's reach, and crop the halos. The result equals the untiled
 one up to floating-point rounding.
 
+The options of a call are a ``StylizeOptions`` and how the model runs a ``RunOptions``
+(``glfa.options``); keywords change single fields of either.
+
 ``Smoothing`` (``--smooth``) finishes the result with a guided filter whose guide is the content
 photo (as FastPhotoStyle and PCA-KD do): it removes the decoder's small artifacts and raises the
 structural similarity at a small cost in style. It runs on the device, on the result cropped back
@@ -19,6 +22,7 @@ Region-wise transfer (segmentation maps, or ``auto_regions``) takes each region'
 over the whole feature maps in the same way (``glfa.regions``), then transforms every tile with
 the statistics of its positions' regions, so tiles agree with the whole there too.
 """
+import dataclasses
 import itertools
 import math
 import numbers
@@ -26,7 +30,8 @@ import os
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -39,14 +44,14 @@ from glfa.checkpoint import load_decoder, load_encoder, load_transform
 from glfa.device import autocast, check_precision, configure_backends, resolve_device
 from glfa.errors import UserError
 from glfa.images import as_tensor, to_pil
+from glfa.options import PER_CALL_RUN_FIELDS, RunOptions, StylizeOptions, checked_options, with_changes
 from glfa.paths import default_vgg
 from glfa.regions import (AutoRegions, Segments, masked_statistics, region_requests, region_statistics,
                           style_statistics)
 from glfa.runfolder import model_files
 from glfa.segments import Mask
-from glfa.smoothing import (WORKING_SIZE, Smoothing, apply_upsampled, check_working_size, models_tiled, smooth_tiled,
-                            smoothing_option, working_copy)
-from glfa.tiles import MIN_TILE_SIZE, reach, spans
+from glfa.smoothing import apply_upsampled, models_tiled, smooth_tiled, working_copy
+from glfa.tiles import reach, spans
 from net import AdaIN, ModeSpec, RegionStatistics, StyleStatistics, Transform, parse_mode
 
 # Automatic tiles: at most this side (px), and small enough for half the free memory at
@@ -98,16 +103,6 @@ def read_ahead(items: Iterable[Item], load: Callable[[Item], Loaded], depth: int
             yield item, future.result()
 
 
-def check_alpha(alpha: float) -> float:
-    """``alpha``, the blend of the transformed feature with the content's: a number in [0, 1]
-    (NaN would give a NaN image, values outside extrapolate past the content or the style)."""
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a number in [0, 1], got {type(alpha).__name__}")
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    return float(alpha)
-
-
 def style_weights(weights: Iterable[float] | None, count: int) -> list[float]:
     """The weights mixing ``count`` styles, scaled to sum to 1: None is equal weights; given,
     one finite, non-negative number per style, not all zero."""
@@ -127,14 +122,18 @@ def style_weights(weights: Iterable[float] | None, count: int) -> list[float]:
     return [float(w) / total for w in weights]
 
 
-def check_tile_size(tile_size: int) -> int:
-    """``tile_size``: 0 (automatic tiles) or at least ``MIN_TILE_SIZE`` px, as smaller tiles are
-    mostly halo and take many times longer."""
-    if isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral):
-        raise TypeError(f"tile_size must be an integer, got {type(tile_size).__name__}")
-    if tile_size != 0 and tile_size < MIN_TILE_SIZE:
-        raise ValueError(f"tile_size must be 0 (automatic) or at least {MIN_TILE_SIZE} px, got {tile_size}")
-    return int(tile_size)
+@dataclass(frozen=True)
+class Job:
+    """One ``stylize`` call after its checks: the styles (on the device, colour-matched, at the
+    working size), their weights, the blend, each style's region request, the content's size
+    before padding, and the call's tile size (0: automatic)."""
+
+    styles: list[Tensor]
+    weights: list[float]
+    alpha: float
+    regions: list[Segments | AutoRegions | None]
+    content_size: tuple[int, int]
+    tile_size: int
 
 
 class Stylizer:
@@ -147,22 +146,19 @@ class Stylizer:
     (uint8 tensors are read as 0-255); other tensors, NaN and values outside [0, 1] are refused
     with a ``TypeError`` or ``ValueError`` (``glfa.images.as_tensor``).
 
-    ``tile_size`` (image pixels): 0 picks tiles automatically (images that fit one tile are
-    processed whole); a size of at least ``MIN_TILE_SIZE`` (64) tiles every image larger than
-    it. ``amp_dtype`` runs the convolutions in bf16/fp16 while statistics stay fp32 (a precision
-    the device runs far slower than fp32 is refused: ``check_precision``); ``compile`` is the
-    other GPU speed option. ``channels_last`` picks the memory layout; None (the default) is
-    channels-last on the CPU, where it measured about a fifth faster at 512², and NCHW elsewhere.
-    ``device`` None is CUDA when present.
-    ``progress`` shows a progress bar over the tiles of a tiled image (stderr).
+    How it runs is a ``RunOptions`` (``run``: device, precision, tiles, layout, compilation,
+    progress bar; a precision the device runs far slower than fp32 is refused:
+    ``check_precision``). The calls' defaults are a ``StylizeOptions`` (``options``; None is the
+    mode's, ``StylizeOptions.for_mode``): the blend, colour preservation, the finish and its
+    working size, automatic regions. Keywords change single fields of either, by name:
+    ``Stylizer(..., device="cpu", smooth=False)``; a keyword given as None keeps the default.
 
-    The finish: ``smooth`` is the calls' default (a ``Smoothing``, True for the default one, False
-    for none; None, the default, is ``Smoothing()`` in photo mode and none in art mode). With a
-    finish, the network runs on a copy of the content whose long side is at most ``working_size``
-    px, the finish's affine colour models are fitted there and applied to the content at its own
-    size (the fast guided filter): a photo of any size in about the time of a small one, every
-    output pixel an affine function of its own content pixel. ``working_size=0``, or no finish,
-    runs the network on every pixel of the content (tiled when large), the exact path.
+    The finish (``smooth``, on by default in photo mode): the network runs on a copy of the
+    content whose long side is at most ``working_size`` px, the finish's affine colour models are
+    fitted there and applied to the content at its own size (the fast guided filter): a photo of
+    any size in about the time of a small one, every output pixel an affine function of its own
+    content pixel. ``working_size=0``, or no finish, runs the network on every pixel of the
+    content (tiled when large), the exact path.
 
     Region-wise transfer: ``content_mask`` with ``style_mask`` (segmentation maps: colour-coded
     PIL images, or ``(H, W)`` integer label arrays or tensors) transfers every region of the
@@ -171,57 +167,55 @@ class Stylizer:
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, transform: Transform, mode: str | ModeSpec = "photo", *,
-                 device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
-                 tile_size: int = 0, channels_last: bool | None = None, compile: bool = False, progress: bool = False,
-                 smooth: Smoothing | bool | None = None, working_size: int = WORKING_SIZE):
+                 run: RunOptions | None = None, options: StylizeOptions | None = None, **changes: Any):
         self.spec = parse_mode(mode)
-        self.smooth = (Smoothing() if self.spec.name == "photo" else None) if smooth is None else \
-            smoothing_option(smooth)
-        self.working_size = check_working_size(working_size)
+        options, run = with_changes((checked_options(options, StylizeOptions.for_mode(self.spec)),
+                                     checked_options(run, RunOptions())), changes, "Stylizer()")
+        device = resolve_device(run.device)
+        check_precision(run.amp_dtype, device)
+        channels_last = device.type == "cpu" if run.channels_last is None else bool(run.channels_last)
+        self.run = dataclasses.replace(run, device=device, channels_last=channels_last)
+        self.options = options
         self._last_style: tuple[Tensor, int, StyleStatistics] | None = None
-        self.progress = progress
         self.notes_given: set[str] = set()
-        self.device = resolve_device(device)
-        check_precision(amp_dtype, self.device)
-        self.amp_dtype = amp_dtype
-        self.tile_size = check_tile_size(tile_size)
-        if channels_last is None:
-            channels_last = self.device.type == "cpu"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        configure_backends(self.device)
-        self.transform = transform.to(self.device).eval()
-        encoder = encoder.to(self.device, memory_format=self.memory_format).eval()
-        decoder = decoder.to(self.device, memory_format=self.memory_format).eval()
+        configure_backends(device)
+        self.transform = transform.to(device).eval()
+        encoder = encoder.to(device, memory_format=self.memory_format).eval()
+        decoder = decoder.to(device, memory_format=self.memory_format).eval()
         multiple = self.spec.downscale
         self.encoder_halo = math.ceil(reach(encoder) / multiple) * multiple
         self.decoder_halo = math.ceil(reach(decoder))          # in feature pixels
-        self.encoder = torch.compile(encoder) if compile else encoder
-        self.decoder = torch.compile(decoder) if compile else decoder
+        self.encoder = torch.compile(encoder) if run.compile else encoder
+        self.decoder = torch.compile(decoder) if run.compile else decoder
 
     @classmethod
     def from_checkpoints(cls, decoder: str | os.PathLike | None = None, transform: str | os.PathLike | None = None,
                          *, vgg: str | os.PathLike | None = None, mode: str | ModeSpec = "photo", kind: str = "lct",
-                         **options) -> "Stylizer":
+                         **changes: Any) -> "Stylizer":
         """A Stylizer from checkpoint files; ``decoder``/``transform`` left out are the shipped
         model's (``runfolder.shipped_model``), ``vgg`` left out is the mode's encoder in ``models/``.
         ``kind`` applies the transform as ``lct`` or ``sct``, or ``adain`` (AdaIN alone, no
-        transform file); ``options`` go to ``__init__``."""
+        transform file); ``changes`` go to ``__init__`` (``run=``, ``options=``, or fields of either)."""
         spec = parse_mode(mode)
         decoder, transform = model_files(decoder, "adain" if kind == "adain" else transform, spec)
         encoder = load_encoder(default_vgg(spec) if vgg is None else vgg, spec)
         feature_transform = AdaIN() if kind == "adain" else load_transform(transform, spec, kind)
-        return cls(encoder, load_decoder(decoder, spec), feature_transform, spec, **options)
+        return cls(encoder, load_decoder(decoder, spec), feature_transform, spec, **changes)
 
-    def __call__(self, content: Image.Image | Tensor, style: Image.Image | Tensor, *, alpha: float = 1.0,
-                 preserve_color: bool = False, smooth: Smoothing | bool | None = None,
-                 working_size: int | None = None, content_mask: Mask | None = None,
-                 style_mask: Mask | None = None, auto_regions: int = 0) -> Image.Image | Tensor:
+    @property
+    def device(self) -> torch.device:
+        """The device the model runs on."""
+        return self.run.device
+
+    def __call__(self, content: Image.Image | Tensor, style: Image.Image | Tensor,
+                 options: StylizeOptions | None = None, *, content_mask: Mask | None = None,
+                 style_mask: Mask | None = None, **changes: Any) -> Image.Image | Tensor:
         """Stylise ``content`` with ``style``, at the content's (upright) size: a PIL content image
-        gives a PIL image, a tensor a float32 tensor in [0, 1]. ``smooth``, ``working_size``, the
-        masks and ``auto_regions``: see ``stylize``."""
-        result = self.stylize(content, [style], alpha=alpha, preserve_color=preserve_color, smooth=smooth,
-                              working_size=working_size, content_mask=content_mask,
-                              style_masks=None if style_mask is None else [style_mask], auto_regions=auto_regions)
+        gives a PIL image, a tensor a float32 tensor in [0, 1]. ``options`` (None: the Stylizer's),
+        keyword changes such as ``alpha=0.5`` or ``smooth=False``, and the masks: see ``stylize``."""
+        result = self.stylize(content, [style], options=options, content_mask=content_mask,
+                              style_masks=None if style_mask is None else [style_mask], **changes)
         return to_pil(result) if isinstance(content, Image.Image) else result
 
     def check_size(self, image: Tensor, what: str) -> None:
@@ -230,17 +224,15 @@ class Stylizer:
             raise UserError(f"{what} is {image.shape[-1]}×{image.shape[-2]} px; {self.spec.name} mode needs "
                             f"at least {self.spec.min_side} px on each side")
 
-    def _tile_for(self, height: int, width: int, tile_size: int | None) -> int:
-        """The tile side for an image (a multiple of the downscale), or 0 to process it whole."""
-        tile = self.tile_size if tile_size is None else tile_size
-        if tile == 0:
-            element = 4 if self.amp_dtype is None else 2
-            tile = auto_tile_size(self.device, element)
+    def _tile_for(self, height: int, width: int, tile_size: int) -> int:
+        """The tile side for an image (a multiple of the downscale) at a call's ``tile_size`` (0:
+        automatic), or 0 to process it whole."""
+        tile = tile_size or auto_tile_size(self.device, 4 if self.run.amp_dtype is None else 2)
         tile = max(tile // self.spec.downscale, 1) * self.spec.downscale
         return 0 if max(height, width) <= tile else tile
 
     def _encode(self, image: Tensor) -> Tensor:
-        with autocast(self.device, self.amp_dtype):
+        with autocast(self.device, self.run.amp_dtype):
             return self.encoder(image.to(self.device).contiguous(memory_format=self.memory_format))
 
     def _encode_tiled(self, image: Tensor, tile: int, progress: tqdm | None = None) -> Tensor:
@@ -275,7 +267,7 @@ class Stylizer:
 
     def _style_stats(self, style_feat: Tensor, tile: int) -> StyleStatistics:
         """The transform's statistics of a style feature (its stds taken in chunks when tiled)."""
-        with autocast(self.device, self.amp_dtype):
+        with autocast(self.device, self.run.amp_dtype):
             return style_statistics(self.transform, style_feat, chunk_rows=self._chunk_rows(tile))
 
     def _statistics(self, content_size: tuple[int, int], content_feat: Tensor, content_stats: tuple[Tensor, Tensor],
@@ -287,7 +279,7 @@ class Stylizer:
             return self._style_stats(style_feat, style_tile)
         content_labels, style_labels = request.feature_labels(content_size, content_feat, tuple(style.shape[-2:]),
                                                               style_feat, self.spec.downscale)
-        with autocast(self.device, self.amp_dtype):
+        with autocast(self.device, self.run.amp_dtype):
             stats, notes = region_statistics(self.transform, content_feat, content_labels, style_feat, style_labels,
                                              content_stats, lambda: self._style_stats(style_feat, style_tile),
                                              chunk_rows)
@@ -301,41 +293,40 @@ class Stylizer:
                    style_stats: StyleStatistics | RegionStatistics, window: tuple[slice, slice]) -> Tensor:
         """The transform of a (tile of a) content feature from global statistics, in fp32; region
         statistics are taken at the tile's ``window`` of the feature map."""
-        with autocast(self.device, self.amp_dtype):
+        with autocast(self.device, self.run.amp_dtype):
             if isinstance(style_stats, RegionStatistics):
                 return self.transform.apply(feat, *style_stats.at(*window)).float()
             return self.transform.apply(feat, *content_stats, style_stats).float()
 
     @torch.no_grad()
     def stylize(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],
-                weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
-                tile_size: int | None = None, to_cpu: bool = True, smooth: Smoothing | bool | None = None, *,
-                working_size: int | None = None, content_mask: Mask | None = None,
-                style_masks: list[Mask] | None = None, auto_regions: int = 0) -> Tensor:
+                weights: list[float] | None = None, options: StylizeOptions | None = None, *,
+                content_mask: Mask | None = None, style_masks: list[Mask] | None = None, **changes: Any) -> Tensor:
         """Stylise one content image (a ``(3, H, W)`` tensor in [0, 1] or a PIL image, see the class);
         returns ``(3, H, W)`` in [0, 1].
 
         Several styles (at least one) are mixed in feature space with ``weights``: one finite,
         non-negative number per style, not all zero, scaled to sum to 1 (None: equal weights).
-        ``alpha`` is in [0, 1]. Sizes that are not a multiple of the encoder's downscale are
-        reflection-padded and cropped back.
-        ``smooth`` (a ``Smoothing``, True for the default one, False for none; None: the
-        Stylizer's ``smooth``) finishes the result, guided by the content: with a
-        ``working_size`` (None: the Stylizer's), the network sees the content and the styles
-        scaled down to it and the finish carries the colours to the content's size; with 0, it filters the
-        full-size result in the same tiles as the network. ``tile_size`` overrides the Stylizer's for this call;
-        ``to_cpu=False`` leaves the result on the device (benchmarks). ``content_mask`` with
-        ``style_masks`` (one per style) or ``auto_regions``: region-wise transfer (class docstring).
+        Sizes that are not a multiple of the encoder's downscale are reflection-padded and cropped
+        back. ``options`` (None: the Stylizer's) are the call's ``StylizeOptions``; keywords change
+        single fields (``alpha=0.5``, ``smooth=False``, ``working_size=0``…; None keeps the value),
+        and ``tile_size`` or ``to_cpu`` (``to_cpu=False`` leaves the result on the device) those of
+        how it runs. With a finish and a working size, the network sees the content and the styles
+        scaled down to it and the finish carries the colours to the content's size; with working
+        size 0, it filters the full-size result in the same tiles as the network. ``content_mask``
+        with ``style_masks`` (one per style) or ``auto_regions``: region-wise transfer (class docstring).
         """
-        content, styles, weights, alpha = self._checked(content, styles, weights, alpha, tile_size)
-        regions = region_requests(content, styles, content_mask, style_masks, auto_regions)
-        smoothing = self.smooth if smooth is None else smoothing_option(smooth)
-        working_size = self.working_size if working_size is None else check_working_size(working_size)
+        options, run = with_changes((checked_options(options, self.options), self.run), changes, "stylize()",
+                                    allowed=[*(field.name for field in dataclasses.fields(StylizeOptions)),
+                                             *PER_CALL_RUN_FIELDS])
+        content, styles, weights = self._checked(content, styles, weights)
+        regions = region_requests(content, styles, content_mask, style_masks, options.auto_regions)
+        smoothing, working_size = options.smooth, options.working_size
         at_working_size = smoothing is not None and working_size > 0
         if at_working_size:
             self._check_memory(content)
         content = content.to(self.device)[None]
-        styles = [coral(style.to(self.device), content[0]) if preserve_color else style for style in styles]
+        styles = [coral(style.to(self.device), content[0]) if options.preserve_color else style for style in styles]
         network_input = content
         if at_working_size:
             network_input = working_copy(content, working_size)
@@ -344,41 +335,35 @@ class Stylizer:
         multiple = self.spec.downscale
         pad_h, pad_w = -height % multiple, -width % multiple
         padded = F.pad(network_input, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else network_input
-        tile = self._tile_for(*padded.shape[-2:], tile_size)
+        job = Job(styles, weights, options.alpha, regions, (height, width), run.tile_size)
+        tile = self._tile_for(*padded.shape[-2:], run.tile_size)
         with self._tile_progress(padded, tile, smoothing is not None) as progress:
-            if tile:
-                result = self._stylize_tiled(padded, styles, weights, alpha, tile, tile_size, progress,
-                                             (height, width), regions)
-            else:
-                result = self._stylize_whole(padded, styles, weights, alpha, (height, width), regions)
+            result = self._stylize_tiled(padded, job, tile, progress) if tile else self._stylize_whole(padded, job)
             result = result[..., :height, :width].float().clamp(0, 1)
             if at_working_size:
                 models = models_tiled(network_input.float(), result, smoothing, tile, progress)
                 result = apply_upsampled(models, content.float())
             elif smoothing is not None:
                 result = smooth_tiled(content.float(), result, smoothing, tile, progress)
-        return result[0].cpu() if to_cpu else result[0]
+        return result[0].cpu() if run.to_cpu else result[0]
 
     def _checked(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],
-                 weights: list[float] | None, alpha: float,
-                 tile_size: int | None) -> tuple[Tensor, list[Tensor], list[float], float]:
-        """``stylize``'s arguments checked before any work, the images as float32 tensors and the
-        weights scaled to sum to 1; a ``TypeError`` or ``ValueError`` says what is wrong."""
+                 weights: list[float] | None) -> tuple[Tensor, list[Tensor], list[float]]:
+        """``stylize``'s images and weights checked before any work, the images as float32 tensors
+        and the weights scaled to sum to 1; a ``TypeError`` or ``ValueError`` says what is wrong."""
         if isinstance(styles, (Tensor, Image.Image)) or not isinstance(styles, (list, tuple)):
             raise TypeError(f"styles must be a list of style images, got a {type(styles).__name__} "
                             "(for one style, pass [style])")
         if not styles:
             raise ValueError("stylize needs at least one style image, got none")
-        if tile_size is not None:
-            check_tile_size(tile_size)
-        weights, alpha = style_weights(weights, len(styles)), check_alpha(alpha)
+        weights = style_weights(weights, len(styles))
         content = as_tensor(content, "the content image")
         self.check_size(content, "the content image")
         styles = [as_tensor(style, "the style image" if len(styles) == 1 else f"style image {index}")
                   for index, style in enumerate(styles, 1)]
         for style in styles:
             self.check_size(style, "the style image")
-        return content, styles, weights, alpha
+        return content, styles, weights
 
     def _check_memory(self, content: Tensor) -> None:
         """Refuse, before any work, a photo whose full-size finish cannot fit in the free memory:
@@ -402,20 +387,20 @@ class Stylizer:
             len(spans(-(-height // ds), tile // ds, 0)) * len(spans(-(-width // ds), tile // ds, 0))
         if smoothing:   # the content's tiles number the same as the padded image's: tile is a multiple of ds
             tiles += len(spans(height, tile, 0)) * len(spans(width, tile, 0))
-        return tqdm(total=tiles, desc="tiles", unit="tile", leave=False, dynamic_ncols=True, disable=not self.progress)
+        return tqdm(total=tiles, desc="tiles", unit="tile", leave=False, dynamic_ncols=True,
+                    disable=not self.run.progress)
 
-    def _stylize_whole(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float,
-                       content_size: tuple[int, int], regions: list[Segments | AutoRegions | None]) -> Tensor:
+    def _stylize_whole(self, padded: Tensor, job: Job) -> Tensor:
         """Encode, take the statistics (of the whole images, or per region), transform and decode."""
         content_feat = self._encode(padded)
         content_stats = calc_mean_std(content_feat)
         style_stats = [self._remembered(style, 0) if request is None else None
-                       for style, request in zip(styles, regions)]
-        style_stats = [stats or self._statistics(content_size, content_feat, content_stats, style,
+                       for style, request in zip(job.styles, job.regions)]
+        style_stats = [stats or self._statistics(job.content_size, content_feat, content_stats, style,
                                                  self._encode(style[None]), 0, 0, request)
-                       for stats, style, request in zip(style_stats, styles, regions)]
-        self._remember(styles[0], 0, style_stats[0], regions[0])
-        return self._blend_and_decode(content_feat, content_stats, style_stats, weights, alpha)
+                       for stats, style, request in zip(style_stats, job.styles, job.regions)]
+        self._remember(job.styles[0], 0, style_stats[0], job.regions[0])
+        return self._blend_and_decode(content_feat, content_stats, style_stats, job)
 
     def _remembered(self, style: Tensor, tile: int) -> StyleStatistics | None:
         """The statistics of the style image of the last call when ``style`` is that image again
@@ -432,24 +417,23 @@ class Stylizer:
         if request is None and isinstance(stats, StyleStatistics):
             self._last_style = (style.detach().clone(), tile, stats)
 
-    def _stylize_tiled(self, padded: Tensor, styles: list[Tensor], weights: list[float], alpha: float,
-                       tile: int, tile_size: int | None, progress: tqdm, content_size: tuple[int, int],
-                       regions: list[Segments | AutoRegions | None]) -> Tensor:
+    def _stylize_tiled(self, padded: Tensor, job: Job, tile: int, progress: tqdm) -> Tensor:
         """Encode the content's tiles, take the statistics, then transform and decode tile by
         tile; ``progress`` counts the tiles of both passes."""
         content_feat = self._encode_tiled(padded, tile, progress)
         content_stats = self._mean_std(content_feat, tile)
         style_stats = []
-        for style, request in zip(styles, regions):
-            style_tile = self._tile_for(*style.shape[-2:], tile_size)
+        for style, request in zip(job.styles, job.regions):
+            style_tile = self._tile_for(*style.shape[-2:], job.tile_size)
             remembered = self._remembered(style, style_tile) if request is None else None
             if remembered is None:
                 style_feat = self._encode_tiled(style[None].to(self.device), style_tile)
-                remembered = self._statistics(content_size, content_feat, content_stats, style, style_feat,
+                remembered = self._statistics(job.content_size, content_feat, content_stats, style, style_feat,
                                               style_tile, self._chunk_rows(tile), request)
                 del style_feat
             style_stats.append(remembered)
-        self._remember(styles[0], self._tile_for(*styles[0].shape[-2:], tile_size), style_stats[0], regions[0])
+        self._remember(job.styles[0], self._tile_for(*job.styles[0].shape[-2:], job.tile_size), style_stats[0],
+                       job.regions[0])
         ds, halo = self.spec.downscale, self.decoder_halo
         feat_tile = tile // ds
         height, width = content_feat.shape[-2:]
@@ -457,20 +441,20 @@ class Stylizer:
         for y0, y1, hy0, hy1 in spans(height, feat_tile, halo):
             for x0, x1, hx0, hx1 in spans(width, feat_tile, halo):
                 decoded = self._blend_and_decode(content_feat[..., hy0:hy1, hx0:hx1], content_stats, style_stats,
-                                                 weights, alpha, (slice(hy0, hy1), slice(hx0, hx1)))
+                                                 job, (slice(hy0, hy1), slice(hx0, hx1)))
                 result[..., y0 * ds:y1 * ds, x0 * ds:x1 * ds] = \
                     decoded[..., (y0 - hy0) * ds:(y1 - hy0) * ds, (x0 - hx0) * ds:(x1 - hx0) * ds]
                 progress.update()
         return result
 
     def _blend_and_decode(self, feat: Tensor, content_stats: tuple[Tensor, Tensor],
-                          style_stats: list[StyleStatistics | RegionStatistics], weights: list[float],
-                          alpha: float, window: tuple[slice, slice] = (slice(None), slice(None))) -> Tensor:
+                          style_stats: list[StyleStatistics | RegionStatistics], job: Job,
+                          window: tuple[slice, slice] = (slice(None), slice(None))) -> Tensor:
         """Decode a (tile of the) content feature transformed towards each style, the results
-        mixed with ``weights`` and blended with the content feature by ``alpha``; ``window`` is
-        the tile's place in the feature map."""
+        mixed with the job's weights and blended with the content feature by its alpha;
+        ``window`` is the tile's place in the feature map."""
         mixed = sum(weight * self._transform(feat, content_stats, stats, window)
-                    for weight, stats in zip(weights, style_stats))
-        mixed = alpha * mixed + (1 - alpha) * full_precision(feat)
-        with autocast(self.device, self.amp_dtype):
+                    for weight, stats in zip(job.weights, style_stats))
+        mixed = job.alpha * mixed + (1 - job.alpha) * full_precision(feat)
+        with autocast(self.device, self.run.amp_dtype):
             return self.decoder(mixed.contiguous(memory_format=self.memory_format))

@@ -101,10 +101,7 @@ def _tiled(fn, guide: Tensor, result: Tensor, halo: int, tile: int, progress: tq
     return out
 
 
-# The default working size: the network sees the content with its long side at most this many
-# pixels, and the finish carries its colours to the photo's own size (chosen on validation photos,
-# docs/performance.md). The smallest working size that is not 0.
-WORKING_SIZE = 512
+# The smallest working size that is not 0 (the default is ``StylizeOptions.working_size``).
 MIN_WORKING_SIZE = 64
 
 

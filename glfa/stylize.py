@@ -3,8 +3,9 @@ weighted mix of the styles), optionally region by region (segmentation maps or a
 regions), and write the results, reading the next images in the background."""
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 from tqdm import tqdm
@@ -14,6 +15,7 @@ from glfa.figures import contact_sheet as make_contact_sheet
 from glfa.images import (InputFiles, UnreadableImage, list_images, load_rgb, read_image_or_fail, resize_to_tensor,
                          resized_size, save_image_file, thumbnail)
 from glfa.inference import Stylizer, read_ahead
+from glfa.options import StylizeOptions
 from glfa.segments import LabelMap, check_map_file, maps_by_name, read_label_map
 
 SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -137,11 +139,37 @@ def style_jobs(styles: list[tuple[str, torch.Tensor, LabelMap | None]], weights:
     return [(f"_stylized_{name}", [image], None, [label_map]) for name, image, label_map in styles]
 
 
-def region_options(content_map: LabelMap | None, style_maps: list[LabelMap | None], auto_regions: int) -> dict:
-    """``Stylizer.stylize``'s region arguments for one output: the maps when the run has them."""
+def region_masks(content_map: LabelMap | None, style_maps: list[LabelMap | None]) -> dict:
+    """``Stylizer.stylize``'s masks for one output: the maps when the run has them."""
     if content_map is None:
-        return {"auto_regions": auto_regions}
+        return {}
     return {"content_mask": content_map, "style_masks": style_maps}
+
+
+@dataclass(frozen=True)
+class InputImages:
+    """One side of a run, content or style: the image files, the folder they were found in (None:
+    the user named them, and an unreadable one is an error; found in a folder, they keep their
+    sub-folders in the output names and an unreadable one is skipped), and their segmentation map
+    files in the same order (None: none)."""
+
+    paths: Sequence[Path]
+    root: Path | None = None
+    maps: Sequence[Path] | None = None
+
+    def __post_init__(self) -> None:
+        if self.maps is not None and len(self.maps) != len(self.paths):
+            raise ValueError(f"{len(self.maps)} map file(s) for {len(self.paths)} image(s): give one per image")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where and how ``stylize_all`` writes: the folder, the results' extension, and whether a
+    ``contact_sheet.png`` (content, style and result side by side) is written too."""
+
+    folder: Path
+    save_ext: str = ".jpg"
+    contact_sheet: bool = False
 
 
 class Written(NamedTuple):
@@ -170,59 +198,58 @@ def write_contact_sheet(rows: list[tuple[str, list[torch.Tensor]]], mixed: bool,
     return path
 
 
-def stylize_all(stylizer: Stylizer, content_paths: list[Path], style_paths: list[Path], output: Path, *,
-                content_size: int = 512, style_size: int = 512, crop: bool = False, max_size: int = 0,
-                content_root: Path | None = None, style_root: Path | None = None,
-                weights: list[float] | None = None, alpha: float = 1.0, preserve_color: bool = False,
-                save_ext: str = ".jpg", contact_sheet: bool = False, content_maps: list[Path] | None = None,
-                style_maps: list[Path] | None = None, auto_regions: int = 0) -> Written:
-    """Write every content image stylised with every style image to ``output`` as
+def stylize_all(stylizer: Stylizer, contents: InputImages, styles: InputImages, outputs: Outputs,
+                options: StylizeOptions | None = None, weights: list[float] | None = None) -> Written:
+    """Write every content image stylised with every style image to the output folder as
     ``<content>_stylized_<style><save_ext>``; with ``weights``, one mix of all the styles per
-    content image, ``<content>_interpolation<save_ext>`` (CCPL's name). Contents found under
-    ``content_root`` keep their sub-folders; ``output_names`` keeps every output's name its own.
+    content image, ``<content>_interpolation<save_ext>`` (CCPL's name). Contents found under a
+    folder keep their sub-folders; ``output_names`` keeps every output's name its own.
 
-    Unreadable images are handled by ``ImageReader``; once the others are written, a
-    ``UserError`` counts those skipped. ``contact_sheet`` also writes ``contact_sheet.png``: one
-    row per pair, content, style, result. ``content_maps`` with ``style_maps`` (map files in the
-    order of the images) or ``auto_regions`` transfer region by region (``Stylizer.stylize``).
-    Returns what was written; the ``UserError`` for skipped images says it too.
+    ``options`` (None: the Stylizer's) set the sizes the images are read at and how they are
+    stylised; with map files on both sides, or ``options.auto_regions``, the transfer is region
+    by region (``Stylizer.stylize``). Unreadable images are handled by ``ImageReader``; once the
+    others are written, a ``UserError`` counts those skipped. Returns what was written; the
+    ``UserError`` for skipped images says it too.
     """
-    if weights and len(weights) != len(style_paths):
-        raise UserError(f"{len(weights)} interpolation weights for {len(style_paths)} style images")
-    output.mkdir(parents=True, exist_ok=True)
-    read = ImageReader(crop, max_size)
-    style_maps = style_maps or [None] * len(style_paths)
-    styles = [(name, read(path, style_size, style_root is None), read_map(map_path, "style", crop and style_size > 0))
-              for path, name, map_path in zip(style_paths, output_names(style_paths, style_root, "_"), style_maps)]
-    styles = [style for style in styles if style[1] is not None]
-    if not styles:
-        raise UserError(f"none of the style images in {style_paths[0].parent} can be read")
-    jobs = style_jobs(styles, weights)
-    named_contents = list(zip(content_paths, output_names(content_paths, content_root),
-                              content_maps or [None] * len(content_paths)))
-    contents = read_ahead(named_contents, lambda item: (read(item[0], content_size, content_root is None),
-                                                        read_map(item[2], "content", crop and content_size > 0)))
+    options = options or stylizer.options
+    if weights and len(weights) != len(styles.paths):
+        raise UserError(f"{len(weights)} interpolation weights for {len(styles.paths)} style images")
+    outputs.folder.mkdir(parents=True, exist_ok=True)
+    read = ImageReader(options.crop, options.max_size)
+    style_maps = styles.maps or [None] * len(styles.paths)
+    crop_styles, crop_contents = options.crop and options.style_size > 0, options.crop and options.content_size > 0
+    read_styles = [(name, read(path, options.style_size, styles.root is None), read_map(map_path, "style", crop_styles))
+                   for path, name, map_path in zip(styles.paths, output_names(styles.paths, styles.root, "_"),
+                                                   style_maps)]
+    read_styles = [style for style in read_styles if style[1] is not None]
+    if not read_styles:
+        raise UserError(f"none of the style images in {styles.paths[0].parent} can be read")
+    jobs = style_jobs(read_styles, weights)
+    named_contents = list(zip(contents.paths, output_names(contents.paths, contents.root),
+                              contents.maps or [None] * len(contents.paths)))
+    loaded = read_ahead(named_contents, lambda item: (read(item[0], options.content_size, contents.root is None),
+                                                      read_map(item[2], "content", crop_contents)))
     written: set[str] = set()  # a last guard: no output of this run overwrites another
     results: list[Path] = []
-    inputs = InputFiles([*content_paths, *style_paths, *(content_maps or []), *style_maps])  # nor an input
+    inputs = InputFiles([*contents.paths, *styles.paths, *(contents.maps or []), *style_maps])   # nor an input
     sheet: list[tuple[str, list[torch.Tensor]]] = []
-    with tqdm(total=len(content_paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
-        for (_, content_name, _), (content, content_map) in contents:
+    with tqdm(total=len(contents.paths) * len(jobs), desc="stylise", unit="pair", dynamic_ncols=True) as progress:
+        for (_, content_name, _), (content, content_map) in loaded:
             for suffix, style_images, style_weights, job_maps in jobs if content is not None else ():
-                result = stylizer.stylize(content, style_images, style_weights, alpha, preserve_color,
-                                          **region_options(content_map, job_maps, auto_regions))
+                result = stylizer.stylize(content, style_images, style_weights, options,
+                                          **region_masks(content_map, job_maps))
                 name = next(unique_names([f"{content_name}{suffix}"], written))
-                path = output / f"{name}{save_ext}"
+                path = outputs.folder / f"{name}{outputs.save_ext}"
                 inputs.check([path])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image_file(result, path)
                 results.append(path)
-                if contact_sheet:
+                if outputs.contact_sheet:
                     sheet.append((name, [thumbnail(image) for image in (content, style_images[0], result)]))
                 progress.update()
             if content is None:
                 progress.update(len(jobs))
-    done = Written(output, results, write_contact_sheet(sheet, bool(weights), output, inputs))
+    done = Written(outputs.folder, results, write_contact_sheet(sheet, bool(weights), outputs.folder, inputs))
     if read.failures:
         raise UserError(f"{len(read.failures)} image(s) could not be read and were skipped (see warnings above); "
                         f"{done.line()}")

@@ -3,8 +3,10 @@ MP4, a GIF preview and the report of its temporal consistency.
 
 The clip is read and the MP4 written by ``glfa.clips``; the measures are ``glfa.temporal``'s.
 Region by region: one style map with one content map for every frame, or one per frame (a folder
-matched by frame name), or automatic regions found in every frame (``frame_regions``).
+matched by frame name, ``frame_regions``), or automatic regions found in every frame
+(``StylizeOptions.auto_regions``).
 """
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -19,6 +21,7 @@ from glfa.errors import UserError
 from glfa.figures import image_rows, line_chart, save_gif
 from glfa.images import resize_to_tensor, save_image_file, thumbnail, to_pil
 from glfa.inference import Stylizer
+from glfa.options import StylizeOptions
 from glfa.segments import LabelMap, check_aspect, image_size, maps_by_keys, read_label_map
 from glfa.tables import markdown_table, write_csv
 from glfa.temporal import RATIO_FLOOR_TEXT, backward_flows, missing_ratios, summary, temporal_metrics
@@ -32,20 +35,13 @@ SUMMARY_FILES = ("preview.gif", "temporal.csv", "temporal.md", "consistency_plot
 # --------------------------------------------------------------------------------------------
 
 def frame_regions(clip: FrameFolder | VideoFile, style_map: LabelMap | None, content_map: str | None = None,
-                  content_map_dir: str | None = None, auto_regions: int = 0) -> Callable[[str], dict] | None:
-    """``Stylizer.stylize``'s region arguments for a frame, by frame name: the style map with one
-    content map for all frames (``content_map``) or each frame's map in ``content_map_dir``;
-    automatic regions; or None. Maps are checked against the frame size before any work."""
-    if style_map is None and not (content_map or content_map_dir):
-        return (lambda name: {"auto_regions": auto_regions}) if auto_regions else None
-    if auto_regions:
-        raise UserError("--auto_regions finds regions where no maps are given: use maps or --auto_regions, not both")
-    if style_map is None or not (content_map or content_map_dir):
-        raise UserError("segmentation maps match regions across the frames and the style: give --style_segment "
-                        "with --content_segment or --content_segment_dir" + ("" if style_map is None else
-                                                                              ", not --style_segment alone"))
-    if content_map and content_map_dir:
-        raise UserError("give --content_segment or --content_segment_dir, not both")
+                  content_map_dir: str | None = None) -> Callable[[str], dict] | None:
+    """``Stylizer.stylize``'s masks for a frame, by frame name: the style map with one content map
+    for all frames (``content_map``) or each frame's map in ``content_map_dir``; None without
+    maps. The maps come as the flags' rule has them (``glfa.cli.check_region_flags``: both sides,
+    one content map or a folder) and are checked against the frame size before any work."""
+    if style_map is None:
+        return None
     size = clip_size(clip)
     if content_map:
         single = read_label_map(content_map, "content")
@@ -117,23 +113,35 @@ def consistency_figures(content: Tensor, stylised: Tensor, series: dict[str, Ten
 # The run
 # --------------------------------------------------------------------------------------------
 
-def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Path], style: Tensor, output: Path, *,
-                  content_size: int = 512, alpha: float = 1.0, preserve_color: bool = False, flow: bool = True,
-                  fps: float | Fraction | None = None, preview_height: int = 256,
-                  regions: Callable[[str], dict] | None = None) -> dict[str, float]:
+@dataclass(frozen=True)
+class VideoOutput:
+    """What ``process_video`` writes and measures beside the frames: the MP4's and the GIF's
+    frame rate (None: the clip's), the GIF's height, and whether the warped error is measured
+    with optical flow (TV-L1, slow on large frames)."""
+
+    fps: float | Fraction | None = None
+    preview_height: int = 256
+    flow: bool = True
+
+
+def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Path], style: Tensor, output: Path,
+                  options: StylizeOptions | None = None, regions: Callable[[str], dict] | None = None,
+                  writing: VideoOutput = VideoOutput()) -> dict[str, float]:
     """Stylise the frames (a ``FrameFolder``, a ``VideoFile`` or a list of frame files) one by
-    one, writing each as a PNG and into ``<name>_stylized.mp4`` as it is done, and measure every
+    one with ``options`` (None: the Stylizer's; the frames are read at ``content_size``),
+    writing each as a PNG and into ``<name>_stylized.mp4`` as it is done, and measure every
     step against the previous frame; then write a side-by-side GIF, the per-step CSV, the
-    summary and the consistency figures under ``output``. ``fps`` replaces the clip's rate (a
-    list of files: 25 unless given). ``regions`` gives each frame's region arguments by frame
-    name (``frame_regions``). Returns the summary.
+    summary and the consistency figures under ``output`` (``writing``: the rate, which for a
+    list of files is 25 unless given, the GIF's height, the flow). ``regions`` gives each
+    frame's masks by frame name (``frame_regions``). Returns the summary.
 
     Only the previous frame, the first few (for the strip) and the small GIF frames stay in
     memory, so long videos fit: a video is decoded one frame at a time. When a write fails (a
     full disk), that error is raised; the file being written is removed, the frames written
     before it stay, and the MP4 keeps them where it can still be finished (else it is removed).
     """
-    rate = Fraction(fps).limit_denominator(1001) if fps else None
+    options = options or stylizer.options
+    rate = Fraction(writing.fps).limit_denominator(1001) if writing.fps else None
     clip = FrameFolder(frames, rate or DEFAULT_FPS) if isinstance(frames, list) else frames
     rate = rate or clip.rate
     (output / "frames").mkdir(parents=True, exist_ok=True)
@@ -143,18 +151,17 @@ def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Pat
     previous: tuple[Tensor, Tensor] | None = None
     with Mp4Writer(output / stylised_video_name(clip), rate) as movie:
         for name, image in tqdm(clip, total=len(clip), desc="stylise", dynamic_ncols=True):
-            content = resize_to_tensor(image, content_size)
-            stylised = stylizer.stylize(content, [style], alpha=alpha, preserve_color=preserve_color,
-                                        **(regions(name) if regions else {}))
+            content = resize_to_tensor(image, options.content_size)
+            stylised = stylizer.stylize(content, [style], options=options, **(regions(name) if regions else {}))
             save_image_file(stylised, output / "frames" / f"{name}.png")
             movie.write(stylised)
             if previous is not None:
                 contents, results = torch.stack((previous[0], content)), torch.stack((previous[1], stylised))
-                steps.append(temporal_metrics(contents, results, backward_flows(contents) if flow else None))
+                steps.append(temporal_metrics(contents, results, backward_flows(contents) if writing.flow else None))
             previous = content, stylised
             if len(strip) < STRIP_FRAMES:
                 strip.append(previous)
-            preview.append(preview_frame(content, stylised, preview_height))
+            preview.append(preview_frame(content, stylised, writing.preview_height))
     save_gif(preview, output / "preview.gif", float(rate))
 
     series = {name: torch.cat([step[name] for step in steps]) for name in steps[0]}

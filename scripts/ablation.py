@@ -23,11 +23,12 @@ from glfa.cli import (add_device_flag, add_mode_flag, add_vgg_flag, command_pars
 from glfa.config import TrainConfig, differences
 from glfa.device import resolve_device
 from glfa.errors import UserError
-from glfa.eval import (METRICS, ModelFiles, Pair, Row, average_rows, evaluate, find_pairs, metrics_table,
-                       standard_error_rows, write_tables)
+from glfa.eval import (EVALUATION, METRICS, Lineup, ModelFiles, Pair, Row, average_rows, evaluate, find_pairs,
+                       metrics_table, standard_error_rows, write_tables)
 from glfa.figures import contact_sheet
 from glfa.flagtypes import non_negative_int, positive_int
 from glfa.images import read_image
+from glfa.options import RunOptions
 from glfa.paths import REPO_ROOT, default_vgg
 from glfa.runfolder import RunFolder
 from glfa.tables import write_csv
@@ -251,8 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     pairs = find_pairs(pairs_dir=args.pairs_dir, pairs_file=args.pairs, every_pair=args.every_pair)
 
     models = [train_variant(args, v, output / v.name) for v in args.variants]
-    rows = evaluate(pairs, models, output / "eval", vgg=args.vgg, mode=args.training_mode, device=device,
-                    content_size=args.content_size, style_size=args.style_size, long_side=args.long_side)
+    sizes = EVALUATION.replace(content_size=args.content_size, style_size=args.style_size, long_side=args.long_side)
+    rows = evaluate(pairs, Lineup(models, args.vgg, args.training_mode), output / "eval", sizes, RunOptions(device))
     write_tables(rows, output / "eval")
     table = ablation_tables(rows, args.variants, output)
     figures = comparison_figures(pairs, [v.name for v in args.variants], output / "eval", output, args.figure_pairs,

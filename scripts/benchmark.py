@@ -239,7 +239,7 @@ class Bench:
                                 channels_last=args.channels_last, compile=args.compile)
             for size in args.sizes:
                 seconds, peak = bench.inference_cost(stylizer, size, args.style_size, args.warmup, args.repeats)
-                tile = stylizer._tile_for(size, size, None)
+                tile = stylizer._tile_for(size, size, stylizer.run.tile_size)
                 rows.append([f"{size}×{size}", precision, f"{tile} px" if tile else "whole", ms(seconds), mib(peak)])
                 print(f"  timed inference: {size} {precision}", file=sys.stderr)
             if args.profile:

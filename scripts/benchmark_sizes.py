@@ -20,7 +20,7 @@ import glfa.benchmark as bench
 from glfa.cli import command_parser, run_main
 from glfa.flagtypes import positive_int
 from glfa.paths import REPO_ROOT
-from glfa.smoothing import WORKING_SIZE
+from glfa.options import StylizeOptions
 from glfa.tables import markdown_table
 
 CONTENT = REPO_ROOT / "test" / "content" / "coast_dune.jpg"
@@ -40,7 +40,8 @@ def megapixel_list(text: str) -> list[float]:
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(__doc__)
     parser.add_argument("--megapixels", type=megapixel_list, default=[0.2, 12, 24], help="photo sizes, in Mpx")
-    parser.add_argument("--working_size", type=positive_int, default=WORKING_SIZE, help="the fast path's working size")
+    parser.add_argument("--working_size", type=positive_int, default=StylizeOptions.working_size,
+                        help="the fast path's working size")
     parser.add_argument("--repeats", type=positive_int, default=3, help="timed API calls per size (median)")
     parser.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the exact tiled path (minutes at 12 Mpx and more on a CPU)")

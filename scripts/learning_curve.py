@@ -23,9 +23,11 @@ from tensorboardX.proto.event_pb2 import Event
 from glfa.cli import add_device_flag, add_vgg_flag, command_parser, run_main
 from glfa.device import resolve_device
 from glfa.errors import UserError
-from glfa.eval import METRICS, ModelFiles, Pair, Row, average_rows, evaluate, find_pairs, standard_error_rows
+from glfa.eval import (EVALUATION, METRICS, Figures, Lineup, ModelFiles, Pair, Row, average_rows, evaluate, find_pairs,
+                       standard_error_rows)
 from glfa.figures import line_chart
 from glfa.flagtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from glfa.options import RunOptions
 from glfa.runfolder import RunFolder
 from glfa.tables import markdown_table, write_csv
 
@@ -158,13 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     if (note := hours_note(log_dir, hours, [m.iteration for m in chosen])) is not None:
         print(note, file=sys.stderr)
 
+    sizes = EVALUATION.replace(content_size=args.content_size, style_size=args.content_size, long_side=args.long_side)
     table = []
     for saved_model in chosen:
         iteration = saved_model.iteration
         model = ModelFiles(f"iter_{iteration}", saved_model.decoder, saved_model.transform, saved_model.kind)
         rows = earlier_rows(output / model.name / "metrics.csv", pairs) or evaluate(
-            pairs, [model], output / model.name, vgg=args.vgg, device=device, content_size=args.content_size,
-            style_size=args.content_size, zoom=None, long_side=args.long_side)
+            pairs, Lineup([model], args.vgg), output / model.name, sizes, RunOptions(device), Figures(zoom=None))
         average, error = average_rows(rows)[0], standard_error_rows(rows)[0]
         cpu = (records.read_record(iteration) or {}).get("cpu_seconds")
         cpu_hours = args.start_cpu_hours + cpu / 3600 if isinstance(cpu, (int, float)) else float("nan")

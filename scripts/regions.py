@@ -29,12 +29,13 @@ from glfa.device import resolve_device
 from glfa.errors import UserError
 from function import masked_cov
 from glfa.checkpoint import load_encoder
-from glfa.eval import (AUTO_SUFFIX, SEGMENTED_SUFFIX, ModelFiles, Pair, average_rows, evaluate, find_pairs,
-                       metrics_table, pair_maps, parse_model, shipped_model_spec, with_segments)
+from glfa.eval import (AUTO_SUFFIX, EVALUATION, SEGMENTED_SUFFIX, Figures, Lineup, ModelFiles, Pair, average_rows,
+                       evaluate, find_pairs, metrics_table, pair_maps, parse_model, shipped_model_spec, with_segments)
 from glfa.figures import comparison_figure, stack_vertically
 from glfa.flagtypes import positive_int, region_count
 from glfa.images import read_image
 from glfa.inference import Stylizer
+from glfa.options import RunOptions
 from glfa.metrics import StyleDistance
 from glfa.paths import REPO_ROOT, default_vgg
 from glfa.regions import Segments
@@ -174,13 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     shown = [pair for pair in pairs if pair.name in args.figure_pairs.split(",")]
     if not shown:
         raise UserError(f"--figure_pairs {args.figure_pairs}: none of them is among {', '.join(p.name for p in pairs)}")
-    options = dict(device=device, long_side=args.long_side, zoom=None, auto_regions=k)
-    report = [averages_table(evaluate(pairs, [model], output / "pairs", **options),
+    settings = (EVALUATION.replace(long_side=args.long_side, auto_regions=k), RunOptions(device), Figures(zoom=None))
+    report = [averages_table(evaluate(pairs, Lineup([model]), output / "pairs", *settings),
                              f"{len(pairs)} pairs with maps, {args.long_side} px"),
               region_gram_table(pairs, output / "pairs" / "results", variants(model, k), default_vgg("photo"),
                                 device, args.long_side) + "\n"]
     if validation:
-        report.append(averages_table(evaluate(validation, [model], output / "validation", **options),
+        report.append(averages_table(evaluate(validation, Lineup([model]), output / "validation", *settings),
                                      f"{len(validation)} validation pairs (no maps), {args.long_side} px"))
     stylizer = Stylizer.from_checkpoints(model.decoder, model.transform, kind=model.kind, device=device)
     scores = agreement(stylizer, pairs, k, args.long_side)

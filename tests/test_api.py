@@ -216,7 +216,7 @@ def test_issue20_8_tiles_are_0_or_at_least_the_minimum(stylizer: Stylizer):
             stylizer.stylize(content, [style], tile_size=bad)
     with pytest.raises(TypeError, match="tile_size must be an integer"):
         random_stylizer(tile_size=64.0)
-    assert random_stylizer(tile_size=MIN_TILE_SIZE).tile_size == 64
+    assert random_stylizer(tile_size=MIN_TILE_SIZE).run.tile_size == 64
     assert stylizer.stylize(content, [style], tile_size=0).shape == content.shape
     parse_args = runpy.run_path(str(REPO_ROOT / "test.py"), run_name="command_under_test")["parse_args"]
     assert parse_args(["--content", "c.jpg", "--style", "s.jpg", "--tile_size", "64"]).tile_size == 64

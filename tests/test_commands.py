@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from glfa.cli import transform_choice
 from glfa.errors import UserError
 from glfa.inference import Stylizer
 from helpers import REPO_ROOT, copy_repository, run_script, write_model
@@ -70,8 +71,7 @@ def test_transform_flags_mean_the_same_in_test_and_video(path: str, needed: list
     parse_args = command(path)["parse_args"]
     for flags, expected in ((["--LCT", "t.pth"], ("t.pth", "lct")), (["--SCT", "t.pth"], ("t.pth", "sct")),
                             (["--LCT", "t.pth", "--transform", "sct"], ("t.pth", "sct")), ([], (None, "lct"))):
-        args = parse_args([*needed, *flags])
-        assert (args.transform_path, args.transform) == expected
+        assert transform_choice(parse_args([*needed, *flags])) == expected      # as stylizer_from_flags reads them
     with pytest.raises(SystemExit):
         parse_args([*needed, "--LCT", "a.pth", "--SCT", "b.pth"])
 

@@ -7,6 +7,7 @@ images (values in [0, 1]) within 0.01 mean and 0.06 maximum absolute difference.
 bf16 on a CPU that only emulates it (tens of times slower than fp32) is refused by the API and by
 every command, before any model is loaded; with native bf16 it stays allowed (issue 20, case 15).
 """
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_bf16_stylizer_agrees_with_fp32(mode):
     generator = torch.Generator().manual_seed(1)
     content, style = torch.rand(3, 100, 123, generator=generator), torch.rand(3, 90, 77, generator=generator)
     full = stylizer.stylize(content, [style])
-    stylizer.amp_dtype = torch.bfloat16
+    stylizer.run = dataclasses.replace(stylizer.run, amp_dtype=torch.bfloat16)
     mixed = stylizer.stylize(content, [style])
     assert full.std() > 0.05
     difference = (mixed - full).abs()
@@ -138,10 +139,10 @@ def test_issue20_15_the_api_refuses_emulated_bf16_and_allows_native(monkeypatch:
     with pytest.raises(UserError, match="native bf16"):
         device.autocast_dtype("bf16", torch.device("cpu"))
     assert device.autocast_dtype("auto", torch.device("cpu")) is None        # auto never picks it on a CPU
-    assert random_stylizer().amp_dtype is None
+    assert random_stylizer().run.amp_dtype is None
     emulated_bf16(monkeypatch, native=True)
     assert device.autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    assert random_stylizer(amp_dtype=torch.bfloat16).amp_dtype == torch.bfloat16
+    assert random_stylizer(amp_dtype=torch.bfloat16).run.amp_dtype == torch.bfloat16
 
 
 def run_command(capsys: pytest.CaptureFixture, name: str, argv: list) -> tuple[int, str]:

@@ -15,7 +15,7 @@ import glfa.segments as segments
 from function import calc_mean_std, masked_cov, masked_mean_std
 from glfa.clips import FrameFolder
 from glfa.errors import UserError
-from glfa.eval import Configured, ModelFiles, evaluate, find_pairs, with_segments
+from glfa.eval import EVALUATION, Configured, Figures, Lineup, ModelFiles, evaluate, find_pairs, with_segments
 from glfa.images import ORIENTATION_TAG, list_images, read_image, to_pil
 from glfa.regions import MIN_REGION_POSITIONS, region_statistics
 from glfa.segments import (LabelMap, as_label_map, check_aspect, colour_labels, feature_labels, majority_pool,
@@ -521,7 +521,7 @@ def test_label_on_one_side_only_is_a_note(files, tmp_path, capsys):
     assert len(notes) == 2 and "#0000ff" in notes[0] and "#ffffff" in notes[1], err
 
 
-def test_video_maps_are_checked_before_any_work(files, tmp_path):
+def test_video_maps_are_checked_before_any_work(files, tmp_path, capsys):
     root = files["root"]
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -529,13 +529,22 @@ def test_video_maps_are_checked_before_any_work(files, tmp_path):
         Image.open(root / "content" / "a.jpg").save(frames / f"f{index}.png")
     clip = FrameFolder.open(frames)
     style_map = as_label_map(Image.open(root / "style_seg" / "s.png"))
-    with pytest.raises(UserError, match="not --style_segment alone"):
-        frame_regions(clip, style_map)
     with pytest.raises(UserError, match="no content map for f0"):
         frame_regions(clip, style_map, content_map_dir=str(root / "content_seg"))
     regions = frame_regions(clip, style_map, content_map=str(root / "content_seg" / "a.png"))
-    assert regions("f1")["style_masks"] == [style_map]
-    assert frame_regions(clip, None, auto_regions=2)("f0") == {"auto_regions": 2}
+    assert regions("f1") == {"content_mask": regions("f0")["content_mask"], "style_masks": [style_map]}
+    assert frame_regions(clip, None) is None
+    content_map, style_seg = root / "content_seg" / "a.png", root / "style_seg" / "s.png"
+    for flags, fragment in (([], "segmentation maps for the style need maps for the content too: give "
+                                 "--content_segment or --content_segment_dir"),
+                            (["--content_segment", content_map, "--content_segment_dir", root / "content_seg"],
+                             "give --content_segment or --content_segment_dir, not both"),
+                            (["--content_segment", content_map, "--auto_regions"], "use maps or --auto_regions")):
+        code, _, err = run_script("video.py", [frames, "--style", root / "style" / "s.jpg", "--style_segment",
+                                               style_seg, *flags, "--device", "cpu", "--output", tmp_path / "out"],
+                                  capsys)
+        one_error_line(code, err, fragment)
+        assert err.startswith("error: ") and not (tmp_path / "out").exists()
 
 
 def test_eval_seg_adds_the_masked_and_automatic_rows(files, tmp_path):
@@ -548,7 +557,8 @@ def test_eval_seg_adds_the_masked_and_automatic_rows(files, tmp_path):
         Image.open(files["root"] / f"{folder}_seg" / f"{source.name}.png").save(root / f"{folder}_seg" / f"{name}.png")
     pairs = with_segments(find_pairs(root), root)
     model = ModelFiles("m", files["decoder"], files["lct"], "lct")
-    rows = evaluate(pairs, [model], tmp_path / "out", content_size=0, style_size=0, zoom=None, auto_regions=2)
+    options = EVALUATION.replace(content_size=0, style_size=0, auto_regions=2)
+    rows = evaluate(pairs, Lineup([model]), tmp_path / "out", options, figures=Figures(zoom=None))
     assert [row.model for row in rows] == ["m", "m+seg", "m+auto2"]
     (root / "style_seg" / "tar1.png").unlink()
     with pytest.raises(UserError, match="no style map for"):
@@ -596,9 +606,11 @@ def test_eval_region_rows_take_the_models_alpha():
     content, style = pictures()
     maps = as_label_map(two_colour_map(88, 72)), as_label_map(two_colour_map(60, 64))
     for auto, options in ((0, dict(content_mask=maps[0], style_masks=[maps[1]])), (2, dict(auto_regions=2))):
-        half = Configured(stylizer, 0.5, with_maps=not auto, auto_regions=auto).stylize(content, [style], maps)
+        half = Configured(stylizer, stylizer.options.replace(alpha=0.5, auto_regions=auto), with_maps=not auto
+                          ).stylize(content, [style], maps)
         torch.testing.assert_close(half, stylizer.stylize(content, [style], alpha=0.5, **options), rtol=0, atol=1e-6)
-        full = Configured(stylizer, 1.0, with_maps=not auto, auto_regions=auto).stylize(content, [style], maps)
+        full = Configured(stylizer, stylizer.options.replace(auto_regions=auto), with_maps=not auto
+                          ).stylize(content, [style], maps)
         assert (half - full).abs().max() > 1e-2
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from function import box_filter, guided_filter
 from glfa import Smoothing
 from glfa.cli import run_main
-from glfa.eval import ModelFiles, evaluate, find_pairs
+from glfa.eval import EVALUATION, Figures, Lineup, ModelFiles, evaluate, find_pairs
 from glfa.inference import Stylizer
 from glfa.smoothing import MAX_SMOOTH_EPS, smooth_tiled, smoothing_option
 from helpers import REPO_ROOT, lively, write_model
@@ -177,13 +177,14 @@ def test_smooth_options_true_false_and_the_stylizers_default():
             Smoothing(**bad)
     content, style = noise(3, 37, 45, seed=3), noise(3, 40, 40, seed=4)
     stylizer = random_stylizer()
-    assert stylizer.smooth == Smoothing()            # photo mode finishes by default
+    assert stylizer.options.smooth == Smoothing()    # photo mode finishes by default
     default = stylizer.stylize(content, [style])
     torch.testing.assert_close(stylizer.stylize(content, [style], smooth=Smoothing()), default)
     torch.testing.assert_close(stylizer.stylize(content, [style], smooth=True), default)
     plain = stylizer.stylize(content, [style], smooth=False)
     assert (plain - default).abs().mean() > 0.01
-    stylizer.smooth = None                           # as Stylizer(..., smooth=False) sets it
+    stylizer.options = stylizer.options.replace(smooth=False)    # as Stylizer(..., smooth=False) sets it
+    assert stylizer.options.smooth is None
     torch.testing.assert_close(stylizer.stylize(content, [style]), plain)
     torch.testing.assert_close(stylizer.stylize(content, [style], smooth=True), default)
     pil = stylizer(Image.fromarray((content.permute(1, 2, 0).numpy() * 255).astype(np.uint8)),
@@ -222,11 +223,11 @@ def test_test_py_smooth_flags_reach_the_stylizer(model: tuple[Path, Path], tmp_p
     assert images["plain"].shape == images["smooth"].shape
     assert np.abs(images["smooth"] - images["plain"]).mean() > 1
     assert np.abs(images["wide"] - images["smooth"]).mean() > 1
-    assert command.parse_args(list(map(str, base))).smoothing == Smoothing()        # the default in photo mode
-    assert command.parse_args([*map(str, base), "--smooth"]).smoothing == Smoothing()
-    assert command.parse_args([*map(str, base), "--smooth_eps", "0.01"]).smoothing == Smoothing(eps=0.01)
-    assert command.parse_args([*map(str, base), "--no-smooth"]).smoothing is None
-    assert command.parse_args([*map(str, base), "--testing_mode", "art"]).smoothing is None
+    assert command.parse_args(list(map(str, base))).options.smooth == Smoothing()        # the default in photo mode
+    assert command.parse_args([*map(str, base), "--smooth"]).options.smooth == Smoothing()
+    assert command.parse_args([*map(str, base), "--smooth_eps", "0.01"]).options.smooth == Smoothing(eps=0.01)
+    assert command.parse_args([*map(str, base), "--no-smooth"]).options.smooth is None
+    assert command.parse_args([*map(str, base), "--testing_mode", "art"]).options.smooth is None
 
 
 def test_every_command_takes_the_smooth_flags():
@@ -234,7 +235,7 @@ def test_every_command_takes_the_smooth_flags():
               "video": ["--frames_dir", "f", "--style", "s.jpg"]}
     for name, flags in needed.items():
         args = load_command(name).parse_args([*flags, "--smooth", "--smooth_radius", "3"])
-        assert args.smoothing == Smoothing(radius=3), name
+        assert args.options.smooth == Smoothing(radius=3), name
 
 
 @pytest.mark.parametrize("name, needed", [("test", ["--content", "c.jpg", "--style", "s.jpg"]),
@@ -258,16 +259,17 @@ def test_bad_smooth_flags_are_one_error_line(name: str, needed: list[str], capsy
 def test_eval_finishes_the_models_adds_raw_rows_and_leaves_the_baselines(model: tuple[Path, Path], tmp_path: Path):
     pairs = find_pairs(content_dir=PHOTOS / "content", style_dir=PHOTOS / "style", every_pair=True)[:2]
     spec = ModelFiles("m", *model, "lct")
-    rows = evaluate(pairs, [spec], tmp_path, content_size=32, style_size=32, figure_height=32, zoom=None,
-                    baselines=("reinhard",), smoothing=Smoothing(radius=2, eps=1e-2), raw=True)
+    sizes, figures = EVALUATION.replace(content_size=32, style_size=32), Figures(zoom=None, height=32)
+    rows = evaluate(pairs, Lineup([spec], baselines=("reinhard",), raw=True), tmp_path,
+                    sizes.replace(smooth=Smoothing(radius=2, eps=1e-2)), figures=figures)
     assert [r.model for r in rows] == ["m", "m+raw", "reinhard"] * 2
     by_model = {r.model: r for r in rows[:3]}
     assert by_model["m+raw"].ssim != by_model["m"].ssim
     with Image.open(tmp_path / "results" / "m+raw" / f"{pairs[0].name}.png") as plain, \
             Image.open(tmp_path / "results" / "m" / f"{pairs[0].name}.png") as smoothed:
         assert np.abs(np.asarray(plain, dtype=np.float32) - np.asarray(smoothed, dtype=np.float32)).mean() > 1
-    unsmoothed = evaluate(pairs[:1], [spec], tmp_path / "plain", content_size=32, style_size=32, figure_height=32,
-                          zoom=None, baselines=("reinhard",))
+    unsmoothed = evaluate(pairs[:1], Lineup([spec], baselines=("reinhard",)), tmp_path / "plain", sizes,
+                          figures=figures)
     assert [r.model for r in unsmoothed] == ["m", "reinhard"]
     assert unsmoothed[1].ssim == by_model["reinhard"].ssim and unsmoothed[0].ssim == by_model["m+raw"].ssim
 
@@ -303,4 +305,4 @@ def test_issue20_5_test_py_refuses_an_eps_too_large_for_fp32(model: tuple[Path, 
         assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
         assert errors[0].endswith(f"argument --smooth_eps: must be from 1e-06 to 1000, got {eps}"), errors[0]
     assert not (tmp_path / "out").exists()
-    assert command.parse_args([*map(str, base), "--smooth_eps", "1000"]).smoothing == Smoothing(eps=1000.0)
+    assert command.parse_args([*map(str, base), "--smooth_eps", "1000"]).options.smooth == Smoothing(eps=1000.0)
