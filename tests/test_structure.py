@@ -1,12 +1,15 @@
 """The code's shape: imports flow one way (no circle among the project's modules), no import
-hides inside a function (one, with its reason, excepted), nothing edits ``sys.path``, and no
-function runs past 60 lines."""
+hides inside a function (one, with its reason, excepted), nothing edits ``sys.path``, no
+function runs past 60 lines, no library function takes more than 8 parameters, and no command
+builds a Stylizer by hand (``glfa.cli.stylizer_from_flags`` does)."""
 import ast
 from pathlib import Path
 
 from helpers import REPO_ROOT
 
 MAX_FUNCTION_LINES = 60
+MAX_PARAMETERS = 8
+ROOT_COMMANDS = ("test.py", "video.py", "eval.py", "app.py", "train.py")
 # Imports inside a function that are there for a reason other than a circle, with the reason.
 LOCAL_IMPORTS_ALLOWED = {
     "glfa.benchmark.time_call": "torch.utils.benchmark logs a CUDA_HOME warning when imported on a machine "
@@ -88,3 +91,37 @@ def test_no_function_local_import_no_sys_path_edit_no_long_function():
     assert not local, f"imports inside functions: {local}"
     assert not path_edits, f"sys.path used in: {sorted(set(path_edits))}"
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A function's parameters: a method's ``self`` or ``cls`` left out, ``*args`` and ``**kwargs``
+    one each."""
+    arguments = node.args
+    names = [argument.arg for argument in (*arguments.posonlyargs, *arguments.args)]
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return len(names) + len(arguments.kwonlyargs) + (arguments.vararg is not None) + (arguments.kwarg is not None)
+
+
+def test_parameter_count_leaves_out_self_and_counts_star_arguments_once():
+    function, method = ast.parse("def f(a, /, b, *args, c=1, **kwargs): pass\n"
+                                 "class C:\n    def m(self, a, *, b): pass").body
+    assert parameter_count(function) == 5 and parameter_count(method.body[0]) == 2
+
+
+def test_no_library_function_takes_more_than_eight_parameters():
+    files = [*sorted((REPO_ROOT / "glfa").glob("*.py")), REPO_ROOT / "net.py"]
+    assert len(files) > 20
+    crowded = [f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name} ({parameter_count(node)})"
+               for path in files for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and parameter_count(node) > MAX_PARAMETERS]
+    assert not crowded, f"functions with more than {MAX_PARAMETERS} parameters (group them): {crowded}"
+
+
+def test_no_command_builds_a_stylizer_by_hand():
+    """The commands build their Stylizer from the flags with ``glfa.cli.stylizer_from_flags``, and
+    the stylising ones say so."""
+    texts = {name: (REPO_ROOT / name).read_text() for name in ROOT_COMMANDS}
+    by_hand = [name for name, text in texts.items() if "Stylizer(" in text or "from_checkpoints(" in text]
+    assert not by_hand, f"commands that build a Stylizer themselves: {by_hand}"
+    assert all("stylizer_from_flags(" in texts[name] for name in ("test.py", "video.py", "app.py"))
