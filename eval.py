@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--seg", action="store_true",
                         help="also evaluate every --model region by region (as NAME+seg), with the maps in "
                              "content_seg/ and style_seg/ beside content/ and style/ of --pairs_dir")
-    models.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS, default=0,
+    models.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS,
+                        default=EVALUATION.auto_regions,
                         metavar="K", help="also evaluate every --model with K automatic regions (as NAME+autoK; "
                                           f"K defaults to {DEFAULT_REGIONS})")
     add_vgg_flag(models)
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--long_side", type=non_negative_int, default=EVALUATION.long_side,
                         help="resize every content and style image to this longer side instead (e.g. 512; "
                              "0: use --content_size and --style_size)")
-    parser.add_argument("--zoom", type=zoom_box, default="0.4,0.4,0.25,0.25",
+    parser.add_argument("--zoom", type=zoom_box, default=",".join(map(str, Figures.zoom)),
                         help="region enlarged in the figures, x,y,w,h as fractions of the image, or none")
     parser.add_argument("--figure_height", type=positive_int, default=Figures.height,
                         help="height of each figure panel in px")

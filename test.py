@@ -17,7 +17,7 @@ from glfa.cli import (add_amp_flag, add_blend_flags, add_device_flag, add_mode_f
                       add_smoothing_flags, check_region_flags, command_parser, run_main, run_options,
                       stylize_options, stylizer_from_flags)
 from glfa.flagtypes import non_negative_int, region_count, tile_side, weight_list
-from glfa.options import StylizeOptions
+from glfa.options import RunOptions, StylizeOptions
 from glfa.paths import REPO_ROOT
 from glfa.stylize import (SAVE_EXTENSIONS, InputImages, Outputs, check_names, gather_inputs, gather_maps,
                           stylize_all)
@@ -32,10 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style_dir", help="folder of style images")
     add_model_flags(parser)
     add_mode_flag(parser, "--testing_mode")
-    parser.add_argument("--content_size", type=non_negative_int, default=0,
+    parser.add_argument("--content_size", type=non_negative_int, default=StylizeOptions.content_size,
                         help="resize the content image to this shorter side (0, the default: the photo's own "
                              "size, which the result keeps)")
-    parser.add_argument("--style_size", type=non_negative_int, default=0,
+    parser.add_argument("--style_size", type=non_negative_int, default=StylizeOptions.style_size,
                         help="resize the style image to this shorter side (0, the default: its own size; with "
                              "the finish the network sees it at the working size)")
     parser.add_argument("--crop", action="store_true", help="centre-crop to a square of --content_size/--style_size")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="e.g. 1,1,2: mix the --style images with these weights")
     add_device_flag(parser)
     add_amp_flag(parser)
-    parser.add_argument("--tile_size", type=tile_side, default=0,
+    parser.add_argument("--tile_size", type=tile_side, default=RunOptions.tile_size,
                         help="stylise larger images in seamless tiles of this many pixels, at least 64 "
                              "(0: automatic, by free memory; small images stay whole)")
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
@@ -73,7 +73,8 @@ def add_region_flags(parser: argparse.ArgumentParser) -> None:
     regions.add_argument("--content_segment_dir", metavar="DIR",
                          help="maps of the --content_dir images, matched by file name (in7.jpg: in7.png)")
     regions.add_argument("--style_segment_dir", metavar="DIR", help="maps of the --style_dir images, by file name")
-    regions.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS, default=0,
+    regions.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS,
+                         default=StylizeOptions.auto_regions,
                          metavar="K", help=f"with no maps: find K matching regions in content and style "
                                            f"(k-means on encoder features; K defaults to {DEFAULT_REGIONS})")
 

@@ -19,6 +19,7 @@ from glfa.clips import VIDEO_EXTENSIONS, clip_files, open_clip
 from glfa.errors import UserError
 from glfa.flagtypes import frame_rate, non_negative_int, positive_int, region_count
 from glfa.images import InputFiles, list_images, read_image
+from glfa.options import StylizeOptions
 from glfa.paths import REPO_ROOT
 from glfa.segments import check_map_file, read_label_map
 from glfa.video import (VideoOutput, frame_regions, output_files, process_video, stylised_video_name,
@@ -34,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style", required=True, help="the style image")
     add_model_flags(parser)
     add_mode_flag(parser, "--testing_mode")
-    parser.add_argument("--content_size", type=non_negative_int, default=0,
+    parser.add_argument("--content_size", type=non_negative_int, default=StylizeOptions.content_size,
                         help="resize the frames to this shorter side (0, the default: their own size)")
-    parser.add_argument("--style_size", type=non_negative_int, default=0,
+    parser.add_argument("--style_size", type=non_negative_int, default=StylizeOptions.style_size,
                         help="resize the style image to this shorter side (0, the default: its own size; with "
                              "the finish the network sees it at the working size)")
     regions = parser.add_argument_group("regions (docs/regions.md)")
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     regions.add_argument("--content_segment_dir", metavar="DIR",
                          help="a map per frame, matched by frame name (frame10.png: frame10.png; a video "
                               "file's frames are frame_000001 onwards)")
-    regions.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS, default=0,
+    regions.add_argument("--auto_regions", type=region_count, nargs="?", const=DEFAULT_REGIONS,
+                         default=StylizeOptions.auto_regions,
                          metavar="K", help=f"with no maps: find K matching regions in every frame and the style "
                                            f"(K defaults to {DEFAULT_REGIONS})")
     add_blend_flags(parser)
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=frame_rate,
                         help="frame rate of the stylised MP4 and preview.gif, as a number or a fraction such "
                              "as 30000/1001 (default: a video file's own rate; 25 for a frame folder)")
-    parser.add_argument("--preview_height", type=positive_int, default=256,
+    parser.add_argument("--preview_height", type=positive_int, default=VideoOutput.preview_height,
                         help="preview.gif frames are shrunk to at most this height")
     parser.add_argument("--output", default=str(REPO_ROOT / "output" / "video"),
                         help="folder for the frames, the MP4, the GIF, the tables and the figures")
