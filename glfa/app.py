@@ -47,7 +47,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: E402
 
 from glfa.errors import UserError  # noqa: E402
 from glfa.flagtypes import unit_float  # noqa: E402
-from glfa.images import list_images  # noqa: E402
+from glfa.images import PNG_LEVEL, list_images  # noqa: E402
 from glfa.inference import Stylizer  # noqa: E402
 from glfa.paths import EXAMPLES_DIR  # noqa: E402
 from glfa.uploads import MAX_PIXELS, decode_upload  # noqa: E402
@@ -55,7 +55,6 @@ from glfa.uploads import MAX_PIXELS, decode_upload  # noqa: E402
 MAX_SIDE = 6000                   # px: longer photos are scaled down to this (finished at the working size)
 RAW_MAX_SIDE = 1024               # px: the same without the finish, where the network sees every pixel
 PREVIEW_SIDE = 2048               # px: the result as the page shows it (the download is full size)
-PNG_LEVEL = 1                     # zlib level of the full-size PNG: a quarter of level 6's time, a fifth larger
 RESULT_NAME = "stylised.png"      # the full-size download's file name
 MAX_UPLOAD = 50 * 2**20           # bytes in one uploaded file (Gradio's max_file_size)
 FORM_SLACK = 2**20                # bytes a request may carry beyond one file: its form fields; any other body

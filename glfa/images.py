@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 from torchvision import transforms
-from torchvision.utils import save_image
 
 from glfa.errors import UserError
 
@@ -199,12 +198,19 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
+# zlib level of the PNGs written: a quarter of the default level 6's time for a file about a
+# fifth larger (a 1080p video frame: about 0.2 s instead of 0.8 s on one CPU core).
+PNG_LEVEL = 1
+
+
 def save_image_file(image: Tensor, path: str | os.PathLike) -> None:
-    """Write a ``(3, H, W)`` image in [0, 1] to ``path`` (the format from its extension). A write
-    that fails (a full disk often fails only as the file is closed) removes its partial file, so
-    no truncated image is left looking like a result; an ``OSError`` is raised naming ``path``."""
+    """Write a ``(3, H, W)`` image in [0, 1] to ``path`` (the format from its extension; PNGs at
+    ``PNG_LEVEL``, other formats at Pillow's defaults). A write that fails (a full disk often
+    fails only as the file is closed) removes its partial file, so no truncated image is left
+    looking like a result; an ``OSError`` is raised naming ``path``."""
+    png = Path(path).suffix.lower() == ".png"
     try:
-        save_image(image, path)
+        to_pil(image).save(path, **({"compress_level": PNG_LEVEL} if png else {}))
     except OSError as err:
         Path(path).unlink(missing_ok=True)
         raise OSError(err.errno, err.strerror or str(err), err.filename or str(path)) from None
