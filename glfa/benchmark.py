@@ -489,3 +489,20 @@ def command_seconds_and_peak(argv: list[str], cwd: Path) -> tuple[float, int]:
     if process.returncode:
         raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}: {process.stderr.read().decode()[-500:]}")
     return seconds, usage.ru_maxrss * 1024
+
+
+def panning_clip(source: Path, folder: Path, frames: int, width: int, height: int) -> list[Path]:
+    """A clip of ``frames`` JPEG frames (quality 92) of ``width``×``height`` px in ``folder``: a
+    window panning 4 px a frame across ``source``, scaled (Lanczos) to cover the whole pan; the
+    frame files, in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        image = image.convert("RGB")
+        scale = max((width + 4 * frames) / image.width, height / image.height)
+        image = image.resize((math.ceil(image.width * scale), math.ceil(image.height * scale)), Image.LANCZOS)
+    paths = []
+    for index in range(frames):
+        path = folder / f"frame{index + 1:04d}.jpg"
+        image.crop((4 * index, 0, 4 * index + width, height)).save(path, quality=92)
+        paths.append(path)
+    return paths

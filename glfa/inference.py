@@ -23,15 +23,12 @@ over the whole feature maps in the same way (``glfa.regions``), then transforms 
 the statistics of its positions' regions, so tiles agree with the whole there too.
 """
 import dataclasses
-import itertools
 import math
 import numbers
 import os
 import sys
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -65,10 +62,6 @@ TILE_MULTIPLE = 64
 # and a strip's models at a time; with the input and output images around it, about this much.
 FINISH_BYTES_PER_PIXEL = 40
 
-Item = TypeVar("Item")
-Loaded = TypeVar("Loaded")
-
-
 def available_memory(device: torch.device) -> int | None:
     """Free bytes on ``device`` (GPU memory, or the host's available RAM), None when unknown."""
     if device.type == "cuda":
@@ -86,21 +79,6 @@ def auto_tile_size(device: torch.device, bytes_per_element: int = 4) -> int:
         return MAX_AUTO_TILE
     side = math.isqrt(int(free * 0.5 / (BYTES_PER_PIXEL * bytes_per_element / 4)))
     return max(TILE_MULTIPLE * 4, min(MAX_AUTO_TILE, side // TILE_MULTIPLE * TILE_MULTIPLE))
-
-
-def read_ahead(items: Iterable[Item], load: Callable[[Item], Loaded], depth: int = 2) -> Iterator[tuple[Item, Loaded]]:
-    """``(item, load(item))`` in order, with the next ``depth`` items loading in background
-    threads meanwhile (decoding and resizing release the GIL). ``load``'s exceptions are
-    raised here, when their item's turn comes."""
-    iterator = iter(items)
-    with ThreadPoolExecutor(max_workers=depth) as pool:
-        pending = deque((item, pool.submit(load, item)) for item in itertools.islice(iterator, depth))
-        while pending:
-            item, future = pending.popleft()
-            for following in iterator:
-                pending.append((following, pool.submit(load, following)))
-                break
-            yield item, future.result()
 
 
 def style_weights(weights: Iterable[float] | None, count: int) -> list[float]:

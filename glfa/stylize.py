@@ -10,11 +10,12 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 import torch
 from tqdm import tqdm
 
+from glfa.background import read_ahead
 from glfa.errors import UserError
 from glfa.figures import contact_sheet as make_contact_sheet
 from glfa.images import (InputFiles, UnreadableImage, list_images, load_rgb, read_image_or_fail, resize_to_tensor,
                          resized_size, save_image_file, thumbnail)
-from glfa.inference import Stylizer, read_ahead
+from glfa.inference import Stylizer
 from glfa.options import StylizeOptions
 from glfa.segments import LabelMap, check_map_file, maps_by_name, read_label_map
 

@@ -16,6 +16,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from glfa.background import WriteBehind
 from glfa.clips import DEFAULT_FPS, FrameFolder, Mp4Writer, VideoFile, clip_files, clip_size, frame_names
 from glfa.errors import UserError
 from glfa.figures import image_rows, line_chart, save_gif
@@ -67,6 +68,12 @@ def output_files(clip: FrameFolder | VideoFile, output: Path) -> list[Path]:
     """Every file ``process_video`` writes under ``output`` for ``clip``."""
     frames = [output / "frames" / f"{name}.png" for name in frame_names(clip)]
     return [*frames, output / stylised_video_name(clip), *(output / name for name in SUMMARY_FILES)]
+
+
+def write_frame(stylised: Tensor, path: Path, movie: Mp4Writer) -> None:
+    """A stylised frame written as its PNG, then appended to the MP4 (not when the PNG failed)."""
+    save_image_file(stylised, path)
+    movie.write(stylised)
 
 
 def preview_frame(content: Tensor, stylised: Tensor, height: int) -> Image.Image:
@@ -136,7 +143,8 @@ def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Pat
     frame's masks by frame name (``frame_regions``). Returns the summary.
 
     Only the previous frame, the first few (for the strip) and the small GIF frames stay in
-    memory, so long videos fit: a video is decoded one frame at a time. When a write fails (a
+    memory, so long videos fit: a video is decoded one frame at a time. A frame is written
+    while the next one is stylised (``WriteBehind``), and when a write fails (a
     full disk), that error is raised; the file being written is removed, the frames written
     before it stay, and the MP4 keeps them where it can still be finished (else it is removed).
     """
@@ -149,12 +157,11 @@ def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Pat
     strip: list[tuple[Tensor, Tensor]] = []
     preview: list[Image.Image] = []
     previous: tuple[Tensor, Tensor] | None = None
-    with Mp4Writer(output / stylised_video_name(clip), rate) as movie:
+    with Mp4Writer(output / stylised_video_name(clip), rate) as movie, WriteBehind() as writer:
         for name, image in tqdm(clip, total=len(clip), desc="stylise", dynamic_ncols=True):
             content = resize_to_tensor(image, options.content_size)
             stylised = stylizer.stylize(content, [style], options=options, **(regions(name) if regions else {}))
-            save_image_file(stylised, output / "frames" / f"{name}.png")
-            movie.write(stylised)
+            writer.submit(write_frame, stylised, output / "frames" / f"{name}.png", movie)
             if previous is not None:
                 contents, results = torch.stack((previous[0], content)), torch.stack((previous[1], stylised))
                 steps.append(temporal_metrics(contents, results, backward_flows(contents) if writing.flow else None))

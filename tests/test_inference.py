@@ -1,13 +1,11 @@
 """Inference: tiled stylisation equals whole-image stylisation (no seams), its building blocks
 (receptive reach, tile spans, exact statistics from chunks), and reading images ahead."""
-import threading
-import time
 
 import pytest
 import torch
 
 from function import calc_mean_std
-from glfa.inference import Stylizer, read_ahead
+from glfa.inference import Stylizer
 from glfa.tiles import chunked_mean_std, combine_mean_std, reach, spans
 from helpers import random_stylizer
 from net import build_decoder, build_encoder
@@ -102,36 +100,6 @@ def test_combine_mean_std_by_hand():
     sq_devs = torch.tensor([0.5, 5.0])
     mean, std = combine_mean_std(counts, means, sq_devs, eps=0.0)
     assert mean.item() == pytest.approx(3.5) and std.item() == pytest.approx(3.5 ** 0.5)
-
-
-def test_read_ahead_keeps_order_and_loads_ahead():
-    started = []
-    second_started = threading.Event()
-
-    def load(item: int) -> int:
-        started.append(item)
-        if item == 1:
-            second_started.set()
-        return item * 10
-
-    results = read_ahead(range(5), load, depth=2)
-    assert next(results) == (0, 0)
-    assert second_started.wait(5)               # item 1 was loading before it was asked for
-    assert list(results) == [(1, 10), (2, 20), (3, 30), (4, 40)]
-    assert sorted(started) == list(range(5))
-
-
-def test_read_ahead_raises_at_the_failing_item():
-    def load(item: int) -> int:
-        if item == 2:
-            raise ValueError("bad item")
-        time.sleep(0.01)
-        return item
-
-    results = read_ahead(range(4), load)
-    assert [next(results), next(results)] == [(0, 0), (1, 1)]
-    with pytest.raises(ValueError, match="bad item"):
-        next(results)
 
 
 def test_preserve_color_recolours_the_style_to_the_content():
