@@ -1,5 +1,6 @@
-"""A local web demo: a page where a content and a style photo (uploaded, or picked from test/) are
-stylised with a chosen alpha, colour preservation and smoothing, shown side by side and downloaded.
+"""A local web demo: a page where a content and a style photo (uploaded and previewed, or picked from
+test/'s thumbnails) are stylised with a chosen alpha, colour preservation and finish; the result is
+shown and downloaded at full size.
 
 Example: pip install -r requirements-demo.txt && python app.py      (then open http://127.0.0.1:7860/)
          (the shipped photo model; --decoder and --LCT name other checkpoints)
