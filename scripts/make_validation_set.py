@@ -22,6 +22,8 @@ their licences: validation_styles.md and validation_large.md.
 Examples:
     python scripts/make_validation_set.py --bsds_dir ../shared/data/bsds500 --fetch
     python scripts/make_validation_set.py --large --bsds_dir ../shared/data/bsds500 --fetch
+    python scripts/make_validation_set.py --large --bsds_dir ../shared/data/bsds500 --fetch \\
+        --content_long_side 2048 --output datasets/validation_large_2048
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from glfa.cli import command_parser, run_main
 from glfa.errors import UserError
+from glfa.flagtypes import non_negative_int
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "validation_pairs.csv"
@@ -242,20 +245,23 @@ def style_jpeg(path: Path) -> bytes:
         return encode_jpeg(image, path, MAX_SIDE)
 
 
-def content_jpeg(path: Path) -> bytes:
-    """The content photo as JPEG bytes at its original size: a JPEG is copied byte for byte;
-    anything else is turned upright, converted to sRGB RGB and saved at QUALITY."""
+def content_jpeg(path: Path, long_side: int = 0) -> bytes:
+    """The content photo as JPEG bytes at its original size (``long_side`` 0) or scaled down to
+    at most ``long_side`` px on the long side: a JPEG that need not shrink is copied byte for
+    byte; anything else is turned upright, converted to sRGB RGB, resized (Lanczos, from the
+    full decoded photo) and saved at QUALITY."""
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as image:
-        if image.format == "JPEG":
+        if image.format == "JPEG" and not (long_side and max(image.size) > long_side):
             return data
-        return encode_jpeg(image, path, None)
+        return encode_jpeg(image, path, long_side or None, draft=False)
 
 
-def encode_jpeg(image: Image.Image, path: Path, max_side: int | None) -> bytes:
+def encode_jpeg(image: Image.Image, path: Path, max_side: int | None, draft: bool = True) -> bytes:
     """``image`` turned upright, converted to sRGB RGB, resized (Lanczos) to at most ``max_side``
-    on the long side (None: kept at its size) and saved as JPEG at QUALITY."""
-    if max_side is not None:
+    on the long side (None: kept at its size) and saved as JPEG at QUALITY; ``draft`` lets a
+    JPEG decode at a reduced size first (no less than twice the output)."""
+    if max_side is not None and draft:
         side = 2 * max_side                            # JPEG: decode at no less than twice the output
         image.draft(image.mode, (min(image.width, side * image.width // max(image.size)),
                                  min(image.height, side * image.height // max(image.size))))
@@ -277,9 +283,9 @@ def encode_jpeg(image: Image.Image, path: Path, max_side: int | None) -> bytes:
     return out.getvalue()
 
 
-def build(pairs: list[Pair], found: dict[str, Path], output: Path, manifest: Path) -> None:
-    """Write OUTPUT/content/inN.jpg, OUTPUT/style/tarN.jpg and OUTPUT/pairs.csv (earlier inN/tarN
-    files there are removed first)."""
+def build(pairs: list[Pair], found: dict[str, Path], output: Path, manifest: Path, content_long_side: int = 0) -> None:
+    """Write OUTPUT/content/inN.jpg (scaled down to ``content_long_side`` when not 0),
+    OUTPUT/style/tarN.jpg and OUTPUT/pairs.csv (earlier inN/tarN files there are removed first)."""
     content_dir, style_dir = output / "content", output / "style"
     for folder, prefix in ((content_dir, "in"), (style_dir, "tar")):
         folder.mkdir(parents=True, exist_ok=True)
@@ -290,7 +296,7 @@ def build(pairs: list[Pair], found: dict[str, Path], output: Path, manifest: Pat
     styles: dict[str, bytes] = {}
     for pair in pairs:
         if pair.content not in contents:
-            contents[pair.content] = content_jpeg(found[pair.content])
+            contents[pair.content] = content_jpeg(found[pair.content], content_long_side)
         (content_dir / f"in{pair.number}.jpg").write_bytes(contents[pair.content])
         if pair.style not in styles:
             styles[pair.style] = style_jpeg(found[pair.style])
@@ -312,6 +318,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path,
                         help="output folder (default: datasets/validation, with --large "
                              "datasets/validation_large)")
+    parser.add_argument("--content_long_side", type=non_negative_int, default=0, metavar="PX",
+                        help="scale the content photos down to this long side (0: their original size), e.g. "
+                             "2048 for a copy of the large set whose exact-path runs take minutes, not hours")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--manifest", type=Path,
                        help="the pairs, one line each (default: scripts/validation_pairs.csv)")
@@ -342,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         if needed and args.fetch:
             fetch(needed, styles_dir)
         found = check_sources(pairs, args.bsds_dir, styles_dir)
-        build(pairs, found, output, manifest)
+        build(pairs, found, output, manifest, args.content_long_side)
 
 
 if __name__ == "__main__":
