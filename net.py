@@ -791,5 +791,6 @@ def build_network(mode: str = "photo", transform: str = "lct", contrastive: str 
     encoder = build_encoder(spec) if encoder is None else encoder
     if objective == "reconstruction":
         return ReconstructionNet(encoder, build_decoder(spec), spec)
-    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec),
-                            contrastive.build(spec.channels), spec, identity, structure, finish)
+    loss = contrastive.build(spec.channels)      # built first: a seeded run's initial weights depend on the order
+    return StyleTransferNet(encoder, build_decoder(spec), build_transform(transform, spec), loss, spec, identity,
+                            structure, finish)
