@@ -151,15 +151,18 @@ def box_filter(x: Tensor, radius: int) -> Tensor:
     Windows are cut at the borders and averaged over the pixels they hold (count normalisation).
     The box is separable, so it is a row pass then a column pass of ``avg_pool2d``: O(r) a pixel,
     each sum over at most 2r+1 values (cumulative sums over a whole row would lose fp32 digits).
-    A radius beyond the image is the same as one reaching its far border.
+    A radius beyond the image is the same as one reaching its far border. Many channels are pooled
+    channels-last, which gives the same sums about twice as fast on a CPU; the result is contiguous.
     """
     x = full_precision(x)
+    if x.shape[1] > 3:
+        x = x.contiguous(memory_format=torch.channels_last)
     rows, cols = min(radius, x.shape[-2] - 1), min(radius, x.shape[-1] - 1)
     if cols > 0:
         x = F.avg_pool2d(x, (1, 2 * cols + 1), stride=1, padding=(0, cols), count_include_pad=False)
     if rows > 0:
         x = F.avg_pool2d(x, (2 * rows + 1, 1), stride=1, padding=(rows, 0), count_include_pad=False)
-    return x
+    return x.contiguous()
 
 
 def guided_filter(guide: Tensor, source: Tensor, radius: int, eps: float) -> Tensor:

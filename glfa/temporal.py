@@ -70,6 +70,17 @@ def temporal_metrics(content: Tensor, stylised: Tensor, flows: Tensor | None = N
     return series
 
 
+def step_metrics(previous: tuple[Tensor, Tensor], current: tuple[Tensor, Tensor], flow: bool) -> dict[str, Tensor]:
+    """``temporal_metrics`` of one step ``t-1 → t`` from the (content, stylised) frames ``(3, H, W)``
+    at ``t-1`` and ``t``, each series a ``(1,)`` tensor. Without flow no two-frame stacks are built
+    (at 1080p a stack is a 50-MB copy a frame)."""
+    if flow:
+        contents, results = torch.stack((previous[0], current[0])), torch.stack((previous[1], current[1]))
+        return temporal_metrics(contents, results, backward_flows(contents))
+    return {"content_diff": F.l1_loss(current[0], previous[0]).view(1),
+            "stylised_diff": F.l1_loss(current[1], previous[1]).view(1)}
+
+
 def summary(series: dict[str, Tensor]) -> dict[str, float]:
     """Means of the series, and the stylised/content ratio of each (1 = as steady as the input)
     where the content's mean reaches ``RATIO_FLOOR``; below it the ratio is left out (not

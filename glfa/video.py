@@ -25,7 +25,7 @@ from glfa.inference import Stylizer
 from glfa.options import StylizeOptions
 from glfa.segments import LabelMap, check_aspect, image_size, maps_by_keys, read_label_map
 from glfa.tables import markdown_table, write_csv
-from glfa.temporal import RATIO_FLOOR_TEXT, backward_flows, missing_ratios, summary, temporal_metrics
+from glfa.temporal import RATIO_FLOOR_TEXT, missing_ratios, step_metrics, summary
 
 STRIP_FRAMES = 6
 SUMMARY_FILES = ("preview.gif", "temporal.csv", "temporal.md", "consistency_plot.png", "consistency_strip.png")
@@ -77,9 +77,11 @@ def write_frame(stylised: Tensor, path: Path, movie: Mp4Writer) -> None:
 
 
 def preview_frame(content: Tensor, stylised: Tensor, height: int) -> Image.Image:
-    """Content and stylised frame side by side, shrunk to at most ``height`` px, for the GIF."""
-    pair = torch.cat((content, stylised), dim=2)
-    return to_pil(thumbnail(pair, height) if pair.shape[1] > height else pair)
+    """Content and stylised frame side by side, shrunk to at most ``height`` px, for the GIF
+    (each shrunk on its own, so no full-size pair is built)."""
+    if content.shape[1] > height:
+        content, stylised = thumbnail(content, height), thumbnail(stylised, height)
+    return to_pil(torch.cat((content, stylised), dim=2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,8 +165,7 @@ def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Pat
             stylised = stylizer.stylize(content, [style], options=options, **(regions(name) if regions else {}))
             writer.submit(write_frame, stylised, output / "frames" / f"{name}.png", movie)
             if previous is not None:
-                contents, results = torch.stack((previous[0], content)), torch.stack((previous[1], stylised))
-                steps.append(temporal_metrics(contents, results, backward_flows(contents) if writing.flow else None))
+                steps.append(step_metrics(previous, (content, stylised), writing.flow))
             previous = content, stylised
             if len(strip) < STRIP_FRAMES:
                 strip.append(previous)

@@ -62,6 +62,10 @@ def test_box_filter_by_hand_including_borders():
     expected = torch.tensor([[[[batch[n, c, y0:y1, x0:x1].mean() for y0, y1, x0, x1 in row] for row in windows]
                               for c in range(2)] for n in range(2)])
     torch.testing.assert_close(box_filter(batch, 1), expected)
+    # more than 3 channels take the channels-last path: the same sums, a contiguous result
+    many = box_filter(batch.repeat(1, 3, 1, 1), 1)
+    torch.testing.assert_close(many, expected.repeat(1, 3, 1, 1))
+    assert many.is_contiguous()
     assert torch.equal(box_filter(x, 0), x)
     torch.testing.assert_close(box_filter(x, 50), torch.full_like(x, 5.5))   # the window holds the whole image
 

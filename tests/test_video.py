@@ -43,6 +43,18 @@ def test_consecutive_difference_of_flat_frames():
     torch.testing.assert_close(temporal.consecutive_difference(still), torch.zeros(3))
 
 
+@pytest.mark.parametrize("flow", [False, True])
+def test_step_metrics_equal_the_two_frame_series(flow):
+    content = translating_frames()[:2]
+    stylised = (content * 0.5 + torch.tensor([0.0, 0.2]).view(2, 1, 1, 1)).clamp(0, 1)
+    step = temporal.step_metrics((content[0], stylised[0]), (content[1], stylised[1]), flow)
+    whole = temporal.temporal_metrics(content, stylised, temporal.backward_flows(content) if flow else None)
+    assert step.keys() == whole.keys()
+    for name in whole:
+        torch.testing.assert_close(step[name], whole[name])
+    assert step["stylised_diff"].item() > 0.1
+
+
 def test_warp_with_an_integer_flow_shifts_the_image():
     image = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).view(2, 3, 4, 6)
     flows = torch.zeros(2, 2, 4, 6)
