@@ -126,11 +126,11 @@ def consistency_figures(content: Tensor, stylised: Tensor, series: dict[str, Ten
 class VideoOutput:
     """What ``process_video`` writes and measures beside the frames: the MP4's and the GIF's
     frame rate (None: the clip's), the GIF's height, and whether the warped error is measured
-    with optical flow (TV-L1, slow on large frames)."""
+    with optical flow (TV-L1: about 25 s a frame at 1080p on a CPU, so off unless asked for)."""
 
     fps: float | Fraction | None = None
     preview_height: int = 256
-    flow: bool = True
+    flow: bool = False
 
 
 def process_video(stylizer: Stylizer, frames: FrameFolder | VideoFile | list[Path], style: Tensor, output: Path,

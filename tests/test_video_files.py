@@ -132,12 +132,15 @@ def test_a_frame_folder_gives_an_mp4_at_the_fps_flag(tmp_path: Path, model_flags
     folder.mkdir()
     for t, frame in enumerate(sliding_frames(4, 40, 32)):
         Image.fromarray(frame).save(folder / f"s{t + 1}.png")
-    for flags, expected in (([], clips.DEFAULT_FPS), (["--fps", "12.5"], Fraction(25, 2))):
-        code, out, err = run_in_process(capsys, folder, *model_flags, "--flow", "none", *flags,
-                                        "--output", tmp_path / "out")
+    # the default report has no optical flow (no warped error); --flow tvl1 adds it
+    for flags, expected, warped in (([], clips.DEFAULT_FPS, False), (["--fps", "12.5", "--flow", "tvl1"],
+                                                                      Fraction(25, 2), True)):
+        code, out, err = run_in_process(capsys, folder, *model_flags, *flags, "--output", tmp_path / "out")
         assert code == 0, err[-3000:]
         frames, rate, size, _ = decoded(tmp_path / "out" / "shots_stylized.mp4")
         assert (len(frames), rate, size) == (4, expected, (40, 32))
+        report = (tmp_path / "out" / "temporal.md").read_text()
+        assert "| stylised_diff |" in report and ("| stylised_warped |" in report) == warped
 
 
 def test_the_fps_flag_takes_fractions_and_refuses_nonsense():
