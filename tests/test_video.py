@@ -115,7 +115,7 @@ def test_video_command_writes_frames_gif_tables_and_figures(tmp_path: Path, rand
     video_cli.main(["--frames_dir", str(frames_dir), "--style", str(tmp_path / "style.png"),
                     "--vgg", str(random_model["vgg"]), "--decoder", str(random_model["decoder"]),
                     "--LCT", str(random_model["lct"]), "--content_size", "0", "--style_size", "0",
-                    "--output", str(output), "--device", "cpu"])
+                    "--flow", "tvl1", "--output", str(output), "--device", "cpu"])
 
     printed = capsys.readouterr().out
     assert "stylised_diff" in printed and "| stylised_warped |" in printed and "| warped_ratio |" in printed
@@ -129,6 +129,8 @@ def test_video_command_writes_frames_gif_tables_and_figures(tmp_path: Path, rand
     assert Image.open(written[0]).size == (32, 32)
     with Image.open(output / "preview.gif") as gif:
         assert gif.n_frames == 5 and gif.size == (64, 32)      # content | stylised side by side
+        shown = np.asarray(gif.convert("RGB"), dtype=float)[:, :32] / 255      # the first frame's content half
+        assert np.abs(shown - frames[0].permute(1, 2, 0).numpy()).mean() < 12 / 255   # 256 colours: ~9 levels off
     with open(output / "temporal.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and set(rows[0]) == {"step", "content_diff", "stylised_diff", "content_warped",
