@@ -413,3 +413,33 @@ def test_contact_sheet_shows_every_pair(trained, tmp_path, capsys):
     assert len(list(output.glob("*_stylized_fog_pier.png"))) == 3
     with Image.open(output / "contact_sheet.png") as sheet:
         assert sheet.height >= 3 * 128 and sheet.width > 3 * 32          # three rows of content, style, result
+
+
+# --------------------------------------------------------------------------------------------
+# scripts/interpolate_weights.py
+# --------------------------------------------------------------------------------------------
+
+def test_interpolate_weights_mixes_two_checkpoints_and_refuses_others(tmp_path: Path, capsys):
+    torch.manual_seed(0)
+    first, second = build_transform("lct", "photo"), build_transform("lct", "photo")
+    save_state_dict(first, tmp_path / "a.pth.tar")
+    save_state_dict(second, tmp_path / "b.pth.tar")
+    code, out, err = run_script("scripts/interpolate_weights.py", [tmp_path / "a.pth.tar", tmp_path / "b.pth.tar",
+                                                                   "--t", "0.25", "--output", tmp_path / "m.pth.tar"],
+                                capsys)
+    assert code == 0, err
+    mixed = load_transform(tmp_path / "m.pth.tar", "photo").state_dict()
+    a, b = first.state_dict(), second.state_dict()
+    for key in a:                                                   # by hand: 0.75·A + 0.25·B
+        torch.testing.assert_close(mixed[key], 0.75 * a[key] + 0.25 * b[key])
+    # a decoder is not a transform; --t outside [0, 1]; the output over an input: one line each
+    save_state_dict(build_decoder("photo"), tmp_path / "d.pth.tar")
+    for argv, phrase in (([tmp_path / "a.pth.tar", tmp_path / "d.pth.tar", "--t", "0.5", "--output", tmp_path / "x"],
+                          "hold different tensors"),
+                         ([tmp_path / "a.pth.tar", tmp_path / "b.pth.tar", "--t", "1.5", "--output", tmp_path / "x"],
+                          "--t must be from 0 to 1"),
+                         ([tmp_path / "a.pth.tar", tmp_path / "b.pth.tar", "--t", "0.5", "--output",
+                           tmp_path / "b.pth.tar"], "is one of the inputs")):
+        code, out, err = run_script("scripts/interpolate_weights.py", argv, capsys)
+        assert code != 0 and phrase in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
