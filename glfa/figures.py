@@ -163,9 +163,16 @@ def image_rows(rows: list[tuple[str, list[Tensor]]], height: int = 96) -> Image.
     return contact_sheet(rows, [str(i + 1) for i in range(columns)], height)
 
 
+def dithered(image: Image.Image) -> Image.Image:
+    """A palette image of an RGB one: 256 colours by a fast octree, pixels dithered onto them."""
+    palette = image.quantize(256, method=Image.Quantize.FASTOCTREE)
+    return image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+
+
 def save_gif(frames: list[Image.Image], path: str | Path, fps: float = 10.0) -> None:
     """An endlessly looping animated GIF of equally sized frames, each reduced to its own 256
-    colours by a fast octree (5 ms for a 910×256 frame, where the GIF writer's own median cut
-    takes 150 ms, with 3.8 grey levels of error against 3.2)."""
-    frames = [frame.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames]
+    colours: a fast octree palette, then Floyd-Steinberg dithering onto it (14 ms for a 910×256
+    frame, where the GIF writer's own conversion takes 150-200 ms; without the dithering smooth
+    skies break into flat patches)."""
+    frames = [dithered(frame.convert("RGB")) for frame in frames]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=max(1, round(1000 / fps)), loop=0)
