@@ -9,11 +9,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 EPS = 1e-5
+# ITU-R BT.601 luma weights for R, G, B.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def full_precision(tensor: Tensor) -> Tensor:
     """Half-precision tensors (from autocast) as fp32, so statistics keep their precision."""
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def luma(image: Tensor) -> Tensor:
+    """The BT.601 luma of ``(N, 3, H, W)`` RGB images in [0, 1], ``(N, 1, H, W)`` in fp32."""
+    weights = torch.tensor(LUMA_WEIGHTS, device=image.device).view(1, 3, 1, 1)
+    return (full_precision(image).float() * weights).sum(1, keepdim=True)
 
 
 def calc_mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:

@@ -109,7 +109,7 @@ def add_blend_flags(parser: argparse._ActionsContainer) -> None:
 def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each result",
                         working_size: int = StylizeOptions.working_size) -> None:
     """The finish of ``what`` (on by default in photo mode): ``--smooth``/``--no-smooth``,
-    ``--smooth_radius``, ``--smooth_eps`` and ``--working_size`` (its help naming ``working_size``
+    ``--smooth_radius``, ``--smooth_eps``, ``--tone``/``--no-tone`` and ``--working_size`` (its help naming ``working_size``
     as the command's default); ``stylize_options`` reads them."""
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
                         help=f"finish {what} with an edge-aware guided filter guided by the content photo, which "
@@ -121,6 +121,10 @@ def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each re
     parser.add_argument("--smooth_eps", type=smooth_eps, metavar="EPS",
                         help=f"the finish's edges are guide variations above about sqrt(EPS) on a 0-1 scale; "
                              f"larger smooths more (default: {Smoothing.eps:g})")
+    parser.add_argument("--tone", action=argparse.BooleanOptionalAction, default=None,
+                        help="after the filter, widen a washed-out result's large-scale tonal range (its 1st to "
+                             "99th luminance percentile) to the style's, which lifts a veil and never compresses "
+                             "(default: on with the finish); --no-tone leaves the filtered result as it is")
     parser.add_argument("--working_size", type=working_side, metavar="PX",
                         help=f"with the finish, the network sees the photo with its long side at most PX and the "
                              f"finish carries its colours to the photo's own size: any photo in about the time of "
@@ -140,11 +144,12 @@ def smoothing_choice(args: argparse.Namespace, parser: argparse.ArgumentParser |
     """The finish the flags ask for: a ``Smoothing`` (by default in photo mode,
     ``StylizeOptions.for_mode``) or None (``--no-smooth``, or art mode without ``--smooth``).
     Settings of a finish that is off would do nothing: an error (``parser``'s, or a ``UserError``)."""
-    given = {"radius": args.smooth_radius, "eps": args.smooth_eps}
+    given = {"radius": args.smooth_radius, "eps": args.smooth_eps, "tone": args.tone}
     given = {name: value for name, value in given.items() if value is not None}
     smooth = StylizeOptions.for_mode(mode).smooth is not None if args.smooth is None else args.smooth
     if not smooth:
-        flags = [f"--smooth_{name}" for name in given] + (["--working_size"] if args.working_size is not None else [])
+        flag_names = {"radius": "--smooth_radius", "eps": "--smooth_eps", "tone": "--tone/--no-tone"}
+        flags = [flag_names[name] for name in given] + (["--working_size"] if args.working_size is not None else [])
         if flags:
             refuse(f"{flags[0]} sets the finish, which is off: drop it or add --smooth", parser)
         return None

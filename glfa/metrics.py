@@ -17,11 +17,8 @@ from skimage.filters import sobel
 from skimage.metrics import structural_similarity
 from torch import Tensor, nn
 
-from function import calc_cov
+from function import LUMA_WEIGHTS, calc_cov
 from net import ModeSpec, parse_mode, style_loss
-
-# ITU-R BT.601 luma weights for R, G, B.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 # Wang et al.'s window: Gaussian, sigma 1.5, truncated at 3.5 sigma → 11×11.
 SSIM_SIGMA = 1.5
 SSIM_MIN_SIDE = 11

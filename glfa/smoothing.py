@@ -1,6 +1,7 @@
 """The guided-filter finish of a result (``--smooth``, on by default in photo mode), with the content
 photo as guide, as FastPhotoStyle and PCA-KD finish theirs: exact at the result's size, tile by
-tile, or fitted at a working size and applied to the full-size photo (the fast guided filter)."""
+tile, or fitted at a working size and applied to the full-size photo (the fast guided filter);
+then its tone step, which widens a washed-out result's large-scale tonal range to the style's."""
 import numbers
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from function import apply_affine, guided_filter, guided_filter_coefficients
+from function import apply_affine, box_filter, guided_filter, guided_filter_coefficients, luma
 from glfa.tiles import spans
 
 # The lowest --smooth_eps: below it the filter's 3×3 determinants (about eps³ in flat regions)
@@ -25,12 +26,15 @@ class Smoothing:
     """Edge-aware smoothing of a result by a guided filter (He et al.) with the content photo as
     guide. ``radius`` is the window's half-width in pixels of the result (fixed, not scaled with
     the image, so tiles agree with the whole); ``eps`` (on [0, 1] intensities, squared) is the
-    guide's local variance below which the result is flattened: larger smooths more.
+    guide's local variance below which the result is flattened: larger smooths more. ``tone``:
+    then the tone step (``tone_offset``), which lifts the veil of a result whose tonal range is
+    narrower than the style's.
     The defaults were first chosen on the eight test pairs and re-checked on validation photos
-    (docs/stylizing.md, "Smoothing")."""
+    (docs/stylizing.md, "Smoothing"); the tone step was chosen on validation photos."""
 
     radius: int = 8
     eps: float = 1e-3
+    tone: bool = True
 
     def __post_init__(self):
         if isinstance(self.radius, bool) or not isinstance(self.radius, int) or self.radius < 1:
@@ -39,6 +43,8 @@ class Smoothing:
                 and MIN_SMOOTH_EPS <= self.eps <= MAX_SMOOTH_EPS):
             raise ValueError(f"Smoothing eps must be a number from {MIN_SMOOTH_EPS:g} to {MAX_SMOOTH_EPS:g}, "
                              f"got {self.eps!r}")
+        if not isinstance(self.tone, bool):
+            raise ValueError(f"Smoothing tone must be True or False, got {self.tone!r}")
 
     @property
     def reach(self) -> int:
@@ -168,3 +174,50 @@ def apply_upsampled(models: Tensor, guide: Tensor, strip_rows: int = STRIP_ROWS)
             finished.addcmul_(strip[:, index], guide[:, index:index + 1, rows].float())
         finished.clamp_(0, 1)
     return out
+
+
+# The tone step (``Smoothing.tone``) works on a copy of the finished result with this long side;
+# its large-scale luminance is a box filter of a box filter with a radius of this fraction of the
+# copy's long side (16 px at 512), and its gain is at most MAX_TONE_GAIN.
+TONE_SIZE = 512
+TONE_RADIUS_FRACTION = 1 / 32
+MAX_TONE_GAIN = 4.0
+TONE_PERCENTILES = (0.01, 0.99)
+
+
+def tonal_spread(image: Tensor) -> float:
+    """The luminance range between the 1st and 99th percentiles of a ``(1, 3, H, W)`` image in
+    [0, 1], measured on a copy whose long side is at most ``TONE_SIZE``."""
+    values = luma(working_copy(image.float(), TONE_SIZE)).flatten()
+    low, high = torch.quantile(values, torch.tensor(TONE_PERCENTILES, device=values.device))
+    return float(high - low)
+
+
+def styles_spread(styles: list[Tensor], weights: list[float]) -> float:
+    """The tone step's target: the styles' ``tonal_spread`` (``(3, H, W)`` images), mixed with
+    the style ``weights`` as the network mixes them."""
+    return sum(weight * tonal_spread(style[None]) for style, weight in zip(styles, weights))
+
+
+def tone_offset(finished: Tensor, target_spread: float) -> Tensor:
+    """The tone step's luminance offset for a finished result ``(1, 3, H, W)``: ``(1, 1, H, W)``,
+    to be added to every channel.
+
+    The network's results are often narrower in tone than their style (a dark forest under a
+    bright dusk sky comes out as a flat mid-grey veil). The step stretches the result's
+    large-scale luminance (``base``, a wide blur, so fine texture is not sharpened) about its
+    mean by the gain ``k`` that brings the result's ``tonal_spread`` up to ``target_spread``
+    (the style's): the offset is ``(k − 1)·(base − mean)``. It never compresses (``k`` is at
+    least 1: a result as wide as its style gets zeros) and ``k`` is at most ``MAX_TONE_GAIN``.
+    It is computed on a copy of at most ``TONE_SIZE`` px and upsampled, being smooth."""
+    small = working_copy(finished.float(), TONE_SIZE)
+    gain = min(MAX_TONE_GAIN, target_spread / max(tonal_spread(small), 1e-6))
+    if gain <= 1:
+        return finished.new_zeros(1, 1, *finished.shape[-2:], dtype=torch.float32)
+    brightness = luma(small)
+    radius = max(1, round(max(small.shape[-2:]) * TONE_RADIUS_FRACTION))
+    base = box_filter(box_filter(brightness, radius), radius)
+    offset = (gain - 1) * (base - brightness.mean())
+    if offset.shape[-2:] != finished.shape[-2:]:
+        offset = F.interpolate(offset, size=finished.shape[-2:], mode="bilinear", align_corners=False)
+    return offset

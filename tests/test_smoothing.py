@@ -1,6 +1,6 @@
 """``--smooth``: the box and guided filters (by hand, flat stays flat, edges stay sharp, tiny eps
-returns the source), tiled smoothing equal to whole-image smoothing inside the Stylizer, and the
-flags of test.py, eval.py and video.py."""
+returns the source), the tone step (by hand, and inside the Stylizer), tiled smoothing equal to
+whole-image smoothing inside the Stylizer, and the flags of test.py, eval.py and video.py."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -15,7 +15,8 @@ from glfa import Smoothing
 from glfa.cli import run_main
 from glfa.eval import EVALUATION, Figures, Lineup, ModelFiles, evaluate, find_pairs
 from glfa.inference import Stylizer
-from glfa.smoothing import MAX_SMOOTH_EPS, smooth_tiled, smoothing_option
+from glfa.smoothing import (MAX_SMOOTH_EPS, MAX_TONE_GAIN, smooth_tiled, smoothing_option, styles_spread, tonal_spread,
+                            tone_offset)
 from helpers import REPO_ROOT, lively, write_model
 from net import build_decoder, build_encoder, build_transform
 
@@ -160,7 +161,7 @@ def test_smoothing_in_tiles_equals_smoothing_whole():
 def test_the_stylizer_smooths_tiled_images_like_whole_ones():
     stylizer = random_stylizer()
     content, style = noise(3, 101, 130, seed=1), noise(3, 90, 77, seed=2)   # 101 rows: padded, cropped back
-    smoothing = Smoothing(radius=4, eps=1e-3)
+    smoothing = Smoothing(radius=4, eps=1e-3, tone=False)
     plain = stylizer.stylize(content, [style], tile_size=10 ** 6, smooth=False)
     whole = stylizer.stylize(content, [style], tile_size=10 ** 6, smooth=smoothing)
     tiled = stylizer.stylize(content, [style], tile_size=64, smooth=smoothing)
@@ -171,12 +172,77 @@ def test_the_stylizer_smooths_tiled_images_like_whole_ones():
     assert (whole - plain).abs().mean() > 0.01 and whole.min() >= 0 and whole.max() <= 1
 
 
+# --------------------------------------------------------------------------------------------
+# The tone step
+# --------------------------------------------------------------------------------------------
+
+def grey(values: torch.Tensor) -> torch.Tensor:
+    """A ``(1, 3, H, W)`` grey image (its luma is its value: the weights sum to 1)."""
+    return values.expand(1, 3, *values.shape[-2:]).clone()
+
+
+def test_tonal_spread_by_hand():
+    ramp = grey((torch.arange(1000, dtype=torch.float32) / 999).view(10, 100))
+    # sorted values k/999; the 1st percentile sits at position 0.01·999 = 9.99, the 99th at 989.01
+    assert tonal_spread(ramp) == pytest.approx((989.01 - 9.99) / 999, abs=1e-5)
+    assert tonal_spread(grey(torch.full((20, 30), 0.3))) == pytest.approx(0, abs=1e-7)
+    # the styles' spreads are mixed with their weights
+    wide, flat = ramp[0], grey(torch.full((20, 30), 0.3))[0]
+    assert styles_spread([wide, flat], [0.25, 0.75]) == pytest.approx(0.25 * 0.98, abs=1e-5)
+
+
+def test_tone_offset_stretches_the_large_scale_tones_by_hand():
+    step = torch.full((64, 64), 0.4)
+    step[:, 32:] = 0.6                  # spread 0.2 about a mean of 0.5; base radius 64 / 32 = 2 px
+    finished = grey(step)
+    offset = tone_offset(finished, 0.4)                  # gain 0.4 / 0.2 = 2: offset (2 − 1)·(base − 0.5)
+    assert offset.shape == (1, 1, 64, 64)
+    # away from the step (beyond the two box filters' 4 px) the base is the image itself
+    torch.testing.assert_close(offset[..., :, :28], torch.full((1, 1, 64, 28), -0.1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(offset[..., :, 36:], torch.full((1, 1, 64, 28), 0.1), atol=1e-6, rtol=0)
+    # across the step it ramps smoothly: fine detail is not sharpened
+    assert (offset[0, 0, 0, 1:] - offset[0, 0, 0, :-1]).min() >= 0 and offset[0, 0, 0].diff().max() < 0.05
+    # never compresses: a target at or below the result's own spread gives zeros
+    assert not tone_offset(finished, 0.2).any() and not tone_offset(finished, 0.05).any()
+    # the gain is capped
+    capped = tone_offset(finished, 10.0)
+    assert capped[0, 0, 0, 0] == pytest.approx(-(MAX_TONE_GAIN - 1) * 0.1, abs=1e-6)
+
+
+def test_tone_offset_of_a_large_result_is_fitted_small_and_upsampled():
+    rows = torch.linspace(0.3, 0.5, 1500).view(1500, 1).expand(1500, 1000)
+    offset = tone_offset(grey(rows), 0.4)                  # 1500 px: fitted on a 512-px copy
+    assert offset.shape == (1, 1, 1500, 1000)
+    # a linear ramp stays linear under the box filters (away from the borders): the offset is
+    # (k − 1)·(value − mean) with k = 0.4 / 0.2·0.98 (the copy's 1st to 99th percentile)
+    gain = 0.4 / tonal_spread(grey(rows))
+    middle = rows[700:800, 400:600]
+    torch.testing.assert_close(offset[0, 0, 700:800, 400:600], (gain - 1) * (middle - 0.4), atol=2e-3, rtol=0)
+
+
+def test_the_stylizer_adds_the_tone_step_after_the_filter():
+    stylizer = random_stylizer()
+    content, style = noise(3, 101, 130, seed=1), noise(3, 90, 77, seed=2)
+    plain = stylizer.stylize(content, [style], smooth=False, working_size=0)
+    filtered = Smoothing(tone=False)(content[None], plain[None])
+    assert tonal_spread(filtered) < 0.5 * tonal_spread(style[None])       # a washed-out result: the step acts
+    expected = (filtered + tone_offset(filtered, tonal_spread(style[None]))).clamp(0, 1)[0]
+    exact = stylizer.stylize(content, [style], working_size=0)               # the exact path
+    torch.testing.assert_close(exact, expected, atol=1e-5, rtol=0)
+    assert tonal_spread(exact[None]) > 1.5 * tonal_spread(filtered)
+    # at a working size the offset rides on the models' constant term: the same picture here
+    # (the photo is no larger than the working size, so nothing is resized)
+    torch.testing.assert_close(stylizer.stylize(content, [style]), expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(stylizer.stylize(content, [style], smooth=Smoothing(tone=False)), filtered[0],
+                               atol=1e-4, rtol=0)
+
+
 def test_smooth_options_true_false_and_the_stylizers_default():
     assert smoothing_option(True) == Smoothing() and smoothing_option(False) is None and smoothing_option(None) is None
     assert smoothing_option(Smoothing(2, 0.01)) == Smoothing(2, 0.01)
     with pytest.raises(TypeError):
         smoothing_option("yes")
-    for bad in ({"radius": 0}, {"radius": 2.5}, {"eps": 0.0}, {"eps": float("nan")}, {"eps": 1e-9}):
+    for bad in ({"radius": 0}, {"radius": 2.5}, {"eps": 0.0}, {"eps": float("nan")}, {"eps": 1e-9}, {"tone": 1}):
         with pytest.raises(ValueError):
             Smoothing(**bad)
     content, style = noise(3, 37, 45, seed=3), noise(3, 40, 40, seed=4)
@@ -230,6 +296,7 @@ def test_test_py_smooth_flags_reach_the_stylizer(model: tuple[Path, Path], tmp_p
     assert command.parse_args(list(map(str, base))).options.smooth == Smoothing()        # the default in photo mode
     assert command.parse_args([*map(str, base), "--smooth"]).options.smooth == Smoothing()
     assert command.parse_args([*map(str, base), "--smooth_eps", "0.01"]).options.smooth == Smoothing(eps=0.01)
+    assert command.parse_args([*map(str, base), "--no-tone"]).options.smooth == Smoothing(tone=False)
     assert command.parse_args([*map(str, base), "--no-smooth"]).options.smooth is None
     assert command.parse_args([*map(str, base), "--testing_mode", "art"]).options.smooth is None
 
@@ -240,6 +307,8 @@ def test_every_command_takes_the_smooth_flags():
     for name, flags in needed.items():
         args = load_command(name).parse_args([*flags, "--smooth", "--smooth_radius", "3"])
         assert args.options.smooth == Smoothing(radius=3), name
+        args = load_command(name).parse_args([*flags, "--no-tone"])
+        assert args.options.smooth == Smoothing(tone=False), name
 
 
 @pytest.mark.parametrize("name, needed", [("test", ["--content", "c.jpg", "--style", "s.jpg"]),
@@ -252,6 +321,7 @@ def test_bad_smooth_flags_are_one_error_line(name: str, needed: list[str], capsy
                             (["--smooth_eps", "-1"], "--smooth_eps"), (["--smooth_eps", "1e-9"], "--smooth_eps"),
                             (["--smooth_radius", "3"], "--smooth_radius sets the finish, which is off"),
                             (["--working_size", "256"], "--working_size sets the finish, which is off"),
+                            (["--no-tone"], "--tone/--no-tone sets the finish, which is off"),
                             (["--working_size", "10"], "--working_size")):
         off = "off" in expected
         code = run_command(command, [*needed, "--no-smooth" if off else "--smooth", *flags])
