@@ -176,11 +176,13 @@ def apply_upsampled(models: Tensor, guide: Tensor, strip_rows: int = STRIP_ROWS)
     return out
 
 
-# The tone step (``Smoothing.tone``) works on a copy of the finished result with this long side;
-# its large-scale luminance is a box filter of a box filter with a radius of this fraction of the
-# copy's long side (16 px at 512), and its gain is at most MAX_TONE_GAIN.
+# The tone step (``Smoothing.tone``) measures tonal ranges on copies with this long side; the
+# result's large-scale luminance is a box filter of a box filter with a radius of 1/32 of the
+# long side, taken on a copy of at most BASE_SIZE px (4 px there; it is smooth, so it is
+# upsampled), and the gain is at most MAX_TONE_GAIN.
 TONE_SIZE = 512
-TONE_RADIUS_FRACTION = 1 / 32
+BASE_SIZE = 128
+BASE_RADIUS_FRACTION = 1 / 32
 MAX_TONE_GAIN = 4.0
 TONE_PERCENTILES = (0.01, 0.99)
 
@@ -209,13 +211,13 @@ def tone_offset(finished: Tensor, target_spread: float) -> Tensor:
     mean by the gain ``k`` that brings the result's ``tonal_spread`` up to ``target_spread``
     (the style's): the offset is ``(k − 1)·(base − mean)``. It never compresses (``k`` is at
     least 1: a result as wide as its style gets zeros) and ``k`` is at most ``MAX_TONE_GAIN``.
-    It is computed on a copy of at most ``TONE_SIZE`` px and upsampled, being smooth."""
-    small = working_copy(finished.float(), TONE_SIZE)
-    gain = min(MAX_TONE_GAIN, target_spread / max(tonal_spread(small), 1e-6))
+    The base is taken on a ``BASE_SIZE``-px copy and upsampled, being smooth."""
+    finished = finished.float()
+    gain = min(MAX_TONE_GAIN, target_spread / max(tonal_spread(finished), 1e-6))
     if gain <= 1:
-        return finished.new_zeros(1, 1, *finished.shape[-2:], dtype=torch.float32)
-    brightness = luma(small)
-    radius = max(1, round(max(small.shape[-2:]) * TONE_RADIUS_FRACTION))
+        return finished.new_zeros(1, 1, *finished.shape[-2:])
+    brightness = luma(working_copy(finished, BASE_SIZE))
+    radius = max(1, round(max(brightness.shape[-2:]) * BASE_RADIUS_FRACTION))
     base = box_filter(box_filter(brightness, radius), radius)
     offset = (gain - 1) * (base - brightness.mean())
     if offset.shape[-2:] != finished.shape[-2:]:
