@@ -187,12 +187,19 @@ MAX_TONE_GAIN = 4.0
 TONE_PERCENTILES = (0.01, 0.99)
 
 
-def tonal_spread(image: Tensor) -> float:
-    """The luminance range between the 1st and 99th percentiles of a ``(1, 3, H, W)`` image in
-    [0, 1], measured on a copy whose long side is at most ``TONE_SIZE``."""
+def tonal_levels(image: Tensor) -> tuple[float, float, float]:
+    """The 1st percentile, the mean and the 99th percentile of the luminance of a ``(1, 3, H, W)``
+    image in [0, 1], measured on a copy whose long side is at most ``TONE_SIZE``."""
     values = luma(working_copy(image.float(), TONE_SIZE)).flatten()
     low, high = torch.quantile(values, torch.tensor(TONE_PERCENTILES, device=values.device))
-    return float(high - low)
+    return float(low), float(values.mean()), float(high)
+
+
+def tonal_spread(image: Tensor) -> float:
+    """The luminance range between the 1st and 99th percentiles of a ``(1, 3, H, W)`` image
+    (``tonal_levels``)."""
+    low, _, high = tonal_levels(image)
+    return high - low
 
 
 def styles_spread(styles: list[Tensor], weights: list[float]) -> float:
@@ -201,7 +208,7 @@ def styles_spread(styles: list[Tensor], weights: list[float]) -> float:
     return sum(weight * tonal_spread(style[None]) for style, weight in zip(styles, weights))
 
 
-def tone_offset(finished: Tensor, target_spread: float) -> Tensor:
+def tone_offset(finished: Tensor, target_spread: float, content_black: float) -> Tensor:
     """The tone step's luminance offset for a finished result ``(1, 3, H, W)``: ``(1, 1, H, W)``,
     to be added to every channel.
 
@@ -209,11 +216,16 @@ def tone_offset(finished: Tensor, target_spread: float) -> Tensor:
     bright dusk sky comes out as a flat mid-grey veil). The step stretches the result's
     large-scale luminance (``base``, a wide blur, so fine texture is not sharpened) about its
     mean by the gain ``k`` that brings the result's ``tonal_spread`` up to ``target_spread``
-    (the style's): the offset is ``(k − 1)·(base − mean)``. It never compresses (``k`` is at
-    least 1: a result as wide as its style gets zeros) and ``k`` is at most ``MAX_TONE_GAIN``.
-    The base is taken on a ``BASE_SIZE``-px copy and upsampled, being smooth."""
+    (the style's): the offset is ``(k − 1)·(base − mean)``. It lifts veils and crushes no blacks:
+    ``k`` is at most the gain that would take the result's 1st percentile down to the content
+    photo's, ``content_black`` (so a result whose blacks are already as deep as the photo's is
+    left alone), at least 1 (it never compresses) and at most ``MAX_TONE_GAIN``. The base is
+    taken on a ``BASE_SIZE``-px copy and upsampled, being smooth."""
     finished = finished.float()
-    gain = min(MAX_TONE_GAIN, target_spread / max(tonal_spread(finished), 1e-6))
+    black, mean, white = tonal_levels(finished)
+    gain = min(MAX_TONE_GAIN, target_spread / max(white - black, 1e-6))
+    if mean > black:
+        gain = min(gain, (mean - content_black) / (mean - black))
     if gain <= 1:
         return finished.new_zeros(1, 1, *finished.shape[-2:])
     brightness = luma(working_copy(finished, BASE_SIZE))

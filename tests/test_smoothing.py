@@ -15,8 +15,8 @@ from glfa import Smoothing
 from glfa.cli import run_main
 from glfa.eval import EVALUATION, Figures, Lineup, ModelFiles, evaluate, find_pairs
 from glfa.inference import Stylizer
-from glfa.smoothing import (MAX_SMOOTH_EPS, MAX_TONE_GAIN, smooth_tiled, smoothing_option, styles_spread, tonal_spread,
-                            tone_offset)
+from glfa.smoothing import (MAX_SMOOTH_EPS, MAX_TONE_GAIN, smooth_tiled, smoothing_option, styles_spread, tonal_levels,
+                            tonal_spread, tone_offset)
 from helpers import REPO_ROOT, lively, write_model
 from net import build_decoder, build_encoder, build_transform
 
@@ -195,7 +195,8 @@ def test_tone_offset_stretches_the_large_scale_tones_by_hand():
     step = torch.full((64, 64), 0.4)
     step[:, 32:] = 0.6                  # spread 0.2 about a mean of 0.5; base radius 64 / 32 = 2 px
     finished = grey(step)
-    offset = tone_offset(finished, 0.4)                  # gain 0.4 / 0.2 = 2: offset (2 − 1)·(base − 0.5)
+    assert tonal_levels(finished) == pytest.approx((0.4, 0.5, 0.6), abs=1e-6)
+    offset = tone_offset(finished, 0.4, content_black=0.0)    # gain 0.4 / 0.2 = 2: offset (2 − 1)·(base − 0.5)
     assert offset.shape == (1, 1, 64, 64)
     # away from the step (beyond the two box filters' 4 px) the base is the image itself
     torch.testing.assert_close(offset[..., :, :28], torch.full((1, 1, 64, 28), -0.1), atol=1e-6, rtol=0)
@@ -203,15 +204,21 @@ def test_tone_offset_stretches_the_large_scale_tones_by_hand():
     # across the step it ramps smoothly: fine detail is not sharpened
     assert (offset[0, 0, 0, 1:] - offset[0, 0, 0, :-1]).min() >= 0 and offset[0, 0, 0].diff().max() < 0.05
     # never compresses: a target at or below the result's own spread gives zeros
-    assert not tone_offset(finished, 0.2).any() and not tone_offset(finished, 0.05).any()
+    assert not tone_offset(finished, 0.2, 0.0).any() and not tone_offset(finished, 0.05, 0.0).any()
     # the gain is capped
-    capped = tone_offset(finished, 10.0)
+    capped = tone_offset(finished, 10.0, 0.0)
     assert capped[0, 0, 0, 0] == pytest.approx(-(MAX_TONE_GAIN - 1) * 0.1, abs=1e-6)
+    # crushes no blacks: the 1st percentile may go down to the content's 0.35, a gain of
+    # (0.5 − 0.35) / (0.5 − 0.4) = 1.5, and not at all when the content's blacks are no deeper
+    guarded = tone_offset(finished, 0.4, content_black=0.35)
+    assert guarded[0, 0, 0, 0] == pytest.approx(-0.05, abs=1e-6) and guarded[0, 0, 0, -1] == pytest.approx(0.05, abs=1e-6)
+    assert not tone_offset(finished, 0.4, content_black=0.41).any()
+    assert not tone_offset(finished, 0.4, content_black=0.45).any()
 
 
 def test_tone_offset_of_a_large_result_is_fitted_small_and_upsampled():
     rows = torch.linspace(0.3, 0.5, 1500).view(1500, 1).expand(1500, 1000)
-    offset = tone_offset(grey(rows), 0.4)                  # 1500 px: fitted on a 512-px copy
+    offset = tone_offset(grey(rows), 0.4, content_black=0.0)     # 1500 px: fitted on small copies
     assert offset.shape == (1, 1, 1500, 1000)
     # a linear ramp stays linear under the box filters (away from the borders): the offset is
     # (k − 1)·(value − mean) with k = 0.4 / 0.2·0.98 (the copy's 1st to 99th percentile)
@@ -226,15 +233,23 @@ def test_the_stylizer_adds_the_tone_step_after_the_filter():
     plain = stylizer.stylize(content, [style], smooth=False, working_size=0)
     filtered = Smoothing(tone=False)(content[None], plain[None])
     assert tonal_spread(filtered) < 0.5 * tonal_spread(style[None])       # a washed-out result: the step acts
-    expected = (filtered + tone_offset(filtered, tonal_spread(style[None]))).clamp(0, 1)[0]
+    content_black = tonal_levels(content[None])[0]
+    expected = (filtered + tone_offset(filtered, tonal_spread(style[None]), content_black)).clamp(0, 1)[0]
     exact = stylizer.stylize(content, [style], working_size=0)               # the exact path
     torch.testing.assert_close(exact, expected, atol=1e-5, rtol=0)
-    assert tonal_spread(exact[None]) > 1.5 * tonal_spread(filtered)
+    assert tonal_spread(exact[None]) > 1.2 * tonal_spread(filtered)
     # at a working size the offset rides on the models' constant term: the same picture here
     # (the photo is no larger than the working size, so nothing is resized)
     torch.testing.assert_close(stylizer.stylize(content, [style]), expected, atol=1e-4, rtol=0)
     torch.testing.assert_close(stylizer.stylize(content, [style], smooth=Smoothing(tone=False)), filtered[0],
                                atol=1e-4, rtol=0)
+    # a content photo with deeper blacks allows a stronger stretch; one with none, none at all
+    deep, flat = content.clone(), content * 0.2 + 0.6
+    deep[:, :10] = 0.0
+    assert tonal_spread(stylizer.stylize(deep, [style], working_size=0)[None]) > tonal_spread(exact[None])
+    flat_plain = stylizer.stylize(flat, [style], smooth=False, working_size=0)
+    torch.testing.assert_close(stylizer.stylize(flat, [style], working_size=0),
+                               Smoothing(tone=False)(flat[None], flat_plain[None])[0], atol=1e-5, rtol=0)
 
 
 def test_smooth_options_true_false_and_the_stylizers_default():
