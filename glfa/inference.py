@@ -323,7 +323,8 @@ class Stylizer:
                 models = models_tiled(network_input.float(), result, smoothing, tile, progress)
                 if smoothing.tone:     # the offset joins the models' constant term, so it is upsampled with them
                     finished = apply_affine(models, network_input.float()).clamp(0, 1)
-                    models[:, -1] += tone_offset(finished, styles_spread(styles, weights), tonal_levels(content)[0])
+                    content_black = tonal_levels(network_input)[0]          # the small copy: cheap at any size
+                    models[:, -1] += tone_offset(finished, styles_spread(styles, weights), content_black)
                 result = apply_upsampled(models, content.float())
             elif smoothing is not None:
                 result = smooth_tiled(content.float(), result, smoothing, tile, progress)
