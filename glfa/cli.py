@@ -109,8 +109,8 @@ def add_blend_flags(parser: argparse._ActionsContainer) -> None:
 def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each result",
                         working_size: int = StylizeOptions.working_size) -> None:
     """The finish of ``what`` (on by default in photo mode): ``--smooth``/``--no-smooth``,
-    ``--smooth_radius``, ``--smooth_eps``, ``--tone``/``--no-tone`` and ``--working_size`` (its help naming ``working_size``
-    as the command's default); ``stylize_options`` reads them."""
+    ``--smooth_radius``, ``--smooth_eps``, ``--tone``/``--no-tone`` and ``--working_size`` (its
+    help naming ``working_size`` as the command's default); ``stylize_options`` reads them."""
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
                         help=f"finish {what} with an edge-aware guided filter guided by the content photo, which "
                              "keeps the photo's structure and takes the network's colours (default: on in photo "
@@ -123,8 +123,9 @@ def add_smoothing_flags(parser: argparse._ActionsContainer, what: str = "each re
                              f"larger smooths more (default: {Smoothing.eps:g})")
     parser.add_argument("--tone", action=argparse.BooleanOptionalAction, default=None,
                         help="after the filter, widen a washed-out result's large-scale tonal range (its 1st to "
-                             "99th luminance percentile) to the style's, which lifts a veil and never compresses "
-                             "(default: on with the finish); --no-tone leaves the filtered result as it is")
+                             "99th luminance percentile) towards the style's, its blacks no deeper than the photo's: "
+                             "it lifts a veil and never compresses (default: on with the finish); --no-tone leaves "
+                             "the filtered result as it is")
     parser.add_argument("--working_size", type=working_side, metavar="PX",
                         help=f"with the finish, the network sees the photo with its long side at most PX and the "
                              f"finish carries its colours to the photo's own size: any photo in about the time of "
