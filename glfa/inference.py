@@ -47,8 +47,7 @@ from glfa.regions import (AutoRegions, Segments, masked_statistics, region_reque
                           style_statistics)
 from glfa.runfolder import model_files
 from glfa.segments import Mask
-from glfa.smoothing import (apply_upsampled, models_tiled, smooth_tiled, styles_spread, tonal_levels, tone_offset,
-                            working_copy)
+from glfa.smoothing import apply_upsampled, models_tiled, smooth_tiled, tone_step, working_copy
 from glfa.tiles import reach, spans
 from net import AdaIN, ModeSpec, RegionStatistics, StyleStatistics, Transform, parse_mode
 
@@ -323,14 +322,12 @@ class Stylizer:
                 models = models_tiled(network_input.float(), result, smoothing, tile, progress)
                 if smoothing.tone:     # the offset joins the models' constant term, so it is upsampled with them
                     finished = apply_affine(models, network_input.float()).clamp(0, 1)
-                    content_black = tonal_levels(network_input)[0]          # the small copy: cheap at any size
-                    models[:, -1] += tone_offset(finished, styles_spread(styles, weights), content_black)
+                    models[:, -1] += tone_step(finished, network_input, styles, weights)   # blacks of the small copy
                 result = apply_upsampled(models, content.float())
             elif smoothing is not None:
                 result = smooth_tiled(content.float(), result, smoothing, tile, progress)
                 if smoothing.tone:
-                    offset = tone_offset(result, styles_spread(styles, weights), tonal_levels(content)[0])
-                    result = (result + offset).clamp(0, 1)
+                    result = (result + tone_step(result, content, styles, weights)).clamp(0, 1)
         return result[0].cpu() if run.to_cpu else result[0]
 
     def _checked(self, content: Tensor | Image.Image, styles: list[Tensor | Image.Image],

@@ -235,3 +235,9 @@ def tone_offset(finished: Tensor, target_spread: float, content_black: float) ->
     if offset.shape[-2:] != finished.shape[-2:]:
         offset = F.interpolate(offset, size=finished.shape[-2:], mode="bilinear", align_corners=False)
     return offset
+
+
+def tone_step(finished: Tensor, content: Tensor, styles: list[Tensor], weights: list[float]) -> Tensor:
+    """``tone_offset`` of a finished result ``(1, 3, H, W)`` for its content photo ``(1, 3, H', W')``
+    (any size: its blacks are read on a small copy) and its styles mixed with ``weights``."""
+    return tone_offset(finished, styles_spread(styles, weights), tonal_levels(content)[0])
